@@ -1,0 +1,44 @@
+# The front door: the same targets for a person and for CI.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PACKAGES := -e shared -e services/registration -e services/matching \
+            -e services/notifications -e services/reporting -e cli
+STAMP  := $(VENV)/.installed
+
+.PHONY: help install up test lint format bench clean
+
+help:  ## List the targets
+	@grep -E '^[a-z]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
+
+$(STAMP): requirements/constraints.txt requirements/dev.txt shared/pyproject.toml \
+          services/*/pyproject.toml cli/pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -c requirements/constraints.txt $(PACKAGES) -r requirements/dev.txt
+	touch $(STAMP)
+
+install: $(STAMP)  ## Create .venv with every package and tool, pinned
+
+up: $(STAMP)  ## Run the whole platform on 127.0.0.1 with demo data, until Ctrl-C
+	$(VENV)/bin/c2f up
+
+test: $(STAMP) lint  ## Lint, then run the whole test suite on its own embedded servers
+	$(PY) -m pytest
+
+lint: $(STAMP)  ## ruff and mypy
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy shared/c2f_shared services/registration/c2f_registration \
+	    services/matching/c2f_matching services/notifications/c2f_notifications \
+	    services/reporting/c2f_reporting cli/c2f_cli tests bench
+
+format: $(STAMP)  ## Apply ruff's fixes and formatting
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+bench: $(STAMP)  ## Run the benchmarks under bench/
+	$(PY) bench/flow.py
+
+clean:  ## Remove the virtual environment and local stack data
+	rm -rf $(VENV) .c2f

@@ -1,0 +1,74 @@
+"""Where the embedded stack listens and keeps its data, from C2F_* environment variables.
+
+An address given for the broker, the database or SMTP (C2F_KAFKA_BOOTSTRAP,
+C2F_MONGO_URI, C2F_SMTP_HOST) means "use that server": nothing embedded is
+started for it.
+"""
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+SERVICES = ("registration", "matching", "notifications", "reporting")
+DEFAULT_SERVICE_PORTS = {"registration": 8001, "matching": 8002, "notifications": 8003, "reporting": 8004}
+
+
+def _int(env: dict[str, str], name: str, default: int) -> int:
+    value = env.get(name)
+    if value is None or value == "":
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise SystemExit(f"{name} must be a port number, not {value!r}") from None
+
+
+@dataclass(frozen=True)
+class StackConfig:
+    home: Path
+    host: str = "127.0.0.1"
+    kafka_port: int = 19092
+    mongo_port: int = 27217
+    smtp_port: int = 2525
+    external_kafka: str | None = None
+    external_mongo: str | None = None
+    external_smtp: str | None = None
+    service_ports: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_SERVICE_PORTS))
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> "StackConfig":
+        env = dict(os.environ if env is None else env)
+        return cls(
+            home=Path(env.get("C2F_HOME") or ".c2f").resolve(),
+            kafka_port=_int(env, "C2F_KAFKA_PORT", 19092),
+            mongo_port=_int(env, "C2F_MONGO_PORT", 27217),
+            smtp_port=_int(env, "C2F_SMTP_PORT", 2525),
+            external_kafka=env.get("C2F_KAFKA_BOOTSTRAP") or None,
+            external_mongo=env.get("C2F_MONGO_URI") or None,
+            external_smtp=env.get("C2F_SMTP_HOST") or None,
+            service_ports={
+                name: _int(env, f"C2F_{name.upper()}_PORT", port)
+                for name, port in DEFAULT_SERVICE_PORTS.items()
+            },
+        )
+
+    @property
+    def kafka_bootstrap(self) -> str:
+        return self.external_kafka or f"{self.host}:{self.kafka_port}"
+
+    @property
+    def mongo_uri(self) -> str:
+        return self.external_mongo or (
+            f"mongodb://{self.host}:{self.mongo_port}/?retryWrites=false&directConnection=true"
+        )
+
+    @property
+    def smtp_host(self) -> str:
+        return self.external_smtp or self.host
+
+    @property
+    def maildir(self) -> Path:
+        return self.home / "mail"
+
+    def service_url(self, name: str) -> str:
+        return f"http://{self.host}:{self.service_ports[name]}"

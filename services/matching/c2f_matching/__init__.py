@@ -1,0 +1,1 @@
+"""Matching: who should meet whom at an event, and why."""

@@ -1,0 +1,1 @@
+"""Notifications: e-mails people about what concerns them, once."""

@@ -1,0 +1,40 @@
+"""Notifications' process: consumers that queue messages, and the SMTP delivery loop.
+Run with `uvicorn c2f_notifications.app:create_app --factory`."""
+
+from fastapi import FastAPI
+
+from c2f_notifications import api, handlers
+from c2f_notifications.config import Settings
+from c2f_notifications.delivery import Delivery
+from c2f_shared import topics
+from c2f_shared.events import NotificationSent
+from c2f_shared.service import Runtime
+from c2f_shared.service import http as service_http
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+    service_http.configure_logging(settings.log_level)
+    runtime = Runtime(settings, service="notifications")
+    delivery = Delivery(runtime, settings)
+
+    async def on_start(_: Runtime) -> None:
+        await delivery.ensure_indexes()
+
+    runtime.on_start(on_start)
+    runtime.consume(
+        [topics.PARTICIPANTS, topics.MATCH_SUGGESTIONS],
+        handlers.make_handler(delivery.wake),  # type: ignore[arg-type]
+        name="facts",
+    )
+    runtime.background(delivery.run_forever)
+    runtime.publishes(NotificationSent)
+    app = FastAPI(
+        title="C2Future Match — notifications",
+        description="E-mails participants about what concerns them, exactly once.",
+        version="0.1.0",
+        lifespan=runtime.lifespan,
+    )
+    service_http.install(app, runtime, description="Reads participants and match suggestions; e-mails people.")
+    app.include_router(api.router)
+    return app

@@ -1,0 +1,1 @@
+"""Registration: where clusters, members, events and participants enter the platform."""

@@ -1,0 +1,1 @@
+"""Reporting: projections of everything that happens, and the partnership's numbers."""

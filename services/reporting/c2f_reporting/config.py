@@ -1,0 +1,12 @@
+"""Reporting settings (env prefix C2F_REPORTING_)."""
+
+from pydantic_settings import SettingsConfigDict
+
+from c2f_shared.service import ServiceSettings
+
+
+class Settings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="C2F_REPORTING_", extra="ignore")
+
+    mongo_db: str = "c2f_reporting"
+    consumer_group: str = "c2f-reporting"

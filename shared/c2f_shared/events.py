@@ -1,0 +1,195 @@
+"""Event models: past-tense facts, frozen, versioned, tolerant of fields they do not know."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import ClassVar
+
+from pydantic import BaseModel, ConfigDict
+
+from c2f_shared import topics
+
+
+class _Value(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+
+class Event(_Value):
+    TYPE: ClassVar[str]
+    VERSION: ClassVar[int] = 1
+    TOPIC: ClassVar[str]
+
+    def aggregate_id(self) -> str:
+        raise NotImplementedError
+
+
+EVENT_TYPES: dict[str, type[Event]] = {}
+
+
+def _register(model: type[Event]) -> type[Event]:
+    EVENT_TYPES[model.TYPE] = model
+    return model
+
+
+class Offer(_Value):
+    title: str
+    description: str
+    category: str
+    language: str
+
+
+class Need(_Value):
+    title: str
+    description: str
+    kind: str
+    category: str | None = None
+    language: str
+
+
+class Attendee(_Value):
+    name: str
+    email: str
+    language: str
+
+
+@_register
+class ClusterRegistered(Event):
+    TYPE = "ClusterRegistered"
+    TOPIC = topics.CLUSTERS
+
+    cluster_id: str
+    name: str
+    short_name: str
+    country: str
+    region: str | None = None
+    sectors: list[str]
+    website: str | None = None
+    membership: str
+
+    def aggregate_id(self) -> str:
+        return self.cluster_id
+
+
+@_register
+class CompanyRegistered(Event):
+    TYPE = "CompanyRegistered"
+    TOPIC = topics.COMPANIES
+
+    company_id: str
+    cluster_id: str
+    legal_name: str
+    country: str
+    city: str | None = None
+    website: str | None = None
+    sectors: list[str]
+    offers: list[Offer]
+    needs: list[Need]
+    target_markets: list[str] = []
+
+    def aggregate_id(self) -> str:
+        return self.company_id
+
+
+@_register
+class EventCreated(Event):
+    """A matchmaking event (B2B or C2C) was created; `event_id` is the matchmaking event's id."""
+
+    TYPE = "EventCreated"
+    TOPIC = topics.EVENTS
+
+    event_id: str
+    name: str
+    kind: str
+    host_cluster_id: str
+    city: str
+    country: str
+    venue_timezone: str
+    starts_at: datetime
+    ends_at: datetime
+
+    def aggregate_id(self) -> str:
+        return self.event_id
+
+
+@_register
+class ParticipantRegistered(Event):
+    TYPE = "ParticipantRegistered"
+    TOPIC = topics.PARTICIPANTS
+
+    participant_id: str
+    event_id: str
+    company_id: str
+    cluster_id: str
+    attendee: Attendee
+    consent_share_contact: bool
+
+    def aggregate_id(self) -> str:
+        return self.participant_id
+
+
+class MatchParty(_Value):
+    participant_id: str
+    company_id: str
+    company_name: str
+    country: str
+
+
+class MatchReason(_Value):
+    """`offered_by` offers `offer_title`, which fits `needed_by`'s need `need_title`."""
+
+    offered_by: str
+    offer_title: str
+    needed_by: str
+    need_title: str
+    basis: str
+
+
+@_register
+class MatchSuggested(Event):
+    TYPE = "MatchSuggested"
+    TOPIC = topics.MATCH_SUGGESTIONS
+
+    suggestion_id: str
+    event_id: str
+    event_name: str
+    parties: tuple[MatchParty, MatchParty]
+    reasons: list[MatchReason]
+    score: float
+
+    def aggregate_id(self) -> str:
+        # Keyed by event so one event's suggestions stay in order.
+        return self.event_id
+
+
+@_register
+class NotificationSent(Event):
+    TYPE = "NotificationSent"
+    TOPIC = topics.NOTIFICATIONS_SENT
+
+    notification_id: str
+    kind: str
+    recipient_participant_id: str
+    about_id: str
+    sent_at: datetime
+
+    def aggregate_id(self) -> str:
+        return self.recipient_participant_id
+
+
+@_register
+class MessageDeadLettered(Event):
+    """A consumer could not process a message and set it aside with the reason."""
+
+    TYPE = "MessageDeadLettered"
+    TOPIC = topics.DEAD_LETTERS
+
+    dead_letter_id: str
+    service: str
+    topic: str
+    partition: int
+    offset: int
+    reason: str
+    payload: str
+
+    def aggregate_id(self) -> str:
+        return self.service

@@ -1,0 +1,74 @@
+"""HTTP basics every service serves: health, readiness, AsyncAPI, correlation ids, logs."""
+
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, Request, Response
+from fastapi.responses import JSONResponse
+from faststream.specification import AsyncAPI
+
+from c2f_shared.service.runtime import Runtime
+
+CORRELATION_HEADER = "X-Correlation-ID"
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )
+
+
+def correlation_id(request: Request) -> str:
+    """The caller's correlation id, or the one made for this request."""
+    return str(request.state.correlation_id)
+
+
+def runtime_of(request: Request) -> Runtime:
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+RuntimeDep = Annotated[Runtime, Depends(runtime_of)]
+CorrelationId = Annotated[str, Depends(correlation_id)]
+
+
+def install(app: FastAPI, runtime: Runtime, *, description: str) -> None:
+    """Add /healthz, /readyz, /asyncapi.json and correlation-id handling to `app`."""
+
+    @app.middleware("http")
+    async def _correlate(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        request.state.correlation_id = request.headers.get(CORRELATION_HEADER) or str(uuid.uuid4())
+        response = await call_next(request)
+        response.headers[CORRELATION_HEADER] = request.state.correlation_id
+        return response
+
+    @app.get("/healthz", tags=["operations"], summary="The process is alive")
+    async def healthz() -> dict[str, str]:
+        return {"status": "alive", "service": runtime.service}
+
+    @app.get(
+        "/readyz",
+        tags=["operations"],
+        summary="Database and broker reachable, consumers joined their group",
+        responses={503: {"description": "Not ready; the body says which check failed"}},
+    )
+    async def readyz() -> JSONResponse:
+        report = await runtime.readiness()
+        return JSONResponse(report, status_code=200 if report["ready"] else 503)
+
+    spec = AsyncAPI(
+        runtime.broker,
+        title=f"C2Future Match — {runtime.service}",
+        version="0.1.0",
+        description=description,
+    )
+
+    @app.get("/asyncapi.json", tags=["operations"], summary="AsyncAPI 3.0 document of this service's topics")
+    async def asyncapi() -> dict[str, Any]:
+        jsonable: dict[str, Any] = spec.to_specification().to_jsonable()
+        return jsonable

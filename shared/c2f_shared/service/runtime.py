@@ -1,0 +1,348 @@
+"""One service's connection to the platform: database, broker, inbox, outbox, health.
+
+`Runtime` is built from settings in the service's app factory (never at import
+time). HTTP routes and consumers change state through `unit_of_work()`: one
+MongoDB transaction holding the state change, the outgoing events (outbox) and,
+for consumers, the record that the incoming event was processed (inbox).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import pydantic
+from aiokafka import ConsumerRebalanceListener, TopicPartition
+from fastapi import FastAPI
+from faststream import AckPolicy
+from faststream.kafka import KafkaBroker
+from faststream.kafka.annotations import KafkaMessage
+from faststream.kafka.schemas import Topic
+from pymongo import AsyncMongoClient
+from pymongo.asynchronous.client_session import AsyncClientSession
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError, PyMongoError
+
+from c2f_shared import topics
+from c2f_shared.envelope import Envelope, UnknownEventType
+from c2f_shared.events import Event, MessageDeadLettered
+from c2f_shared.service.outbox import Outbox
+from c2f_shared.service.settings import ServiceSettings
+
+log = logging.getLogger(__name__)
+
+Document = dict[str, Any]
+# A consumer's handler: the typed event, its envelope, and the unit of work to change state in.
+Handler = Callable[[Event, Envelope, "UnitOfWork"], Awaitable[None]]
+
+# A message that fails this many times in a row with an unexpected error is set
+# aside as a dead letter, so one bad message never stops a consumer.
+MAX_ATTEMPTS = 5
+RETRY_PAUSE_S = 0.5
+
+
+class PoisonMessage(Exception):
+    """The message can never be processed; it goes to the dead letters with this reason."""
+
+
+@dataclass
+class UnitOfWork:
+    """A transaction on the service's database, with the events it will publish."""
+
+    db: AsyncDatabase[Document]
+    session: AsyncClientSession
+    correlation_id: str
+    _runtime: Runtime
+    _emitted: list[Envelope] = field(default_factory=list)
+    _after_commit: list[Callable[[], None]] = field(default_factory=list)
+
+    def after_commit(self, callback: Callable[[], None]) -> None:
+        """Call `callback` once this unit of work has committed (e.g. to wake a worker)."""
+        self._after_commit.append(callback)
+
+    def emit(self, event: Event, *, event_id: str | None = None) -> Envelope:
+        """Publish `event` if, and only if, this unit of work commits."""
+        envelope = Envelope.wrap(
+            event,
+            producer=self._runtime.service,
+            correlation_id=self.correlation_id,
+            event_id=event_id,
+        )
+        self._emitted.append(envelope)
+        return envelope
+
+
+class _Joined(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Remembers that the consumer joined its group (assignment may be empty when scaled out)."""
+
+    def __init__(self) -> None:
+        self.joined = False
+        self.assigned: set[TopicPartition] = set()
+
+    async def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
+        self.assigned -= set(revoked)
+
+    async def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
+        self.assigned |= set(assigned)
+        self.joined = True
+
+
+class Runtime:
+    def __init__(self, settings: ServiceSettings, service: str) -> None:
+        self.settings = settings
+        self.service = service
+        self.broker = KafkaBroker(
+            settings.kafka_bootstrap,
+            client_id=f"c2f-{service}",
+            acks="all",
+            logger=logging.getLogger(f"c2f.{service}.broker"),
+        )
+        self._listeners: dict[str, _Joined] = {}
+        self._attempts: dict[tuple[str, int, int], int] = {}
+        self._client: AsyncMongoClient[Document] | None = None
+        self._outbox: Outbox | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._on_start: list[Callable[[Runtime], Awaitable[None]]] = []
+        self._background: list[Callable[[], Awaitable[None]]] = []
+
+    # -- wiring ---------------------------------------------------------------
+
+    @property
+    def db(self) -> AsyncDatabase[Document]:
+        if self._client is None:
+            raise RuntimeError("runtime not started")
+        return self._client[self.settings.mongo_db]
+
+    @property
+    def outbox(self) -> Outbox:
+        if self._outbox is None:
+            raise RuntimeError("runtime not started")
+        return self._outbox
+
+    def on_start(self, hook: Callable[[Runtime], Awaitable[None]]) -> None:
+        """Run `hook` once the database is connected, before consumers start."""
+        self._on_start.append(hook)
+
+    def background(self, loop: Callable[[], Awaitable[None]]) -> None:
+        """Run `loop` for the life of the service, after consumers start."""
+        self._background.append(loop)
+
+    def consume(self, topic_names: Iterable[str], handler: Handler, *, name: str) -> None:
+        """Subscribe `handler` to `topic_names` in this service's consumer group.
+
+        Offsets are committed only after the handler's unit of work commits
+        (at-least-once); a redelivered event is recognised by its id and skipped.
+        """
+        listener = _Joined()
+        self._listeners[name] = listener
+        subscriber = self.broker.subscriber(
+            *[Topic(t, num_partitions=topics.PARTITIONS) for t in topic_names],
+            group_id=self.settings.consumer_group,
+            auto_offset_reset="earliest",
+            ack_policy=AckPolicy.NACK_ON_ERROR,
+            listener=listener,
+            title=f"{self.service}.{name}",
+            **self.settings.consumer_timeouts(),  # type: ignore[arg-type]
+        )
+
+        async def receive(message: KafkaMessage) -> None:
+            await self._receive(message, handler, name)
+
+        receive.__name__ = name
+        subscriber(receive)
+
+    def publishes(self, *event_types: type[Event]) -> None:
+        """Declare what this service publishes, so its AsyncAPI document shows it."""
+        for event_type in event_types:
+            self.broker.publisher(
+                event_type.TOPIC,
+                title=f"{event_type.TOPIC}:{event_type.TYPE}",
+                description=(event_type.__doc__ or event_type.TYPE).strip()
+                + " Sent inside the Envelope (data = this payload), keyed by "
+                + "the aggregate id.",
+                schema=event_type,
+            )
+
+    @asynccontextmanager
+    async def lifespan(self, app: FastAPI) -> AsyncIterator[None]:
+        app.state.runtime = self
+        self._client = AsyncMongoClient(self.settings.mongo_uri, tz_aware=True)
+        self._outbox = Outbox(self.db, self.broker)
+        await self._outbox.ensure_indexes()
+        await self.db["dead_letters"].create_index("at")
+        for hook in self._on_start:
+            await hook(self)
+        await self.broker.start()
+        self._tasks = [asyncio.create_task(self._outbox.relay_forever(), name="outbox-relay")]
+        self._tasks += [asyncio.create_task(loop()) for loop in self._background]
+        try:
+            yield
+        finally:
+            for task in self._tasks:
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+            await self.broker.stop()
+            await self._client.close()
+            self._client = None
+
+    # -- state changes --------------------------------------------------------
+
+    @asynccontextmanager
+    async def unit_of_work(self, correlation_id: str | None = None) -> AsyncIterator[UnitOfWork]:
+        """One transaction; the events emitted in it go to the outbox in the same commit."""
+        assert self._client is not None, "runtime not started"
+        async with self._client.start_session() as session:
+            async with await session.start_transaction():
+                uow = UnitOfWork(
+                    db=self.db,
+                    session=session,
+                    correlation_id=correlation_id or str(uuid.uuid4()),
+                    _runtime=self,
+                )
+                yield uow
+                for envelope in uow._emitted:
+                    topic = _topic_of(envelope)
+                    await self.outbox.add(envelope, topic, session)
+        if uow._emitted:
+            self.outbox.wake()
+        for callback in uow._after_commit:
+            callback()
+
+    # -- consuming ------------------------------------------------------------
+
+    async def _receive(self, message: Any, handler: Handler, name: str) -> None:
+        record = message.raw_message
+        where = (record.topic, record.partition, record.offset)
+        try:
+            await self._process(message.body, handler)
+        except PoisonMessage as poison:
+            await self._dead_letter(record, str(poison), message.body)
+        except Exception as error:
+            attempts = self._attempts.get(where, 0) + 1
+            if attempts >= MAX_ATTEMPTS:
+                self._attempts.pop(where, None)
+                log.exception("%s: giving up on %s after %d attempts", name, where, attempts)
+                await self._dead_letter(
+                    record, f"failed {attempts} times: {type(error).__name__}: {error}", message.body
+                )
+                return
+            self._attempts[where] = attempts
+            log.warning("%s: attempt %d on %s failed (%s); will retry", name, attempts, where, error)
+            await asyncio.sleep(RETRY_PAUSE_S * attempts)
+            raise  # NACK: the consumer seeks back and the message comes again
+        else:
+            self._attempts.pop(where, None)
+
+    async def _process(self, body: bytes, handler: Handler) -> None:
+        try:
+            envelope = Envelope.model_validate_json(body)
+            event = envelope.open()
+        except (pydantic.ValidationError, UnknownEventType) as error:
+            raise PoisonMessage(_short_reason(error)) from error
+
+        inbox = self.db["processed_events"]
+        if await inbox.find_one({"_id": envelope.event_id}, {"_id": 1}):
+            log.info("skip %s %s: already processed", envelope.type, envelope.event_id)
+            return
+        try:
+            async with self.unit_of_work(envelope.correlation_id) as uow:
+                await inbox.insert_one(
+                    {"_id": envelope.event_id, "type": envelope.type, "at": datetime.now(UTC)},
+                    session=uow.session,
+                )
+                await handler(event, envelope, uow)
+        except (DuplicateKeyError, PyMongoError):
+            # Another instance processed it at the same moment: nothing left to do.
+            if await inbox.find_one({"_id": envelope.event_id}, {"_id": 1}):
+                return
+            raise
+        log.info(
+            "processed %s event_id=%s correlation_id=%s",
+            envelope.type,
+            envelope.event_id,
+            envelope.correlation_id,
+        )
+
+    async def _dead_letter(self, record: Any, reason: str, body: bytes) -> None:
+        dead_letter_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"{self.service}/{record.topic}/{record.partition}/{record.offset}"))
+        payload = body.decode("utf-8", errors="replace")
+        log.error("dead letter %s from %s[%d]@%d: %s", dead_letter_id, record.topic, record.partition, record.offset, reason)
+        async with self.unit_of_work() as uow:
+            await uow.db["dead_letters"].update_one(
+                {"_id": dead_letter_id},
+                {
+                    "$setOnInsert": {
+                        "topic": record.topic,
+                        "partition": record.partition,
+                        "offset": record.offset,
+                        "reason": reason,
+                        "payload": payload,
+                        "at": datetime.now(UTC),
+                    }
+                },
+                upsert=True,
+                session=uow.session,
+            )
+            uow.emit(
+                MessageDeadLettered(
+                    dead_letter_id=dead_letter_id,
+                    service=self.service,
+                    topic=record.topic,
+                    partition=record.partition,
+                    offset=record.offset,
+                    reason=reason,
+                    payload=payload[:10_000],
+                ),
+                event_id=dead_letter_id,
+            )
+
+    # -- health ---------------------------------------------------------------
+
+    async def readiness(self) -> dict[str, Any]:
+        """What /readyz reports: each check and whether all passed."""
+        checks: dict[str, Any] = {}
+        try:
+            assert self._client is not None
+            await asyncio.wait_for(self._client.admin.command("ping"), timeout=2)
+            checks["database"] = "ok"
+        except Exception as error:  # noqa: BLE001 - any failure means not ready
+            checks["database"] = f"unreachable: {type(error).__name__}"
+        try:
+            ok = await self.broker.ping(timeout=2)
+            checks["broker"] = "ok" if ok else "unreachable"
+        except Exception as error:  # noqa: BLE001
+            checks["broker"] = f"unreachable: {type(error).__name__}"
+        checks["consumers"] = {
+            name: ("assigned " + ",".join(sorted(f"{tp.topic}[{tp.partition}]" for tp in listener.assigned)))
+            if listener.joined
+            else "joining"
+            for name, listener in self._listeners.items()
+        }
+        ready = (
+            checks["database"] == "ok"
+            and checks["broker"] == "ok"
+            and all(listener.joined for listener in self._listeners.values())
+        )
+        if self._outbox is not None:
+            checks["outbox_pending"] = await self._outbox.pending() if checks["database"] == "ok" else None
+        return {"ready": ready, "service": self.service, "checks": checks}
+
+
+def _topic_of(envelope: Envelope) -> str:
+    from c2f_shared.events import EVENT_TYPES
+
+    return EVENT_TYPES[envelope.type].TOPIC
+
+
+def _short_reason(error: Exception) -> str:
+    if isinstance(error, pydantic.ValidationError):
+        first = error.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "body"
+        return f"invalid message: {where}: {first['msg']} ({error.error_count()} error(s))"
+    return str(error)

@@ -1,0 +1,51 @@
+"""Settings every service shares; each service subclasses it with its own env prefix.
+
+The addresses of the broker and the database are common to all services
+(`C2F_KAFKA_BOOTSTRAP`, `C2F_MONGO_URI`); everything else is read with the
+service's own prefix, e.g. `C2F_MATCHING_MONGO_DB`.
+"""
+
+from typing import Literal
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+EMBEDDED_KAFKA = "127.0.0.1:19092"
+EMBEDDED_MONGO = "mongodb://127.0.0.1:27217/?retryWrites=false&directConnection=true"
+
+
+class ServiceSettings(BaseSettings):
+    model_config = SettingsConfigDict(extra="ignore")
+
+    kafka_bootstrap: str = Field(
+        EMBEDDED_KAFKA,
+        validation_alias=AliasChoices("C2F_KAFKA_BOOTSTRAP"),
+        description="Kafka bootstrap servers, comma-separated.",
+    )
+    mongo_uri: str = Field(
+        EMBEDDED_MONGO,
+        validation_alias=AliasChoices("C2F_MONGO_URI"),
+        description="MongoDB connection string (the embedded server needs retryWrites=false).",
+    )
+    kafka_timeouts: Literal["fast", "standard"] = Field(
+        "fast",
+        validation_alias=AliasChoices("C2F_KAFKA_TIMEOUTS"),
+        description=(
+            "'fast': short group timeouts, so joins take ~1 s on the embedded broker; "
+            "'standard': Kafka's defaults, for production clusters."
+        ),
+    )
+    log_level: str = Field("INFO", validation_alias=AliasChoices("C2F_LOG_LEVEL"))
+
+    mongo_db: str = Field(description="This service's own database.")
+    consumer_group: str = Field(description="Kafka consumer group id of this service.")
+
+    def consumer_timeouts(self) -> dict[str, int]:
+        if self.kafka_timeouts == "fast":
+            return {
+                "session_timeout_ms": 1000,
+                "heartbeat_interval_ms": 200,
+                "rebalance_timeout_ms": 1000,
+                "fetch_max_wait_ms": 10,
+            }
+        return {}

@@ -1,0 +1,25 @@
+"""Kafka topic names: one topic per aggregate, keyed by the aggregate's id."""
+
+from typing import Final
+
+CLUSTERS: Final = "c2f.registration.clusters"
+COMPANIES: Final = "c2f.registration.companies"
+EVENTS: Final = "c2f.registration.events"
+PARTICIPANTS: Final = "c2f.registration.participants"
+MATCH_SUGGESTIONS: Final = "c2f.matching.suggestions"
+NOTIFICATIONS_SENT: Final = "c2f.notifications.sent"
+DEAD_LETTERS: Final = "c2f.dead-letters"
+
+ALL: Final = (
+    CLUSTERS,
+    COMPANIES,
+    EVENTS,
+    PARTICIPANTS,
+    MATCH_SUGGESTIONS,
+    NOTIFICATIONS_SENT,
+    DEAD_LETTERS,
+)
+
+# Consumers in one group share a topic's partitions: this bounds how far each
+# service scales out on one topic.
+PARTITIONS: Final = 3
