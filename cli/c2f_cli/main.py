@@ -33,17 +33,29 @@ console = Console()
 
 DataDir = Annotated[
     Path,
-    typer.Option("--data", help="Folder with clusters.json, members/*.json and events.json.", exists=True, file_okay=False),
+    typer.Option(
+        "--data",
+        help="Folder with clusters.json, members/*.json and events.json.",
+        exists=True,
+        file_okay=False,
+    ),
 ]
 
 
 def _seed(registration_url: str, data: Path) -> seeding.SeedResult:
     partnership = seeding.Partnership.load(data)
     result = seeding.SeedResult()
-    with httpx.Client(base_url=registration_url, timeout=30) as client, Progress(
-        TextColumn("Seeding"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
-        console=console, transient=True,
-    ) as progress:
+    with (
+        httpx.Client(base_url=registration_url, timeout=30) as client,
+        Progress(
+            TextColumn("Seeding"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.description}"),
+            console=console,
+            transient=True,
+        ) as progress,
+    ):
         task = progress.add_task("", total=partnership.steps())
         for label in seeding.seed(client, partnership, result):
             progress.update(task, advance=1, description=label)
@@ -105,8 +117,8 @@ def up(
 def _print_where_to_look(config: StackConfig) -> None:
     console.print()
     console.print("[bold]C2Future Match is running.[/bold] Where to look:")
-    console.print(f"  API docs        {config.service_url('registration')}/docs  (and :{config.service_ports['matching']}, "
-                  f":{config.service_ports['notifications']}, :{config.service_ports['reporting']})")
+    others = ", ".join(f":{config.service_ports[name]}" for name in SERVICES[1:])
+    console.print(f"  API docs        {config.service_url('registration')}/docs  (and {others})")
     console.print(f"  Partnership     {config.service_url('reporting')}/reports/partnership")
     console.print(f"  Suggestions     {config.service_url('matching')}/events/<event id>/suggestions")
     console.print(f"  Mail sent       {config.maildir}/new  (one file per e-mail)")
@@ -129,7 +141,9 @@ def seed_command(
     try:
         _seed(url, data)
     except httpx.HTTPError as error:
-        console.print(f"[red]Cannot reach registration at {url}:[/red] {error}. Is the stack running (`c2f up`)?")
+        console.print(
+            f"[red]Cannot reach registration at {url}:[/red] {error}. Is the stack running (`c2f up`)?"
+        )
         raise typer.Exit(1) from None
     except seeding.SeedError as error:
         console.print(f"[red]Seeding failed:[/red] {error}")
@@ -160,10 +174,17 @@ def status(
             details = report.get("error") or ", ".join(
                 f"{k}: {v}" for k, v in report.get("checks", {}).items() if k != "consumers"
             )
-            table.add_row(name, config.service_url(name), "[green]yes[/green]" if report.get("ready") else "[red]no[/red]", details)
+            table.add_row(
+                name,
+                config.service_url(name),
+                "[green]yes[/green]" if report.get("ready") else "[red]no[/red]",
+                details,
+            )
         console.print(table)
         if reports["reporting"].get("ready"):
             totals = httpx.get(f"{config.service_url('reporting')}/reports/partnership", timeout=5).json()
-            console.print("Partnership: " + ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in totals.items()))
+            console.print(
+                "Partnership: " + ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in totals.items())
+            )
     if not all(r.get("ready") for r in reports.values()):
         raise typer.Exit(1)

@@ -89,7 +89,9 @@ def wait_for_port(child: Child, host: str, port: int, timeout: float = 30.0) -> 
         with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.5):
             return
         time.sleep(0.05)
-    raise StartupFailed(f"{child.name} did not listen on {host}:{port} within {timeout:.0f}s:\n{child.tail()}")
+    raise StartupFailed(
+        f"{child.name} did not listen on {host}:{port} within {timeout:.0f}s:\n{child.tail()}"
+    )
 
 
 def wait_until_ready(child: Child, url: str, timeout: float = 90.0) -> None:

@@ -69,8 +69,16 @@ class Stack:
             listener = f"tcp://{cfg.host}:{cfg.kafka_port}"
             kafka = spawn(
                 "kafka",
-                [str(tansu_binary()), "broker", "--listener-url", listener,
-                 "--advertised-listener-url", listener, "--storage-engine", "memory://tansu/"],
+                [
+                    str(tansu_binary()),
+                    "broker",
+                    "--listener-url",
+                    listener,
+                    "--advertised-listener-url",
+                    listener,
+                    "--storage-engine",
+                    "memory://tansu/",
+                ],
                 self.logs,
             )
             self.children.append(kafka)
@@ -84,8 +92,17 @@ class Stack:
             data.mkdir(parents=True, exist_ok=True)
             mongo = spawn(
                 "mongo",
-                [_bin("secantusd-py"), "--host", cfg.host, "--port", str(cfg.mongo_port),
-                 "--storage-path", str(data), "--log-level", "WARNING"],
+                [
+                    _bin("secantusd-py"),
+                    "--host",
+                    cfg.host,
+                    "--port",
+                    str(cfg.mongo_port),
+                    "--storage-path",
+                    str(data),
+                    "--log-level",
+                    "WARNING",
+                ],
                 self.logs,
             )
             self.children.append(mongo)
@@ -97,8 +114,17 @@ class Stack:
             self._claim("the SMTP sink", cfg.smtp_port)
             smtp = spawn(
                 "smtp",
-                [sys.executable, "-m", "aiosmtpd", "-n", "-l", f"{cfg.host}:{cfg.smtp_port}",
-                 "-c", "aiosmtpd.handlers.Mailbox", str(cfg.maildir)],
+                [
+                    sys.executable,
+                    "-m",
+                    "aiosmtpd",
+                    "-n",
+                    "-l",
+                    f"{cfg.host}:{cfg.smtp_port}",
+                    "-c",
+                    "aiosmtpd.handlers.Mailbox",
+                    str(cfg.maildir),
+                ],
                 self.logs,
             )
             self.children.append(smtp)
@@ -115,8 +141,18 @@ class Stack:
             self._claim(f"the {name} service", port)
             child = spawn(
                 name,
-                [sys.executable, "-m", "uvicorn", f"c2f_{name}.app:create_app", "--factory",
-                 "--host", cfg.host, "--port", str(port), "--no-access-log"],
+                [
+                    sys.executable,
+                    "-m",
+                    "uvicorn",
+                    f"c2f_{name}.app:create_app",
+                    "--factory",
+                    "--host",
+                    cfg.host,
+                    "--port",
+                    str(port),
+                    "--no-access-log",
+                ],
                 self.logs,
                 env=self.service_env(),
             )

@@ -20,7 +20,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     service_http.configure_logging(settings.log_level)
     runtime = Runtime(settings, service="matching")
     runtime.on_start(_on_start)
-    runtime.consume([topics.COMPANIES, topics.EVENTS, topics.PARTICIPANTS], handlers.handle, name="registrations")
+    runtime.consume(
+        [topics.COMPANIES, topics.EVENTS, topics.PARTICIPANTS], handlers.handle, name="registrations"
+    )
     runtime.publishes(MatchSuggested)
     app = FastAPI(
         title="C2Future Match — matching",

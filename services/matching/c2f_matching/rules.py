@@ -17,11 +17,39 @@ CROSS_BORDER_BONUS = 0.5
 _STEM = 6
 _WORD = re.compile(r"[^\W\d_]+", re.UNICODE)
 _STOPWORDS = frozenset(
-    """
-    with from that this they their them have will your which also into
-    para como sobre desde entre della delle degli dalla nella sono anche come questo
-    които като също между
-    """.split()
+    (
+        "with",
+        "from",
+        "that",
+        "this",
+        "they",
+        "their",
+        "them",
+        "have",
+        "will",
+        "your",
+        "which",
+        "also",
+        "into",
+        "para",
+        "como",
+        "sobre",
+        "desde",
+        "entre",
+        "della",
+        "delle",
+        "degli",
+        "dalla",
+        "nella",
+        "sono",
+        "anche",
+        "come",
+        "questo",
+        "които",
+        "като",
+        "също",
+        "между",
+    )
 )
 
 
@@ -39,12 +67,8 @@ class Profile:
 
 def words(text: str) -> frozenset[str]:
     """Significant word stems: accents dropped, lower case, first letters only."""
-    plain = "".join(
-        c for c in unicodedata.normalize("NFKD", text.casefold()) if not unicodedata.combining(c)
-    )
-    return frozenset(
-        w[:_STEM] for w in _WORD.findall(plain) if len(w) >= 4 and w not in _STOPWORDS
-    )
+    plain = "".join(c for c in unicodedata.normalize("NFKD", text.casefold()) if not unicodedata.combining(c))
+    return frozenset(w[:_STEM] for w in _WORD.findall(plain) if len(w) >= 4 and w not in _STOPWORDS)
 
 
 def fit_basis(offer: Offer, need: Need) -> str | None:

@@ -35,6 +35,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="0.1.0",
         lifespan=runtime.lifespan,
     )
-    service_http.install(app, runtime, description="Reads participants and match suggestions; e-mails people.")
+    service_http.install(
+        app, runtime, description="Reads participants and match suggestions; e-mails people."
+    )
     app.include_router(api.router)
     return app

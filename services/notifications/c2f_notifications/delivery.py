@@ -20,6 +20,7 @@ from c2f_notifications.config import Settings
 from c2f_notifications.handlers import OUTGOING, RECIPIENTS
 from c2f_shared.events import NotificationSent
 from c2f_shared.service import Runtime
+from c2f_shared.service.waker import Waker
 
 log = logging.getLogger(__name__)
 
@@ -32,10 +33,10 @@ class Delivery:
     def __init__(self, runtime: Runtime, settings: Settings) -> None:
         self._runtime = runtime
         self._settings = settings
-        self._wake = asyncio.Event()
+        self._waker = Waker()
 
     def wake(self) -> None:
-        self._wake.set()
+        self._waker.wake()
 
     async def ensure_indexes(self) -> None:
         await self._runtime.db[OUTGOING].create_index([("status", 1), ("next_attempt_at", 1)])
@@ -51,11 +52,7 @@ class Delivery:
                 raise
             except Exception:
                 log.exception("delivery loop failed; retrying")
-            try:
-                await asyncio.wait_for(self._wake.wait(), timeout=idle_poll)
-            except TimeoutError:
-                pass
-            self._wake.clear()
+            await self._waker.sleep(idle_poll)
 
     async def _release_expired_leases(self) -> None:
         await self._runtime.db[OUTGOING].update_many(

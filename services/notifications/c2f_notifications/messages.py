@@ -22,9 +22,13 @@ def match_suggestion(
     lines += ["", "Why:"]
     for reason in suggestion["reasons"]:
         if reason["offered_by"] == recipient_id:
-            lines.append(f"  - you offer “{reason['offer_title']}”, which fits their need “{reason['need_title']}”")
+            lines.append(
+                f"  - you offer “{reason['offer_title']}”, which fits their need “{reason['need_title']}”"
+            )
         else:
-            lines.append(f"  - they offer “{reason['offer_title']}”, which fits your need “{reason['need_title']}”")
+            lines.append(
+                f"  - they offer “{reason['offer_title']}”, which fits your need “{reason['need_title']}”"
+            )
     lines.append("")
     if other is not None and other.get("consent_share_contact"):
         lines.append(f"Contact: {other['name']} <{other['email']}>")
@@ -35,7 +39,9 @@ def match_suggestion(
     return subject, "\n".join(lines)
 
 
-def build_email(*, sender: str, to_name: str, to_email: str, subject: str, body: str, message_id: str) -> EmailMessage:
+def build_email(
+    *, sender: str, to_name: str, to_email: str, subject: str, body: str, message_id: str
+) -> EmailMessage:
     email = EmailMessage()
     email["From"] = sender
     email["To"] = f"{to_name} <{to_email}>"

@@ -30,7 +30,7 @@ from c2f_shared.service.http import CorrelationId, RuntimeDep
 
 router = APIRouter()
 
-CREATED = {
+CREATED: dict[int | str, dict[str, Any]] = {
     200: {"description": "Already registered with identical data; nothing new was published"},
     409: {"description": "Different data is already registered under the same natural key"},
     422: {"description": "Invalid input; `detail` names each field and the reason"},

@@ -61,7 +61,9 @@ async def register_once(
     for _ in range(3):
         try:
             async with runtime.unit_of_work(correlation_id) as uow:
-                return await _register(uow, collection, natural_key, data, fingerprint, make_event, extra or {})
+                return await _register(
+                    uow, collection, natural_key, data, fingerprint, make_event, extra or {}
+                )
         except DuplicateKeyError:
             continue  # a concurrent identical request won the insert: read it on the next pass
     raise Conflict(f"{collection}: could not register {natural_key!r}, try again")

@@ -1,8 +1,7 @@
 """Reporting's HTTP API: the partnership in numbers."""
 
-from pydantic import BaseModel, Field
-
 from fastapi import APIRouter
+from pydantic import BaseModel, Field
 
 from c2f_shared.service.http import RuntimeDep
 

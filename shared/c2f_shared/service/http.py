@@ -39,9 +39,7 @@ def install(app: FastAPI, runtime: Runtime, *, description: str) -> None:
     """Add /healthz, /readyz, /asyncapi.json and correlation-id handling to `app`."""
 
     @app.middleware("http")
-    async def _correlate(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
+    async def _correlate(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
         request.state.correlation_id = request.headers.get(CORRELATION_HEADER) or str(uuid.uuid4())
         response = await call_next(request)
         response.headers[CORRELATION_HEADER] = request.state.correlation_id

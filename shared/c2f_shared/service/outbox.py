@@ -17,6 +17,7 @@ from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
 
 from c2f_shared.envelope import Envelope
+from c2f_shared.service.waker import Waker
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +28,7 @@ class Outbox:
     def __init__(self, db: AsyncDatabase[dict[str, Any]], broker: KafkaBroker) -> None:
         self._coll = db["outbox"]
         self._broker = broker
-        self._wake = asyncio.Event()
+        self._waker = Waker()
         self.published = 0
 
     async def ensure_indexes(self) -> None:
@@ -56,7 +57,7 @@ class Outbox:
         )
 
     def wake(self) -> None:
-        self._wake.set()
+        self._waker.wake()
 
     async def pending(self) -> int:
         return await self._coll.count_documents({"published": False})
@@ -95,8 +96,4 @@ class Outbox:
             except Exception:
                 log.exception("outbox relay failed; retrying")
                 await asyncio.sleep(1.0)
-            try:
-                await asyncio.wait_for(self._wake.wait(), timeout=idle_poll)
-            except TimeoutError:
-                pass
-            self._wake.clear()
+            await self._waker.sleep(idle_poll)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -78,7 +78,7 @@ class UnitOfWork:
         return envelope
 
 
-class _Joined(ConsumerRebalanceListener):  # type: ignore[misc]
+class _Joined(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka has no type hints
     """Remembers that the consumer joined its group (assignment may be empty when scaled out)."""
 
     def __init__(self) -> None:
@@ -109,7 +109,7 @@ class Runtime:
         self._outbox: Outbox | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._on_start: list[Callable[[Runtime], Awaitable[None]]] = []
-        self._background: list[Callable[[], Awaitable[None]]] = []
+        self._background: list[Callable[[], Coroutine[Any, Any, None]]] = []
 
     # -- wiring ---------------------------------------------------------------
 
@@ -129,7 +129,7 @@ class Runtime:
         """Run `hook` once the database is connected, before consumers start."""
         self._on_start.append(hook)
 
-    def background(self, loop: Callable[[], Awaitable[None]]) -> None:
+    def background(self, loop: Callable[[], Coroutine[Any, Any, None]]) -> None:
         """Run `loop` for the life of the service, after consumers start."""
         self._background.append(loop)
 
@@ -141,6 +141,7 @@ class Runtime:
         """
         listener = _Joined()
         self._listeners[name] = listener
+        timeouts = self.settings.consumer_timeouts()
         subscriber = self.broker.subscriber(
             *[Topic(t, num_partitions=topics.PARTITIONS) for t in topic_names],
             group_id=self.settings.consumer_group,
@@ -148,7 +149,10 @@ class Runtime:
             ack_policy=AckPolicy.NACK_ON_ERROR,
             listener=listener,
             title=f"{self.service}.{name}",
-            **self.settings.consumer_timeouts(),  # type: ignore[arg-type]
+            session_timeout_ms=timeouts.session_timeout_ms,
+            heartbeat_interval_ms=timeouts.heartbeat_interval_ms,
+            rebalance_timeout_ms=timeouts.rebalance_timeout_ms,
+            fetch_max_wait_ms=timeouts.fetch_max_wait_ms,
         )
 
         async def receive(message: KafkaMessage) -> None:
@@ -197,18 +201,17 @@ class Runtime:
     async def unit_of_work(self, correlation_id: str | None = None) -> AsyncIterator[UnitOfWork]:
         """One transaction; the events emitted in it go to the outbox in the same commit."""
         assert self._client is not None, "runtime not started"
-        async with self._client.start_session() as session:
-            async with await session.start_transaction():
-                uow = UnitOfWork(
-                    db=self.db,
-                    session=session,
-                    correlation_id=correlation_id or str(uuid.uuid4()),
-                    _runtime=self,
-                )
-                yield uow
-                for envelope in uow._emitted:
-                    topic = _topic_of(envelope)
-                    await self.outbox.add(envelope, topic, session)
+        async with self._client.start_session() as session, await session.start_transaction():
+            uow = UnitOfWork(
+                db=self.db,
+                session=session,
+                correlation_id=correlation_id or str(uuid.uuid4()),
+                _runtime=self,
+            )
+            yield uow
+            for envelope in uow._emitted:
+                topic = _topic_of(envelope)
+                await self.outbox.add(envelope, topic, session)
         if uow._emitted:
             self.outbox.wake()
         for callback in uow._after_commit:
@@ -270,9 +273,20 @@ class Runtime:
         )
 
     async def _dead_letter(self, record: Any, reason: str, body: bytes) -> None:
-        dead_letter_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"{self.service}/{record.topic}/{record.partition}/{record.offset}"))
+        dead_letter_id = str(
+            uuid.uuid5(
+                uuid.NAMESPACE_URL, f"{self.service}/{record.topic}/{record.partition}/{record.offset}"
+            )
+        )
         payload = body.decode("utf-8", errors="replace")
-        log.error("dead letter %s from %s[%d]@%d: %s", dead_letter_id, record.topic, record.partition, record.offset, reason)
+        log.error(
+            "dead letter %s from %s[%d]@%d: %s",
+            dead_letter_id,
+            record.topic,
+            record.partition,
+            record.offset,
+            reason,
+        )
         async with self.unit_of_work() as uow:
             await uow.db["dead_letters"].update_one(
                 {"_id": dead_letter_id},
