@@ -11,7 +11,7 @@ def _env(name: str) -> AliasChoices:
 
 
 class Settings(ServiceSettings):
-    model_config = SettingsConfigDict(env_prefix="C2F_NOTIFICATIONS_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="C2F_NOTIFICATIONS_", extra="ignore", populate_by_name=True)
 
     mongo_db: str = "c2f_notifications"
     consumer_group: str = "c2f-notifications"

@@ -59,7 +59,7 @@ class UnitOfWork:
     session: AsyncClientSession
     correlation_id: str
     _runtime: Runtime
-    _emitted: list[Envelope] = field(default_factory=list)
+    _emitted: list[tuple[Envelope, str]] = field(default_factory=list)
     _after_commit: list[Callable[[], None]] = field(default_factory=list)
 
     def after_commit(self, callback: Callable[[], None]) -> None:
@@ -74,7 +74,7 @@ class UnitOfWork:
             correlation_id=self.correlation_id,
             event_id=event_id,
         )
-        self._emitted.append(envelope)
+        self._emitted.append((envelope, event.TOPIC))
         return envelope
 
 
@@ -209,8 +209,7 @@ class Runtime:
                 _runtime=self,
             )
             yield uow
-            for envelope in uow._emitted:
-                topic = _topic_of(envelope)
+            for envelope, topic in uow._emitted:
                 await self.outbox.add(envelope, topic, session)
         if uow._emitted:
             self.outbox.wake()
@@ -245,9 +244,16 @@ class Runtime:
     async def _process(self, body: bytes, handler: Handler) -> None:
         try:
             envelope = Envelope.model_validate_json(body)
+        except pydantic.ValidationError as error:
+            raise PoisonMessage(f"invalid envelope: {_describe(error)}") from error
+        try:
             event = envelope.open()
-        except (pydantic.ValidationError, UnknownEventType) as error:
-            raise PoisonMessage(_short_reason(error)) from error
+        except UnknownEventType as error:
+            raise PoisonMessage(str(error)) from error
+        except pydantic.ValidationError as error:
+            raise PoisonMessage(
+                f"invalid {envelope.type} v{envelope.schema_version}: {_describe(error, 'data.')}"
+            ) from error
 
         inbox = self.db["processed_events"]
         if await inbox.find_one({"_id": envelope.event_id}, {"_id": 1}):
@@ -348,15 +354,9 @@ class Runtime:
         return {"ready": ready, "service": self.service, "checks": checks}
 
 
-def _topic_of(envelope: Envelope) -> str:
-    from c2f_shared.events import EVENT_TYPES
-
-    return EVENT_TYPES[envelope.type].TOPIC
-
-
-def _short_reason(error: Exception) -> str:
-    if isinstance(error, pydantic.ValidationError):
-        first = error.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "body"
-        return f"invalid message: {where}: {first['msg']} ({error.error_count()} error(s))"
-    return str(error)
+def _describe(error: pydantic.ValidationError, prefix: str = "") -> str:
+    first = error.errors()[0]
+    where = ".".join(str(p) for p in first["loc"])
+    where = f"{prefix}{where}" if where else "body"
+    more = f" (and {error.error_count() - 1} more)" if error.error_count() > 1 else ""
+    return f"{where}: {first['msg']}{more}"

@@ -27,7 +27,7 @@ KAFKA_DEFAULTS = ConsumerTimeouts(10_000, 3000, None, 500)
 
 
 class ServiceSettings(BaseSettings):
-    model_config = SettingsConfigDict(extra="ignore")
+    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
 
     kafka_bootstrap: str = Field(
         EMBEDDED_KAFKA,

@@ -1,0 +1,22 @@
+"""Fixtures shared by the integration and end-to-end tests."""
+
+from collections.abc import Iterator
+
+import pytest
+
+from c2f_cli.stack import Stack
+from tests.infra import running_stack
+
+
+@pytest.fixture(scope="session")
+def infra(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """A broker, a database and an SMTP sink for integration tests."""
+    with running_stack(tmp_path_factory.mktemp("infra"), services=False) as stack:
+        yield stack
+
+
+@pytest.fixture(scope="session")
+def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """The whole platform as real processes, on servers of its own."""
+    with running_stack(tmp_path_factory.mktemp("platform"), services=True) as stack:
+        yield stack

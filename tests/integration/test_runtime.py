@@ -1,0 +1,164 @@
+"""The service runtime on the real broker and database: each event processed once,
+poison messages set aside with a reason, events published only when their change commits."""
+
+import asyncio
+import json
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from fastapi import FastAPI
+
+from c2f_cli.stack import Stack
+from c2f_shared import topics
+from c2f_shared.envelope import Envelope
+from c2f_shared.events import ClusterRegistered, Event
+from c2f_shared.service import Runtime, ServiceSettings, UnitOfWork
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+
+def cluster(short_name: str) -> ClusterRegistered:
+    return ClusterRegistered(
+        cluster_id=str(uuid.uuid4()),
+        name=f"{short_name} cluster",
+        short_name=short_name,
+        country="RS",
+        sectors=["ict"],
+        membership="founding",
+    )
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 30.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not await check():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.05)
+
+
+@asynccontextmanager
+async def running(infra: Stack, handler: Any, topic: str) -> AsyncIterator[Runtime]:
+    settings = ServiceSettings(
+        kafka_bootstrap=infra.config.kafka_bootstrap,
+        mongo_uri=infra.config.mongo_uri,
+        mongo_db=f"test_{uuid.uuid4().hex[:12]}",
+        consumer_group=f"test-{uuid.uuid4().hex[:12]}",
+    )
+    runtime = Runtime(settings, service="test")
+    runtime.consume([topic], handler, name="test")
+    async with runtime.lifespan(FastAPI()):
+        await eventually(lambda: _ready(runtime))
+        yield runtime
+
+
+async def _ready(runtime: Runtime) -> bool:
+    return bool((await runtime.readiness())["ready"])
+
+
+@asynccontextmanager
+async def producer(infra: Stack) -> AsyncIterator[AIOKafkaProducer]:
+    p = AIOKafkaProducer(bootstrap_servers=infra.config.kafka_bootstrap, acks="all")
+    await p.start()
+    try:
+        yield p
+    finally:
+        await p.stop()
+
+
+def recording(seen: list[str]) -> Callable[[Event, Envelope, UnitOfWork], Awaitable[None]]:
+    async def handle(event: Event, envelope: Envelope, uow: UnitOfWork) -> None:
+        assert isinstance(event, ClusterRegistered)
+        await uow.db["seen"].insert_one({"short_name": event.short_name}, session=uow.session)
+        seen.append(event.short_name)
+
+    return handle
+
+
+async def test_a_redelivered_event_is_processed_once(infra: Stack) -> None:
+    topic = f"test.redelivery.{uuid.uuid4().hex}"
+    seen: list[str] = []
+    envelope = Envelope.wrap(cluster("ONCE"), producer="test", correlation_id="c")
+    async with running(infra, recording(seen), topic) as runtime, producer(infra) as p:
+        for _ in range(3):
+            await p.send_and_wait(topic, envelope.model_dump_json().encode(), key=b"k")
+        after = Envelope.wrap(cluster("AFTER"), producer="test", correlation_id="c")
+        await p.send_and_wait(topic, after.model_dump_json().encode(), key=b"k")
+        await eventually(lambda: asyncio.sleep(0, "AFTER" in seen))
+        assert seen == ["ONCE", "AFTER"]
+        assert await runtime.db["seen"].count_documents({}) == 2
+
+
+async def test_a_poison_message_is_dead_lettered_and_the_consumer_goes_on(infra: Stack) -> None:
+    topic = f"test.poison.{uuid.uuid4().hex}"
+    seen: list[str] = []
+    good = Envelope.wrap(cluster("GOOD"), producer="test", correlation_id="c")
+    missing_field = json.loads(good.model_dump_json())
+    del missing_field["data"]["short_name"]
+    async with running(infra, recording(seen), topic) as runtime, producer(infra) as p:
+        await p.send_and_wait(topic, b"\xff not json", key=b"k")
+        await p.send_and_wait(topic, json.dumps(missing_field).encode(), key=b"k")
+        await p.send_and_wait(topic, good.model_dump_json().encode(), key=b"k")
+        await eventually(lambda: asyncio.sleep(0, "GOOD" in seen))
+        letters = await runtime.db["dead_letters"].find().sort("offset").to_list(None)
+        assert [d["topic"] for d in letters] == [topic, topic]
+        assert letters[0]["reason"].startswith("invalid envelope: body: Invalid JSON")
+        assert letters[1]["reason"] == "invalid ClusterRegistered v1: data.short_name: Field required"
+        assert letters[0]["payload"].endswith("not json")
+        # ... and the dead letter is published for operators and reporting.
+        assert await runtime.db["outbox"].count_documents({"topic": topics.DEAD_LETTERS}) == 2
+
+
+async def test_a_handler_that_keeps_failing_is_retried_then_dead_lettered(infra: Stack) -> None:
+    topic = f"test.failing.{uuid.uuid4().hex}"
+    attempts: list[str] = []
+
+    async def flaky(event: Event, envelope: Envelope, uow: UnitOfWork) -> None:
+        assert isinstance(event, ClusterRegistered)
+        attempts.append(event.short_name)
+        if event.short_name == "BROKEN":
+            raise RuntimeError("downstream is broken")
+        if event.short_name == "FLAKY" and attempts.count("FLAKY") < 3:
+            raise ConnectionError("try again")
+
+    async with running(infra, flaky, topic) as runtime, producer(infra) as p:
+        for name in ("FLAKY", "BROKEN", "LAST"):
+            envelope = Envelope.wrap(cluster(name), producer="test", correlation_id="c")
+            await p.send_and_wait(topic, envelope.model_dump_json().encode(), key=b"k")
+        await eventually(lambda: asyncio.sleep(0, "LAST" in attempts), timeout=60)
+        assert attempts.count("FLAKY") == 3
+        assert attempts.count("BROKEN") == 5
+        letter = await runtime.db["dead_letters"].find_one({"topic": topic})
+        assert letter is not None and "RuntimeError: downstream is broken" in letter["reason"]
+        assert await runtime.db["processed_events"].count_documents({}) == 2
+
+
+async def test_events_are_published_only_when_the_change_commits(infra: Stack) -> None:
+    committed, rolled_back = cluster("COMMITTED"), cluster("ROLLEDBACK")
+    async with running(infra, recording([]), f"test.idle.{uuid.uuid4().hex}") as runtime:
+        consumer = AIOKafkaConsumer(
+            topics.CLUSTERS, bootstrap_servers=infra.config.kafka_bootstrap, auto_offset_reset="earliest"
+        )
+        await consumer.start()
+        try:
+            with pytest.raises(RuntimeError):
+                async with runtime.unit_of_work("c") as uow:
+                    await uow.db["clusters"].insert_one({"_id": rolled_back.cluster_id}, session=uow.session)
+                    uow.emit(rolled_back)
+                    raise RuntimeError("validation failed half-way")
+            async with runtime.unit_of_work("c") as uow:
+                await uow.db["clusters"].insert_one({"_id": committed.cluster_id}, session=uow.session)
+                envelope = uow.emit(committed)
+            received: list[Envelope] = []
+            while not any(e.event_id == envelope.event_id for e in received):
+                batch = await consumer.getmany(timeout_ms=1000)
+                received += [Envelope.model_validate_json(r.value) for rs in batch.values() for r in rs]
+            keys = {e.key for e in received}
+            assert committed.cluster_id in keys and rolled_back.cluster_id not in keys
+            assert await runtime.db["clusters"].count_documents({}) == 1
+            assert await runtime.outbox.pending() == 0
+        finally:
+            await consumer.stop()
