@@ -14,8 +14,10 @@ help:  ## List the targets
 $(STAMP): requirements/constraints.txt requirements/dev.txt shared/pyproject.toml \
           services/*/pyproject.toml cli/pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -c requirements/constraints.txt $(PACKAGES) -r requirements/dev.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check -c requirements/constraints.txt \
+	    setuptools wheel
+	PYTHONWARNINGS=ignore $(PY) -m pip install --quiet --disable-pip-version-check --no-build-isolation \
+	    -c requirements/constraints.txt $(PACKAGES) -r requirements/dev.txt
 	touch $(STAMP)
 
 install: $(STAMP)  ## Create .venv with every package and tool, pinned

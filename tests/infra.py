@@ -10,20 +10,8 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
-from c2f_cli.config import SERVICES, StackConfig
-from c2f_cli.processes import free_port
+from c2f_cli.config import StackConfig
 from c2f_cli.stack import Stack
-
-
-def config_on_free_ports(home: Path, **external: str) -> StackConfig:
-    return StackConfig(
-        home=home,
-        kafka_port=free_port(),
-        mongo_port=free_port(),
-        smtp_port=free_port(),
-        service_ports={name: free_port() for name in SERVICES},
-        **external,  # type: ignore[arg-type]
-    )
 
 
 @contextmanager
@@ -41,8 +29,7 @@ def _containers() -> Iterator[dict[str, str]]:
         wait_for_logs(mongo, "Waiting for connections")
         host, port = mongo.get_container_host_ip(), mongo.get_exposed_port(27017)
         mongo.exec(
-            "mongosh --quiet --eval "
-            "\"rs.initiate({_id:'rs0',members:[{_id:0,host:'localhost:27017'}]})\""
+            "mongosh --quiet --eval \"rs.initiate({_id:'rs0',members:[{_id:0,host:'localhost:27017'}]})\""
         )
         yield {
             "external_kafka": kafka.get_bootstrap_server(),
@@ -57,7 +44,7 @@ def running_stack(home: Path, *, services: bool) -> Iterator[Stack]:
         external = {}
         if os.environ.get("C2F_TEST_INFRA", "embedded") == "containers":
             external = exits.enter_context(_containers())
-        stack = Stack(config_on_free_ports(home, **external))
+        stack = Stack(StackConfig.on_free_ports(home, **external))
         exits.callback(stack.stop)
         stack.start_infrastructure()
         if services:

@@ -52,6 +52,22 @@ class StackConfig:
             },
         )
 
+    @classmethod
+    def on_free_ports(cls, home: Path, **external: str | None) -> "StackConfig":
+        """A stack that collides with nothing else on this machine (tests, benchmarks)."""
+        from c2f_cli.processes import free_port
+
+        return cls(
+            home=home,
+            kafka_port=free_port(),
+            mongo_port=free_port(),
+            smtp_port=free_port(),
+            service_ports={name: free_port() for name in SERVICES},
+            external_kafka=external.get("external_kafka"),
+            external_mongo=external.get("external_mongo"),
+            external_smtp=external.get("external_smtp"),
+        )
+
     @property
     def kafka_bootstrap(self) -> str:
         return self.external_kafka or f"{self.host}:{self.kafka_port}"

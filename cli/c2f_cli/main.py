@@ -16,6 +16,7 @@ from rich.table import Table
 
 from c2f_cli import seed as seeding
 from c2f_cli.config import SERVICES, StackConfig
+from c2f_cli.mail import read_mail
 from c2f_cli.processes import StartupFailed
 from c2f_cli.stack import Stack
 
@@ -188,3 +189,32 @@ def status(
             )
     if not all(r.get("ready") for r in reports.values()):
         raise typer.Exit(1)
+
+
+@app.command()
+def mail(
+    last: Annotated[int, typer.Option(help="How many of the newest messages to list.")] = 20,
+    show: Annotated[int | None, typer.Option(help="Print message number N of the list in full.")] = None,
+) -> None:
+    """List what the platform e-mailed, as kept by the local SMTP sink ($C2F_HOME/mail)."""
+    maildir = StackConfig.from_env().maildir
+    messages = read_mail(maildir)[-last:]
+    if not messages:
+        console.print(f"No mail in {maildir} yet.")
+        return
+    if show is not None:
+        if not 1 <= show <= len(messages):
+            console.print(f"[red]--show takes 1 to {len(messages)}[/red]")
+            raise typer.Exit(2)
+        message = messages[show - 1]
+        for header in ("From", "To", "Subject", "Date"):
+            if message[header]:
+                console.print(f"[bold]{header}:[/bold] {message[header]}")
+        body = message.get_body(preferencelist=("plain",))
+        console.print()
+        console.print(body.get_content() if body is not None else "(no text part)", markup=False)
+        return
+    table = Table("#", "to", "subject", title=f"{len(messages)} newest messages in {maildir}")
+    for number, message in enumerate(messages, start=1):
+        table.add_row(str(number), str(message["To"]), str(message["Subject"]))
+    console.print(table)

@@ -114,6 +114,8 @@ def wait_until_ready(child: Child, url: str, timeout: float = 90.0) -> None:
 
 def port_is_free(host: str, port: int) -> bool:
     with socket.socket() as sock:
+        # As servers do: connections of a process that just stopped (TIME_WAIT) don't count.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
         except OSError:

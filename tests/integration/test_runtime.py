@@ -1,7 +1,6 @@
 """The service runtime on the real broker and database: each event processed once,
 poison messages set aside with a reason, events published only when their change commits."""
 
-import asyncio
 import json
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -17,6 +16,7 @@ from c2f_shared import topics
 from c2f_shared.envelope import Envelope
 from c2f_shared.events import ClusterRegistered, Event
 from c2f_shared.service import Runtime, ServiceSettings, UnitOfWork
+from tests.support import eventually
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -30,14 +30,6 @@ def cluster(short_name: str) -> ClusterRegistered:
         sectors=["ict"],
         membership="founding",
     )
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 30.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not await check():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.05)
 
 
 @asynccontextmanager
@@ -87,7 +79,7 @@ async def test_a_redelivered_event_is_processed_once(infra: Stack) -> None:
             await p.send_and_wait(topic, envelope.model_dump_json().encode(), key=b"k")
         after = Envelope.wrap(cluster("AFTER"), producer="test", correlation_id="c")
         await p.send_and_wait(topic, after.model_dump_json().encode(), key=b"k")
-        await eventually(lambda: asyncio.sleep(0, "AFTER" in seen))
+        await eventually(lambda: "AFTER" in seen)
         assert seen == ["ONCE", "AFTER"]
         assert await runtime.db["seen"].count_documents({}) == 2
 
@@ -102,7 +94,7 @@ async def test_a_poison_message_is_dead_lettered_and_the_consumer_goes_on(infra:
         await p.send_and_wait(topic, b"\xff not json", key=b"k")
         await p.send_and_wait(topic, json.dumps(missing_field).encode(), key=b"k")
         await p.send_and_wait(topic, good.model_dump_json().encode(), key=b"k")
-        await eventually(lambda: asyncio.sleep(0, "GOOD" in seen))
+        await eventually(lambda: "GOOD" in seen)
         letters = await runtime.db["dead_letters"].find().sort("offset").to_list(None)
         assert [d["topic"] for d in letters] == [topic, topic]
         assert letters[0]["reason"].startswith("invalid envelope: body: Invalid JSON")
@@ -128,7 +120,7 @@ async def test_a_handler_that_keeps_failing_is_retried_then_dead_lettered(infra:
         for name in ("FLAKY", "BROKEN", "LAST"):
             envelope = Envelope.wrap(cluster(name), producer="test", correlation_id="c")
             await p.send_and_wait(topic, envelope.model_dump_json().encode(), key=b"k")
-        await eventually(lambda: asyncio.sleep(0, "LAST" in attempts), timeout=60)
+        await eventually(lambda: "LAST" in attempts, within=60)
         assert attempts.count("FLAKY") == 3
         assert attempts.count("BROKEN") == 5
         letter = await runtime.db["dead_letters"].find_one({"topic": topic})

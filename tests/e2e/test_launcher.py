@@ -1,0 +1,132 @@
+"""`c2f up`, the launcher behind `make up`: starts everything, seeds the demo,
+keeps data across restarts, and stops every process it started on SIGINT and SIGTERM."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from c2f_cli.config import SERVICES
+from c2f_cli.processes import free_port
+from c2f_cli.seed import DEMO_DIR, Partnership
+from tests.support import read_mail
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    ports = {f"C2F_{name.upper()}_PORT": str(free_port()) for name in SERVICES}
+    return {
+        **{k: v for k, v in os.environ.items() if not k.startswith("C2F_")},
+        "C2F_HOME": str(tmp_path_factory.mktemp("c2f-home")),
+        "C2F_KAFKA_PORT": str(free_port()),
+        "C2F_MONGO_PORT": str(free_port()),
+        "C2F_SMTP_PORT": str(free_port()),
+        **ports,
+    }
+
+
+def wait_for(condition, within: float = 120.0, what: str = "condition"):
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"{what} not met within {within}s")
+
+
+def report(env: dict[str, str]) -> dict[str, int] | None:
+    try:
+        response = httpx.get(f"http://127.0.0.1:{env['C2F_REPORTING_PORT']}/reports/partnership", timeout=2)
+    except httpx.HTTPError:
+        return None
+    return response.json() if response.status_code == 200 else None
+
+
+def pid_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+@pytest.fixture
+def launcher(env: dict[str, str], request: pytest.FixtureRequest) -> Iterator[subprocess.Popen[bytes]]:
+    args = [str(Path(sys.executable).with_name("c2f")), "up", *request.param]
+    log = Path(env["C2F_HOME"]) / f"launcher-{len(list(Path(env['C2F_HOME']).glob('launcher-*')))}.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(args, env=env, stdout=out, stderr=subprocess.STDOUT)
+    yield process
+    if process.poll() is None:  # the test failed before stopping it
+        process.send_signal(signal.SIGTERM)
+        process.wait(60)
+
+
+def stack_pids(env: dict[str, str], launcher: subprocess.Popen[bytes]) -> dict[str, int]:
+    state_file = Path(env["C2F_HOME"]) / "stack.json"
+
+    def started() -> bool:
+        assert launcher.poll() is None, "launcher exited early"
+        return state_file.exists()
+
+    wait_for(started, what="stack.json")
+    children: dict[str, int] = json.loads(state_file.read_text())["children"]
+    assert set(children) == {"kafka", "mongo", "smtp", *SERVICES}
+    return children
+
+
+def stop_and_check(launcher: subprocess.Popen[bytes], children: dict[str, int], signum: int) -> None:
+    assert all(pid_exists(pid) for pid in children.values())
+    launcher.send_signal(signum)
+    assert launcher.wait(60) == 0
+    still_running = {name: pid for name, pid in children.items() if pid_exists(pid)}
+    assert still_running == {}
+
+
+DEMO = Partnership.load(DEMO_DIR)
+SEEN: dict[str, object] = {}
+
+
+@pytest.mark.parametrize("launcher", [[]], indirect=True)
+def test_up_seeds_the_demo_and_stops_everything_on_sigint(env, launcher) -> None:
+    children = stack_pids(env, launcher)
+
+    def seeded_and_mailed() -> dict[str, int] | None:
+        numbers = report(env)
+        if not numbers or numbers["participants"] != sum(len(e["participants"]) for e in DEMO.events):
+            return None
+        if (
+            numbers["match_suggestions"] == 0
+            or numbers["notifications_sent"] != 2 * numbers["match_suggestions"]
+        ):
+            return None
+        return numbers
+
+    numbers = wait_for(seeded_and_mailed, what="demo seeded and every suggestion e-mailed")
+    assert numbers["clusters"] == len(DEMO.clusters)
+    assert numbers["companies"] == len(DEMO.companies)
+    assert numbers["events"] == len(DEMO.events)
+    assert len(read_mail(Path(env["C2F_HOME"]) / "mail")) == numbers["notifications_sent"]
+    SEEN["report"] = numbers
+    stop_and_check(launcher, children, signal.SIGINT)
+
+
+@pytest.mark.parametrize("launcher", [["--no-seed"]], indirect=True)
+def test_data_survives_a_restart_and_sigterm_stops_everything(env, launcher) -> None:
+    if "report" not in SEEN:
+        pytest.skip("needs the first launcher test")
+    children = stack_pids(env, launcher)
+    assert report(env) == SEEN["report"]
+    # Nothing is sent again after a restart.
+    assert len(read_mail(Path(env["C2F_HOME"]) / "mail")) == SEEN["report"]["notifications_sent"]  # type: ignore[index]
+    stop_and_check(launcher, children, signal.SIGTERM)

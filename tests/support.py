@@ -1,0 +1,38 @@
+"""Helpers for tests that wait on real servers: conditions, mailboxes, committed offsets."""
+
+import asyncio
+import inspect
+from collections.abc import Awaitable, Callable, Iterable
+from email.message import EmailMessage
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from c2f_cli.mail import read_mail
+
+__all__ = ["committed_offsets", "eventually", "read_mail", "recipients"]
+
+
+async def eventually(check: Callable[[], Awaitable[bool] | bool], within: float = 30.0) -> None:
+    """Wait until `check()` holds (a condition, not a fixed sleep)."""
+    async with asyncio.timeout(within):
+        while True:
+            result = check()
+            if await result if inspect.isawaitable(result) else result:
+                return
+            await asyncio.sleep(0.05)
+
+
+def recipients(messages: Iterable[EmailMessage]) -> list[str]:
+    return sorted(addr.addr_spec for m in messages for addr in m["To"].addresses)
+
+
+async def committed_offsets(
+    bootstrap: str, group: str, partitions: Iterable[TopicPartition]
+) -> dict[TopicPartition, int]:
+    """Offsets `group` has committed (-1 where it has committed nothing)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        return {tp: (await consumer.committed(tp)) or -1 for tp in partitions}
+    finally:
+        await consumer.stop()
