@@ -5,6 +5,7 @@ containers, see tests/infra.py); the test drives them over HTTP and reads what
 arrived at the SMTP sink. Tests run in file order and share one scenario.
 """
 
+import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -348,3 +349,54 @@ async def test_a_poison_message_is_dead_lettered_and_consumers_go_on(scenario: S
 
 async def _dead_letters_are(scenario: Scenario, n: int) -> bool:
     return (await _report(scenario))["dead_letters"] == n
+
+
+@pytest.mark.parametrize("service", ["registration", "matching", "notifications", "reporting"])
+async def test_each_service_documents_itself_and_reports_health(scenario: Scenario, service: str) -> None:
+    async with httpx.AsyncClient(base_url=scenario.url(service)) as client:
+        assert (await client.get("/healthz")).json() == {"status": "alive", "service": service}
+        ready = (await client.get("/readyz")).json()
+        assert ready["ready"] is True and ready["checks"]["database"] == "ok"
+        assert (await client.get("/openapi.json")).json()["info"]["title"] == f"C2Future Match — {service}"
+        assert (await client.get("/docs")).status_code == 200
+        asyncapi = (await client.get("/asyncapi.json")).json()
+    addresses = {channel["address"] for channel in asyncapi["channels"].values()}
+    expected = {
+        "registration": {topics.CLUSTERS, topics.COMPANIES, topics.EVENTS, topics.PARTICIPANTS},
+        "matching": {topics.COMPANIES, topics.EVENTS, topics.PARTICIPANTS, topics.MATCH_SUGGESTIONS},
+        "notifications": {topics.PARTICIPANTS, topics.MATCH_SUGGESTIONS, topics.NOTIFICATIONS_SENT},
+        "reporting": set(topics.ALL),
+    }[service]
+    assert addresses == expected
+
+
+async def test_the_callers_correlation_id_travels_with_the_event(scenario: Scenario) -> None:
+    async with httpx.AsyncClient(base_url=scenario.url("registration")) as client:
+        response = await client.post(
+            "/clusters", json=_cluster("HAMAC", "GR"), headers={"X-Correlation-ID": "trace-hamac-1"}
+        )
+    assert response.headers["X-Correlation-ID"] == "trace-hamac-1"
+    cluster_id = response.json()["id"]
+    consumer = AIOKafkaConsumer(
+        topics.CLUSTERS,
+        bootstrap_servers=scenario.platform.config.kafka_bootstrap,
+        auto_offset_reset="earliest",
+    )
+    await consumer.start()
+    try:
+        found = None
+        while found is None:
+            batch = await consumer.getmany(timeout_ms=1000)
+            for record in (r for rs in batch.values() for r in rs):
+                envelope = json.loads(record.value)
+                if envelope["key"] == cluster_id:
+                    found = {**envelope, "kafka_key": record.key}
+    finally:
+        await consumer.stop()
+    assert found["correlation_id"] == "trace-hamac-1"
+    assert (found["type"], found["producer"], found["schema_version"]) == (
+        "ClusterRegistered",
+        "registration",
+        1,
+    )
+    assert found["kafka_key"] == cluster_id.encode()

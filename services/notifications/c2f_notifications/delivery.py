@@ -20,6 +20,7 @@ from c2f_notifications.config import Settings
 from c2f_notifications.handlers import OUTGOING, RECIPIENTS
 from c2f_shared.events import NotificationSent
 from c2f_shared.service import Runtime
+from c2f_shared.service.logs import log_context
 from c2f_shared.service.waker import Waker
 
 log = logging.getLogger(__name__)
@@ -72,11 +73,16 @@ class Delivery:
         )
         if msg is None:
             return False
+        with log_context(correlation_id=msg.get("correlation_id", ""), outgoing=msg["_id"]):
+            await self._deliver(msg)
+        return True
+
+    async def _deliver(self, msg: dict[str, Any]) -> None:
         recipients = self._runtime.db[RECIPIENTS]
         me = await recipients.find_one({"_id": msg["recipient_id"]})
         if me is None:
             await self._wait_for_recipient(msg)
-            return True
+            return
         fact = msg["fact"]
         other_id = next(
             p["participant_id"] for p in fact["parties"] if p["participant_id"] != msg["recipient_id"]
@@ -103,9 +109,8 @@ class Delivery:
             )
         except (aiosmtplib.SMTPException, OSError) as error:
             await self._failed(msg, f"{type(error).__name__}: {error}")
-            return True
+            return
         await self._sent(msg)
-        return True
 
     async def _sent(self, msg: dict[str, Any]) -> None:
         sent_at = datetime.now(UTC)
@@ -126,13 +131,13 @@ class Delivery:
                 ),
                 event_id=notification_id,
             )
-        log.info("sent %s correlation_id=%s", msg["_id"], msg.get("correlation_id"))
+        log.info("sent")
 
     async def _failed(self, msg: dict[str, Any], reason: str) -> None:
         attempts = msg["attempts"] + 1
         if attempts >= self._settings.max_attempts:
             update: dict[str, Any] = {"status": "failed", "reason": reason, "attempts": attempts}
-            log.error("giving up on %s after %d attempts: %s", msg["_id"], attempts, reason)
+            log.error("giving up after %d attempts: %s", attempts, reason)
         else:
             delay = self._settings.retry_base_s * 2 ** (attempts - 1) * random.uniform(0.5, 1.5)
             update = {
@@ -141,7 +146,7 @@ class Delivery:
                 "attempts": attempts,
                 "next_attempt_at": datetime.now(UTC) + timedelta(seconds=delay),
             }
-            log.warning("send %s failed (%s); retry in %.1fs", msg["_id"], reason, delay)
+            log.warning("send failed (%s); retry in %.1fs", reason, delay)
         await self._runtime.db[OUTGOING].update_one({"_id": msg["_id"]}, {"$set": update})
 
     async def _wait_for_recipient(self, msg: dict[str, Any]) -> None:

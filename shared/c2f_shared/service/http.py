@@ -1,6 +1,5 @@
 """HTTP basics every service serves: health, readiness, AsyncAPI, correlation ids, logs."""
 
-import logging
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
@@ -9,16 +8,12 @@ from fastapi import Depends, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from faststream.specification import AsyncAPI
 
+from c2f_shared.service.logs import configure_logging, log_context
 from c2f_shared.service.runtime import Runtime
 
+__all__ = ["CorrelationId", "RuntimeDep", "configure_logging", "install"]
+
 CORRELATION_HEADER = "X-Correlation-ID"
-
-
-def configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-    )
 
 
 def correlation_id(request: Request) -> str:
@@ -41,7 +36,8 @@ def install(app: FastAPI, runtime: Runtime, *, description: str) -> None:
     @app.middleware("http")
     async def _correlate(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
         request.state.correlation_id = request.headers.get(CORRELATION_HEADER) or str(uuid.uuid4())
-        response = await call_next(request)
+        with log_context(correlation_id=request.state.correlation_id):
+            response = await call_next(request)
         response.headers[CORRELATION_HEADER] = request.state.correlation_id
         return response
 

@@ -32,6 +32,7 @@ from pymongo.errors import DuplicateKeyError, PyMongoError
 from c2f_shared import topics
 from c2f_shared.envelope import Envelope, UnknownEventType
 from c2f_shared.events import Event, MessageDeadLettered
+from c2f_shared.service.logs import log_context
 from c2f_shared.service.outbox import Outbox
 from c2f_shared.service.settings import ServiceSettings
 
@@ -101,7 +102,7 @@ class Runtime:
             settings.kafka_bootstrap,
             client_id=f"c2f-{service}",
             acks="all",
-            logger=logging.getLogger(f"c2f.{service}.broker"),
+            logger=logging.getLogger("c2f.broker"),
         )
         self._listeners: dict[str, _Joined] = {}
         self._attempts: dict[tuple[str, int, int], int] = {}
@@ -255,9 +256,15 @@ class Runtime:
                 f"invalid {envelope.type} v{envelope.schema_version}: {_describe(error, 'data.')}"
             ) from error
 
+        with log_context(
+            correlation_id=envelope.correlation_id, event_id=envelope.event_id, event_type=envelope.type
+        ):
+            await self._process_once(envelope, event, handler)
+
+    async def _process_once(self, envelope: Envelope, event: Event, handler: Handler) -> None:
         inbox = self.db["processed_events"]
         if await inbox.find_one({"_id": envelope.event_id}, {"_id": 1}):
-            log.info("skip %s %s: already processed", envelope.type, envelope.event_id)
+            log.info("skipped: already processed")
             return
         try:
             async with self.unit_of_work(envelope.correlation_id) as uow:
@@ -271,12 +278,7 @@ class Runtime:
             if await inbox.find_one({"_id": envelope.event_id}, {"_id": 1}):
                 return
             raise
-        log.info(
-            "processed %s event_id=%s correlation_id=%s",
-            envelope.type,
-            envelope.event_id,
-            envelope.correlation_id,
-        )
+        log.info("processed")
 
     async def _dead_letter(self, record: Any, reason: str, body: bytes) -> None:
         dead_letter_id = str(
