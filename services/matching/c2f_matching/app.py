@@ -8,7 +8,7 @@ from c2f_matching.config import Settings
 from c2f_shared import topics
 from c2f_shared.events import MatchSuggested
 from c2f_shared.service import Runtime
-from c2f_shared.service import http as service_http
+from c2f_shared.service.http import service_app
 
 
 async def _on_start(runtime: Runtime) -> None:
@@ -17,19 +17,15 @@ async def _on_start(runtime: Runtime) -> None:
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
-    service_http.configure_logging(settings.log_level)
     runtime = Runtime(settings, service="matching")
     runtime.on_start(_on_start)
     runtime.consume(
         [topics.COMPANIES, topics.EVENTS, topics.PARTICIPANTS], handlers.handle, name="registrations"
     )
     runtime.publishes(MatchSuggested)
-    app = FastAPI(
-        title="C2Future Match — matching",
-        description="Suggests who should meet whom at an event, with the reasons.",
-        version="0.1.0",
-        lifespan=runtime.lifespan,
+    return service_app(
+        runtime,
+        description="Suggests who should meet whom at an event, with the reasons. "
+        "Reads registrations; publishes match suggestions.",
+        router=api.router,
     )
-    service_http.install(app, runtime, description="Reads registrations; publishes match suggestions.")
-    app.include_router(api.router)
-    return app

@@ -9,12 +9,11 @@ from c2f_notifications.delivery import Delivery
 from c2f_shared import topics
 from c2f_shared.events import NotificationSent
 from c2f_shared.service import Runtime
-from c2f_shared.service import http as service_http
+from c2f_shared.service.http import service_app
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
-    service_http.configure_logging(settings.log_level)
     runtime = Runtime(settings, service="notifications")
     delivery = Delivery(runtime, settings)
 
@@ -24,19 +23,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     runtime.on_start(on_start)
     runtime.consume(
         [topics.PARTICIPANTS, topics.MATCH_SUGGESTIONS],
-        handlers.make_handler(delivery.wake),  # type: ignore[arg-type]
+        handlers.make_handler(delivery.wake),
         name="facts",
     )
     runtime.background(delivery.run_forever)
     runtime.publishes(NotificationSent)
-    app = FastAPI(
-        title="C2Future Match — notifications",
-        description="E-mails participants about what concerns them, exactly once.",
-        version="0.1.0",
-        lifespan=runtime.lifespan,
+    return service_app(
+        runtime,
+        description="E-mails participants about what concerns them, exactly once. "
+        "Reads participants and match suggestions; publishes what was sent.",
+        router=api.router,
     )
-    service_http.install(
-        app, runtime, description="Reads participants and match suggestions; e-mails people."
-    )
-    app.include_router(api.router)
-    return app

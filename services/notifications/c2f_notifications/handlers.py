@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from c2f_shared.envelope import Envelope
 from c2f_shared.events import Event, MatchSuggested, ParticipantRegistered
 from c2f_shared.service import UnitOfWork
+from c2f_shared.service.runtime import Handler
 
 RECIPIENTS = "recipients"
 OUTGOING = "outgoing"
@@ -21,7 +22,7 @@ def dedupe_key(kind: str, about_id: str, recipient_id: str) -> str:
     return f"{kind}:{about_id}:{recipient_id}"
 
 
-def make_handler(wake: Callable[[], None]) -> Callable[[Event, Envelope, UnitOfWork], object]:
+def make_handler(wake: Callable[[], None]) -> Handler:
     async def handle(event: Event, envelope: Envelope, uow: UnitOfWork) -> None:
         if isinstance(event, ParticipantRegistered):
             await uow.db[RECIPIENTS].update_one(

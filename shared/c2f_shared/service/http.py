@@ -4,16 +4,17 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, Request, Response
+from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from faststream.specification import AsyncAPI
 
 from c2f_shared.service.logs import configure_logging, log_context
 from c2f_shared.service.runtime import Runtime
 
-__all__ = ["CorrelationId", "RuntimeDep", "configure_logging", "install"]
+__all__ = ["CorrelationId", "RuntimeDep", "service_app"]
 
 CORRELATION_HEADER = "X-Correlation-ID"
+VERSION = "0.1.0"
 
 
 def correlation_id(request: Request) -> str:
@@ -30,8 +31,22 @@ RuntimeDep = Annotated[Runtime, Depends(runtime_of)]
 CorrelationId = Annotated[str, Depends(correlation_id)]
 
 
-def install(app: FastAPI, runtime: Runtime, *, description: str) -> None:
-    """Add /healthz, /readyz, /asyncapi.json and correlation-id handling to `app`."""
+def service_app(runtime: Runtime, *, description: str, router: APIRouter) -> FastAPI:
+    """The service's FastAPI app: its routes, plus /healthz, /readyz, /asyncapi.json,
+    correlation ids and logs; the runtime starts and stops with it."""
+    configure_logging(runtime.settings.log_level)
+    app = FastAPI(
+        title=f"C2Future Match — {runtime.service}",
+        description=description,
+        version=VERSION,
+        lifespan=runtime.lifespan,
+    )
+    _install_basics(app, runtime, description)
+    app.include_router(router)
+    return app
+
+
+def _install_basics(app: FastAPI, runtime: Runtime, description: str) -> None:
 
     @app.middleware("http")
     async def _correlate(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
@@ -58,7 +73,7 @@ def install(app: FastAPI, runtime: Runtime, *, description: str) -> None:
     spec = AsyncAPI(
         runtime.broker,
         title=f"C2Future Match — {runtime.service}",
-        version="0.1.0",
+        version=VERSION,
         description=description,
     )
 
