@@ -130,3 +130,35 @@ def test_data_survives_a_restart_and_sigterm_stops_everything(env, launcher) -> 
     # Nothing is sent again after a restart.
     assert len(read_mail(Path(env["C2F_HOME"]) / "mail")) == SEEN["report"]["notifications_sent"]  # type: ignore[index]
     stop_and_check(launcher, children, signal.SIGTERM)
+
+
+def test_up_starts_nothing_for_servers_it_is_given(infra, tmp_path) -> None:
+    """With C2F_KAFKA_BOOTSTRAP, C2F_MONGO_URI and C2F_SMTP_HOST set, only the services start."""
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("C2F_")},
+        "C2F_HOME": str(tmp_path),
+        "C2F_KAFKA_BOOTSTRAP": infra.config.kafka_bootstrap,
+        "C2F_MONGO_URI": infra.config.mongo_uri,
+        "C2F_SMTP_HOST": "127.0.0.1",
+        "C2F_SMTP_PORT": str(infra.config.smtp_port),
+        **{f"C2F_{name.upper()}_PORT": str(free_port()) for name in SERVICES},
+    }
+    with (tmp_path / "launcher.log").open("wb") as out:
+        process = subprocess.Popen(
+            [str(Path(sys.executable).with_name("c2f")), "up", "--no-seed"],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        state_file = tmp_path / "stack.json"
+        wait_for(lambda: state_file.exists() or process.poll() is not None, what="stack.json")
+        assert process.poll() is None, (tmp_path / "launcher.log").read_text()
+        state = json.loads(state_file.read_text())
+        assert set(state["children"]) == set(SERVICES)
+        assert state["kafka"] == infra.config.kafka_bootstrap
+        stop_and_check(process, state["children"], signal.SIGTERM)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()

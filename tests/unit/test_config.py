@@ -1,0 +1,50 @@
+"""Where the local stack listens, from the environment."""
+
+import pytest
+
+from c2f_cli.config import StackConfig
+from c2f_notifications.config import Settings as NotificationSettings
+
+
+def test_defaults_are_the_embedded_stack(tmp_path) -> None:
+    config = StackConfig.from_env({"C2F_HOME": str(tmp_path)})
+    assert config.kafka_bootstrap == "127.0.0.1:19092"
+    assert (
+        config.mongo_uri.startswith("mongodb://127.0.0.1:27217/") and "retryWrites=false" in config.mongo_uri
+    )
+    assert config.service_url("reporting") == "http://127.0.0.1:8004"
+    assert config.maildir == tmp_path / "mail"
+    assert (config.external_kafka, config.external_mongo, config.external_smtp) == (None, None, None)
+
+
+def test_given_servers_and_ports_are_used() -> None:
+    config = StackConfig.from_env(
+        {
+            "C2F_KAFKA_BOOTSTRAP": "kafka-1:9092,kafka-2:9092",
+            "C2F_MONGO_URI": "mongodb://db:27017/?replicaSet=rs0",
+            "C2F_SMTP_HOST": "relay.example",
+            "C2F_SMTP_PORT": "587",
+            "C2F_MATCHING_PORT": "9002",
+        }
+    )
+    assert config.kafka_bootstrap == "kafka-1:9092,kafka-2:9092"
+    assert config.mongo_uri == "mongodb://db:27017/?replicaSet=rs0"
+    assert (config.smtp_host, config.smtp_port) == ("relay.example", 587)
+    assert config.service_url("matching") == "http://127.0.0.1:9002"
+
+
+def test_a_bad_port_is_a_clear_error() -> None:
+    with pytest.raises(SystemExit, match="C2F_MONGO_PORT must be a port number, not 'abc'"):
+        StackConfig.from_env({"C2F_MONGO_PORT": "abc"})
+
+
+def test_service_settings_prefer_their_own_prefix(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("C2F_SMTP_HOST", "shared-relay")
+    monkeypatch.setenv("C2F_NOTIFICATIONS_SMTP_HOST", "own-relay")
+    monkeypatch.setenv("C2F_SMTP_USERNAME", "")
+    monkeypatch.setenv("C2F_NOTIFICATIONS_MONGO_DB", "notif_test")
+    settings = NotificationSettings()
+    assert settings.smtp_host == "own-relay"
+    assert settings.smtp_username is None
+    assert settings.mongo_db == "notif_test"
+    assert settings.consumer_group == "c2f-notifications"
