@@ -18,10 +18,10 @@ from c2f_cli.stack import Stack
 def _containers() -> Iterator[dict[str, str]]:
     from testcontainers.core.container import DockerContainer
     from testcontainers.core.waiting_utils import wait_for_logs
-    from testcontainers.kafka import KafkaContainer
+    from testcontainers.community.kafka import KafkaContainer
 
     with ExitStack() as stack:
-        kafka = stack.enter_context(KafkaContainer("confluentinc/cp-kafka:7.6.1").with_kraft())
+        kafka = stack.enter_context(KafkaContainer("confluentinc/cp-kafka:7.6.0").with_kraft())
         # Transactions need a replica set: a one-node set without auth.
         mongo = stack.enter_context(
             DockerContainer("mongo:7.0").with_command("--replSet rs0 --bind_ip_all").with_exposed_ports(27017)
