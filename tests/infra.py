@@ -16,9 +16,9 @@ from c2f_cli.stack import Stack
 
 @contextmanager
 def _containers() -> Iterator[dict[str, str]]:
+    from testcontainers.community.kafka import KafkaContainer
     from testcontainers.core.container import DockerContainer
     from testcontainers.core.waiting_utils import wait_for_logs
-    from testcontainers.community.kafka import KafkaContainer
 
     with ExitStack() as stack:
         kafka = stack.enter_context(KafkaContainer("confluentinc/cp-kafka:7.6.0").with_kraft())

@@ -1,7 +1,9 @@
 """`c2f`: run C2Future Match on this machine, seed the demo partnership, check status."""
 
 import json
+import os
 import signal
+import sys
 import threading
 import time
 from pathlib import Path
@@ -30,7 +32,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
-console = Console()
+console = Console(soft_wrap=True)  # long URLs stay on one line, so they can be clicked
 
 DataDir = Annotated[
     Path,
@@ -116,15 +118,23 @@ def up(
 
 
 def _print_where_to_look(config: StackConfig) -> None:
+    c2f = os.path.relpath(Path(sys.argv[0]).resolve()) if Path(sys.argv[0]).exists() else "c2f"
+    others = ", ".join(f":{config.service_ports[name]}" for name in SERVICES[1:])
     console.print()
     console.print("[bold]C2Future Match is running.[/bold] Where to look:")
-    others = ", ".join(f":{config.service_ports[name]}" for name in SERVICES[1:])
     console.print(f"  API docs        {config.service_url('registration')}/docs  (and {others})")
     console.print(f"  Partnership     {config.service_url('reporting')}/reports/partnership")
-    console.print(f"  Suggestions     {config.service_url('matching')}/events/<event id>/suggestions")
-    console.print(f"  Mail sent       {config.maildir}/new  (one file per e-mail)")
+    try:
+        events = httpx.get(f"{config.service_url('registration')}/events", timeout=5).json()
+    except (httpx.HTTPError, ValueError):
+        events = []
+    for event in events:
+        console.print(f"  Suggestions     {event['name']}:", markup=False)
+        console.print(f"                  {config.service_url('matching')}/events/{event['id']}/suggestions")
+    console.print(f"  Mail sent       {c2f} mail   (files in {config.maildir}/new)")
+    console.print(f"  Status          {c2f} status")
     console.print(f"  Logs            {config.home / 'logs'}")
-    console.print("  Status          c2f status        Stop: Ctrl-C")
+    console.print("  Stop            Ctrl-C")
 
 
 @app.command("seed")
