@@ -154,7 +154,10 @@ def main() -> None:
             cfg = stack.config
             insert_rate = asyncio.run(baseline_inserts(cfg.mongo_uri, args.companies))
             round_trips = asyncio.run(baseline_round_trip(cfg.kafka_bootstrap, 50))
-            with httpx.Client(base_url=cfg.service_url("registration"), timeout=30) as client:
+            operator = {"Authorization": f"Bearer {cfg.operator_token()}"}
+            with httpx.Client(
+                base_url=cfg.service_url("registration"), timeout=30, headers=operator
+            ) as client:
                 cluster_id = client.post(
                     "/clusters",
                     json={

@@ -4,12 +4,17 @@ import asyncio
 import inspect
 from collections.abc import Awaitable, Callable, Iterable
 from email.message import EmailMessage
+from typing import TYPE_CHECKING
 
+import httpx
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from c2f_cli.mail import read_mail
 
-__all__ = ["committed_offsets", "eventually", "read_mail", "recipients"]
+if TYPE_CHECKING:
+    from c2f_cli.stack import Stack
+
+__all__ = ["as_operator", "committed_offsets", "eventually", "read_mail", "recipients"]
 
 
 async def eventually(check: Callable[[], Awaitable[bool] | bool], within: float = 30.0) -> None:
@@ -36,3 +41,12 @@ async def committed_offsets(
         return {tp: (await consumer.committed(tp)) or -1 for tp in partitions}
     finally:
         await consumer.stop()
+
+
+def as_operator(stack: "Stack", service: str = "registration") -> httpx.AsyncClient:
+    """An HTTP client for `service`, signed in with the stack's operator token."""
+    return httpx.AsyncClient(
+        base_url=stack.config.service_url(service),
+        headers={"Authorization": f"Bearer {stack.config.operator_token()}"},
+        timeout=30,
+    )

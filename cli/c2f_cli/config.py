@@ -6,6 +6,7 @@ started for it.
 """
 
 import os
+import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,6 +34,7 @@ class StackConfig:
     external_kafka: str | None = None
     external_mongo: str | None = None
     external_smtp: str | None = None
+    given_operator_token: str | None = None
     service_ports: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_SERVICE_PORTS))
 
     @classmethod
@@ -46,6 +48,7 @@ class StackConfig:
             external_kafka=env.get("C2F_KAFKA_BOOTSTRAP") or None,
             external_mongo=env.get("C2F_MONGO_URI") or None,
             external_smtp=env.get("C2F_SMTP_HOST") or None,
+            given_operator_token=env.get("C2F_OPERATOR_TOKEN") or None,
             service_ports={
                 name: _int(env, f"C2F_{name.upper()}_PORT", port)
                 for name, port in DEFAULT_SERVICE_PORTS.items()
@@ -85,6 +88,17 @@ class StackConfig:
     @property
     def maildir(self) -> Path:
         return self.home / "mail"
+
+    def operator_token(self) -> str:
+        """C2F_OPERATOR_TOKEN, or the local stack's own, made once in $C2F_HOME/operator-token."""
+        if self.given_operator_token:
+            return self.given_operator_token
+        path = self.home / "operator-token"
+        if not path.exists():
+            self.home.mkdir(parents=True, exist_ok=True)
+            path.touch(mode=0o600)
+            path.write_text(secrets.token_urlsafe(32))
+        return path.read_text().strip()
 
     def service_url(self, name: str) -> str:
         return f"http://{self.host}:{self.service_ports[name]}"

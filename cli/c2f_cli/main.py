@@ -6,6 +6,7 @@ import signal
 import sys
 import threading
 import time
+import uuid
 from pathlib import Path
 from types import FrameType
 from typing import Annotated
@@ -45,11 +46,13 @@ DataDir = Annotated[
 ]
 
 
-def _seed(registration_url: str, data: Path) -> seeding.SeedResult:
+def _seed(registration_url: str, data: Path, token: str) -> seeding.SeedResult:
     partnership = seeding.Partnership.load(data)
     result = seeding.SeedResult()
+    # One correlation id for the whole run, so its effects can be followed through the logs.
+    headers = {"X-Correlation-ID": f"seed-{uuid.uuid4()}", "Authorization": f"Bearer {token}"}
     with (
-        httpx.Client(base_url=registration_url, timeout=30) as client,
+        httpx.Client(base_url=registration_url, timeout=30, headers=headers) as client,
         Progress(
             TextColumn("Seeding"),
             BarColumn(),
@@ -94,7 +97,7 @@ def up(
     try:
         stack.start()
         if seed:
-            _seed(config.service_url("registration"), data)
+            _seed(config.service_url("registration"), data, config.operator_token())
         _print_where_to_look(config)
         while True:
             for child in stack.children:
@@ -125,7 +128,11 @@ def _print_where_to_look(config: StackConfig) -> None:
     console.print(f"  API docs        {config.service_url('registration')}/docs  (and {others})")
     console.print(f"  Partnership     {config.service_url('reporting')}/reports/partnership")
     try:
-        events = httpx.get(f"{config.service_url('registration')}/events", timeout=5).json()
+        events = httpx.get(
+            f"{config.service_url('registration')}/events",
+            headers={"Authorization": f"Bearer {config.operator_token()}"},
+            timeout=5,
+        ).json()
     except (httpx.HTTPError, ValueError):
         events = []
     for event in events:
@@ -146,11 +153,13 @@ def seed_command(
 ) -> None:
     """Load a partnership (clusters, members, events, participants) through the registration API.
 
-    Safe to repeat: what is already registered is left as it is.
+    Signs in as the operator (C2F_OPERATOR_TOKEN, or the local stack's token in
+    $C2F_HOME/operator-token). Safe to repeat: what is already registered is left as it is.
     """
-    url = registration_url or StackConfig.from_env().service_url("registration")
+    config = StackConfig.from_env()
+    url = registration_url or config.service_url("registration")
     try:
-        _seed(url, data)
+        _seed(url, data, config.operator_token())
     except httpx.HTTPError as error:
         console.print(
             f"[red]Cannot reach registration at {url}:[/red] {error}. Is the stack running (`c2f up`)?"

@@ -52,6 +52,7 @@ class Stack:
             "C2F_SMTP_HOST": self.config.smtp_host,
             "C2F_SMTP_PORT": str(self.config.smtp_port),
             "C2F_KAFKA_TIMEOUTS": os.environ.get("C2F_KAFKA_TIMEOUTS", "fast"),
+            "C2F_OPERATOR_TOKEN": self.config.operator_token(),
         }
 
     def _claim(self, what: str, port: int) -> None:

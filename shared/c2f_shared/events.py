@@ -70,21 +70,78 @@ class ClusterRegistered(Event):
         return self.cluster_id
 
 
-@_register
-class CompanyRegistered(Event):
-    TYPE = "CompanyRegistered"
+class Contact(_Value):
+    name: str
+    email: str
+    phone: str | None = None
+    role: str | None = None
+    language: str
+    consent: str = "none"  # vocabulary.Consent
+
+
+class ObstacleNote(_Value):
+    kind: str  # vocabulary.Obstacle
+    detail: str | None = None
+
+
+class Connection(_Value):
+    """A market or an organisation the company already works with."""
+
+    market: str | None = None
+    organisation: str | None = None
+    note: str | None = None
+
+
+class _CompanyFacts(Event):
+    """The whole profile of a member company, as registration holds it after the change."""
+
     TOPIC = topics.COMPANIES
 
     company_id: str
     cluster_id: str
+    revision: int = 1
     legal_name: str
     country: str
     city: str | None = None
     website: str | None = None
+    size_band: str | None = None
     sectors: list[str]
+    sub_sectors: list[str] = []
+    tags: list[str] = []
     offers: list[Offer]
     needs: list[Need]
     target_markets: list[str] = []
+    obstacles: list[ObstacleNote] = []
+    connections: list[Connection] = []
+    working_languages: list[str] = []
+    contacts: list[Contact] = []
+
+    def aggregate_id(self) -> str:
+        return self.company_id
+
+
+@_register
+class CompanyRegistered(_CompanyFacts):
+    TYPE = "CompanyRegistered"
+    VERSION = 2  # v2 added sub-sectors, tags, obstacles, connections, languages, contacts, revision
+
+
+@_register
+class CompanyUpdated(_CompanyFacts):
+    """The profile after a change; `revision` grows by one with each change."""
+
+    TYPE = "CompanyUpdated"
+
+
+@_register
+class CompanyErased(Event):
+    """The company and its personal data were erased (GDPR); every service must forget them."""
+
+    TYPE = "CompanyErased"
+    TOPIC = topics.COMPANIES
+
+    company_id: str
+    cluster_id: str
 
     def aggregate_id(self) -> str:
         return self.company_id

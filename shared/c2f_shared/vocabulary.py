@@ -61,5 +61,107 @@ class Membership(StrEnum):
 
 
 class EventKind(StrEnum):
-    B2B = "b2b"
-    C2C = "c2c"
+    B2B = "b2b"  # company-to-company meetings
+    C2C = "c2c"  # cluster-to-cluster meetings between delegations
+    WEBINAR = "webinar"
+
+
+class SubSector(StrEnum):
+    """Finer sectors; each belongs to one `Sector` (see SUB_SECTORS)."""
+
+    SOFTWARE = "software"
+    IOT = "iot"
+    DATA_PLATFORMS = "data_platforms"
+    CYBERSECURITY = "cybersecurity"
+    TELECOM = "telecom"
+    E_MOBILITY = "e_mobility"
+    PUBLIC_TRANSPORT = "public_transport"
+    TRAFFIC = "traffic"
+    LOGISTICS = "logistics"
+    ROAD_SAFETY = "road_safety"
+    BIM = "bim"
+    BUILDING_MATERIALS = "building_materials"
+    ENERGY_RETROFIT = "energy_retrofit"
+    SMART_BUILDINGS = "smart_buildings"
+    AIR_QUALITY = "air_quality"
+    WASTE = "waste"
+    WATER = "water"
+    CIRCULAR_ECONOMY = "circular_economy"
+    RENEWABLES = "renewables"
+    SMART_GRID = "smart_grid"
+    LIGHTING = "lighting"
+    STORAGE = "storage"
+
+
+SUB_SECTORS: dict[SubSector, Sector] = {
+    **dict.fromkeys(
+        [
+            SubSector.SOFTWARE,
+            SubSector.IOT,
+            SubSector.DATA_PLATFORMS,
+            SubSector.CYBERSECURITY,
+            SubSector.TELECOM,
+        ],
+        Sector.ICT,
+    ),
+    **dict.fromkeys(
+        [
+            SubSector.E_MOBILITY,
+            SubSector.PUBLIC_TRANSPORT,
+            SubSector.TRAFFIC,
+            SubSector.LOGISTICS,
+            SubSector.ROAD_SAFETY,
+        ],
+        Sector.MOBILITY,
+    ),
+    **dict.fromkeys(
+        [SubSector.BIM, SubSector.BUILDING_MATERIALS, SubSector.ENERGY_RETROFIT, SubSector.SMART_BUILDINGS],
+        Sector.CONSTRUCTION,
+    ),
+    **dict.fromkeys(
+        [SubSector.AIR_QUALITY, SubSector.WASTE, SubSector.WATER, SubSector.CIRCULAR_ECONOMY],
+        Sector.ENVIRONMENTAL_TECHNOLOGIES,
+    ),
+    **dict.fromkeys(
+        [SubSector.RENEWABLES, SubSector.SMART_GRID, SubSector.LIGHTING, SubSector.STORAGE], Sector.ENERGY
+    ),
+}
+
+
+class SizeBand(StrEnum):
+    """EU SME size classes by headcount."""
+
+    MICRO = "micro"  # < 10
+    SMALL = "small"  # < 50
+    MEDIUM = "medium"  # < 250
+    LARGE = "large"
+
+
+class Obstacle(StrEnum):
+    """What stands between a member and a target market."""
+
+    REGULATION = "regulation"
+    CERTIFICATION = "certification"
+    LANGUAGE = "language"
+    FINANCE = "finance"
+    MARKET_KNOWLEDGE = "market_knowledge"
+    PARTNERS = "partners"
+    PUBLIC_PROCUREMENT = "public_procurement"
+    INTELLECTUAL_PROPERTY = "intellectual_property"
+    LOGISTICS = "logistics"
+    CULTURE = "culture"
+    OTHER = "other"
+
+
+class Consent(StrEnum):
+    """Who may see a contact person: brochure readers (and matched companies), matched companies, no one."""
+
+    BROCHURE = "brochure"
+    MATCHES = "matches"
+    NONE = "none"
+
+
+class EventMode(StrEnum):
+    ON_SITE = "on_site"
+    VIRTUAL = "virtual"
+    HYBRID = "hybrid"

@@ -17,7 +17,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from c2f_cli.stack import Stack
 from c2f_shared import topics
-from tests.support import committed_offsets, eventually, read_mail, recipients
+from tests.support import as_operator, committed_offsets, eventually, read_mail, recipients
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="session")]
 
@@ -65,7 +65,7 @@ async def scenario(platform: Stack) -> AsyncIterator[Scenario]:
     """Two clusters, three companies, one event; two of them should meet."""
     ids: dict[str, str] = {}
     bodies: dict[str, dict[str, Any]] = {}
-    async with httpx.AsyncClient(base_url=platform.config.service_url("registration")) as client:
+    async with as_operator(platform) as client:
         ids["dti"] = await _post(client, "/clusters", _cluster("DTI", "BG"))
         ids["acclima"] = await _post(client, "/clusters", _cluster("Acclima", "ES"))
         ids["airdata"] = await _post(
@@ -209,7 +209,7 @@ async def test_matching_lists_the_suggestion_with_its_reasons(scenario: Scenario
 
 async def test_posting_the_same_registration_twice_creates_nothing(scenario: Scenario) -> None:
     event_id = scenario.ids["event"]
-    async with httpx.AsyncClient(base_url=scenario.url("registration")) as client:
+    async with as_operator(scenario.platform) as client:
         again = await client.post(
             f"/events/{event_id}/participants", json=scenario.participant_bodies["airdata"]
         )
@@ -300,7 +300,7 @@ async def test_redelivered_events_change_nothing_and_send_nothing(scenario: Scen
 async def test_a_malformed_request_gets_422_naming_the_field(
     scenario: Scenario, path: str, body: dict[str, Any], field: str, reason: str
 ) -> None:
-    async with httpx.AsyncClient(base_url=scenario.url("registration")) as client:
+    async with as_operator(scenario.platform) as client:
         response = await client.post(path, json=body)
     assert response.status_code == 422
     problems = response.json()["detail"]
@@ -309,7 +309,7 @@ async def test_a_malformed_request_gets_422_naming_the_field(
 
 
 async def test_an_unknown_reference_gets_422_and_stores_nothing(scenario: Scenario) -> None:
-    async with httpx.AsyncClient(base_url=scenario.url("registration")) as client:
+    async with as_operator(scenario.platform) as client:
         body = _company("no-such-cluster", "Ghost Ltd", "BG", offers=[], needs=[])
         response = await client.post("/companies", json=body)
         assert response.status_code == 422
@@ -334,7 +334,7 @@ async def test_a_poison_message_is_dead_lettered_and_consumers_go_on(scenario: S
         await producer.stop()
     # matching, notifications and reporting each set it aside, and reporting counts all three.
     await eventually(lambda: _dead_letters_are(scenario, 3))
-    async with httpx.AsyncClient(base_url=scenario.url("registration")) as client:
+    async with as_operator(scenario.platform) as client:
         body = {
             **scenario.participant_bodies["paneles"],
             "attendee": {"name": "Ane", "email": "ane@paneles.example", "language": "es"},
@@ -371,7 +371,7 @@ async def test_each_service_documents_itself_and_reports_health(scenario: Scenar
 
 
 async def test_the_callers_correlation_id_travels_with_the_event(scenario: Scenario) -> None:
-    async with httpx.AsyncClient(base_url=scenario.url("registration")) as client:
+    async with as_operator(scenario.platform) as client:
         response = await client.post(
             "/clusters", json=_cluster("HAMAC", "GR"), headers={"X-Correlation-ID": "trace-hamac-1"}
         )

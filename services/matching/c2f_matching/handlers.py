@@ -8,7 +8,9 @@ from typing import Any
 from c2f_matching.rules import Profile, match
 from c2f_shared.envelope import Envelope
 from c2f_shared.events import (
+    CompanyErased,
     CompanyRegistered,
+    CompanyUpdated,
     Event,
     EventCreated,
     MatchParty,
@@ -34,11 +36,19 @@ def suggestion_id(event_id: str, participant_a: str, participant_b: str) -> str:
 
 
 async def handle(event: Event, envelope: Envelope, uow: UnitOfWork) -> None:
-    if isinstance(event, CompanyRegistered):
-        await _upsert(uow, COMPANIES, event.company_id, event.model_dump(mode="json"))
+    if isinstance(event, CompanyRegistered | CompanyUpdated):
+        known = await uow.db[COMPANIES].find_one(
+            {"_id": event.company_id}, {"revision": 1}, session=uow.session
+        )
+        if known is not None and known.get("revision", 0) >= event.revision:
+            return  # an older revision arriving late
+        # Matching needs what a company offers and seeks, not who its people are.
+        await _upsert(uow, COMPANIES, event.company_id, event.model_dump(mode="json", exclude={"contacts"}))
         participants = uow.db[PARTICIPANTS].find({"company_id": event.company_id}, session=uow.session)
         async for participant in participants:
             await _suggest_for(uow, participant)
+    elif isinstance(event, CompanyErased):
+        await _forget_company(uow, event.company_id)
     elif isinstance(event, ParticipantRegistered):
         doc = {"event_id": event.event_id, "company_id": event.company_id}
         await _upsert(uow, PARTICIPANTS, event.participant_id, doc)
@@ -110,6 +120,17 @@ async def _suggest_for(uow: UnitOfWork, participant: dict[str, Any]) -> None:
         )
         if result.upserted_id is not None:
             uow.emit(suggested, event_id=sid)
+
+
+async def _forget_company(uow: UnitOfWork, company_id: str) -> None:
+    """Erasure: the company, its participants and every suggestion naming them go."""
+    participant_ids = [
+        p["_id"]
+        async for p in uow.db[PARTICIPANTS].find({"company_id": company_id}, {"_id": 1}, session=uow.session)
+    ]
+    await uow.db[SUGGESTIONS].delete_many({"participant_ids": {"$in": participant_ids}}, session=uow.session)
+    await uow.db[PARTICIPANTS].delete_many({"company_id": company_id}, session=uow.session)
+    await uow.db[COMPANIES].delete_one({"_id": company_id}, session=uow.session)
 
 
 def _party(profile: Profile) -> MatchParty:

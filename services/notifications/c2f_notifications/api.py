@@ -13,7 +13,7 @@ router = APIRouter(tags=["outgoing"])
 @router.get("/outgoing/summary")
 async def summary(runtime: RuntimeDep) -> dict[str, int]:
     """How many messages are pending, being sent, sent and failed."""
-    counts = {"pending": 0, "sending": 0, "sent": 0, "failed": 0}
+    counts = {"pending": 0, "sending": 0, "sent": 0, "failed": 0, "cancelled": 0}
     async for row in await runtime.db[OUTGOING].aggregate([{"$group": {"_id": "$status", "n": {"$sum": 1}}}]):
         counts[row["_id"]] = row["n"]
     return counts
@@ -22,7 +22,7 @@ async def summary(runtime: RuntimeDep) -> dict[str, int]:
 @router.get("/outgoing")
 async def list_outgoing(
     runtime: RuntimeDep,
-    status: Literal["pending", "sending", "sent", "failed"] | None = None,
+    status: Literal["pending", "sending", "sent", "failed", "cancelled"] | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> list[dict[str, Any]]:
     """Queued messages, newest first: kind, recipient id, status, attempts, last failure."""

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from c2f_shared.envelope import Envelope
-from c2f_shared.events import Event, MatchSuggested, ParticipantRegistered
+from c2f_shared.events import CompanyErased, Event, MatchSuggested, ParticipantRegistered
 from c2f_shared.service import UnitOfWork
 from c2f_shared.service.runtime import Handler
 
@@ -20,6 +20,25 @@ MATCH_SUGGESTED = "match_suggested"
 
 def dedupe_key(kind: str, about_id: str, recipient_id: str) -> str:
     return f"{kind}:{about_id}:{recipient_id}"
+
+
+async def _forget_company(uow: UnitOfWork, company_id: str) -> None:
+    """Erasure: the company's people and what was queued for them go; messages to others
+    that named them keep only their status."""
+    people = [
+        r["_id"]
+        async for r in uow.db[RECIPIENTS].find({"company_id": company_id}, {"_id": 1}, session=uow.session)
+    ]
+    await uow.db[OUTGOING].delete_many({"recipient_id": {"$in": people}}, session=uow.session)
+    await uow.db[OUTGOING].update_many(
+        {"fact.parties.company_id": company_id, "status": {"$in": ["pending", "sending"]}},
+        {"$set": {"status": "cancelled", "reason": "a party was erased"}},
+        session=uow.session,
+    )
+    await uow.db[OUTGOING].update_many(
+        {"fact.parties.company_id": company_id}, {"$unset": {"fact": ""}}, session=uow.session
+    )
+    await uow.db[RECIPIENTS].delete_many({"company_id": company_id}, session=uow.session)
 
 
 def make_handler(wake: Callable[[], None]) -> Handler:
@@ -60,6 +79,9 @@ def make_handler(wake: Callable[[], None]) -> Handler:
                     upsert=True,
                     session=uow.session,
                 )
+        elif isinstance(event, CompanyErased):
+            await _forget_company(uow, event.company_id)
+            return
         else:
             return
         uow.after_commit(wake)

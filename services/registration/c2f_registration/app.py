@@ -3,21 +3,44 @@
 
 from fastapi import FastAPI
 
-from c2f_registration import api, store
+from c2f_registration import api, auth, store
 from c2f_registration.config import Settings
-from c2f_shared.events import ClusterRegistered, CompanyRegistered, EventCreated, ParticipantRegistered
+from c2f_shared.events import (
+    ClusterRegistered,
+    CompanyErased,
+    CompanyRegistered,
+    CompanyUpdated,
+    EventCreated,
+    ParticipantRegistered,
+)
 from c2f_shared.service import Runtime
 from c2f_shared.service.http import service_app
+
+
+async def _on_start(runtime: Runtime) -> None:
+    await store.ensure_indexes(runtime)
+    await runtime.db[auth.API_KEYS].create_index("cluster_id")
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     runtime = Runtime(settings, service="registration")
-    runtime.on_start(store.ensure_indexes)
-    runtime.publishes(ClusterRegistered, CompanyRegistered, EventCreated, ParticipantRegistered)
-    return service_app(
+    runtime.on_start(_on_start)
+    runtime.publishes(
+        ClusterRegistered,
+        CompanyRegistered,
+        CompanyUpdated,
+        CompanyErased,
+        EventCreated,
+        ParticipantRegistered,
+    )
+    app = service_app(
         runtime,
         description="Clusters, member companies with offers and needs, events and participants. "
-        "Publishes what is registered.",
+        "Publishes what is registered. Authenticate with `Authorization: Bearer <token>`: "
+        "the operator's token, or a cluster's API key.",
         router=api.router,
     )
+    token = settings.operator_token
+    app.state.operator_digest = auth.digest(token.get_secret_value()) if token else None
+    return app

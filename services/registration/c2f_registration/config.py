@@ -1,5 +1,6 @@
-"""Registration settings (env prefix C2F_REGISTRATION_)."""
+"""Registration settings (env prefix C2F_REGISTRATION_; the operator token also from C2F_OPERATOR_TOKEN)."""
 
+from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
 from c2f_shared.service import ServiceSettings
@@ -10,3 +11,9 @@ class Settings(ServiceSettings):
 
     mongo_db: str = "c2f_registration"
     consumer_group: str = "c2f-registration"
+
+    operator_token: SecretStr | None = Field(
+        None,
+        validation_alias=AliasChoices("C2F_REGISTRATION_OPERATOR_TOKEN", "C2F_OPERATOR_TOKEN"),
+        description="Bearer token of the partnership's operators. Unset: no operator can sign in.",
+    )

@@ -1,15 +1,16 @@
-"""Registration's own collections, and registering a thing exactly once.
+"""Registration's own collections, and registering, changing and erasing things exactly once.
 
 Each registration has a natural key (a cluster's short name, a company's name in
-its cluster, an event's name and start, a participant's e-mail at an event).
-Posting the same registration again returns the stored one and publishes nothing;
-posting different data under the same natural key is a conflict.
+its cluster, an event's host, name and start, a participant's e-mail at an
+event). Posting the same registration again returns the stored one and
+publishes nothing; different data under the same natural key is a conflict.
+Every change and the event announcing it commit in one transaction (outbox).
 """
 
 import hashlib
 import json
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -23,6 +24,9 @@ CLUSTERS = "clusters"
 COMPANIES = "companies"
 EVENTS = "events"
 PARTICIPANTS = "participants"
+ERASURES = "erasures"
+
+OnCreated = Callable[[UnitOfWork, str], Awaitable[Any]]
 
 
 class Conflict(Exception):
@@ -34,6 +38,8 @@ class Stored:
     id: str
     data: dict[str, Any]
     created: bool
+    doc: dict[str, Any]
+    extra: Any = None
 
 
 async def ensure_indexes(runtime: Runtime) -> None:
@@ -41,9 +47,10 @@ async def ensure_indexes(runtime: Runtime) -> None:
         await runtime.db[name].create_index("natural_key", unique=True)
     await runtime.db[COMPANIES].create_index("data.cluster_id")
     await runtime.db[PARTICIPANTS].create_index("event_id")
+    await runtime.db[PARTICIPANTS].create_index("data.company_id")
 
 
-def _fingerprint(data: dict[str, Any]) -> str:
+def fingerprint(data: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(data, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
 
 
@@ -55,51 +62,81 @@ async def register_once(
     make_event: Callable[[str], Event],
     correlation_id: str,
     extra: dict[str, Any] | None = None,
+    on_created: OnCreated | None = None,
 ) -> Stored:
-    """Store `data` under a new id and emit `make_event(id)`, unless it is already there."""
-    fingerprint = _fingerprint(data)
+    """Store `data` under a new id and emit `make_event(id)`, unless it is already there.
+
+    `on_created` runs in the same transaction when, and only when, it is new.
+    """
+    digest = fingerprint(data)
     for _ in range(3):
         try:
             async with runtime.unit_of_work(correlation_id) as uow:
-                return await _register(
-                    uow, collection, natural_key, data, fingerprint, make_event, extra or {}
-                )
+                coll = uow.db[collection]
+                existing = await coll.find_one({"natural_key": natural_key}, session=uow.session)
+                if existing is not None:
+                    if existing["fingerprint"] != digest:
+                        known = existing["_id"]
+                        raise Conflict(
+                            f"{natural_key!r} is already registered with different data (id {known})"
+                        )
+                    return Stored(id=existing["_id"], data=existing["data"], created=False, doc=existing)
+                new_id = str(uuid.uuid4())
+                now = datetime.now(UTC)
+                doc = {
+                    "_id": new_id,
+                    "natural_key": natural_key,
+                    "fingerprint": digest,
+                    "data": data,
+                    "revision": 1,
+                    "created_at": now,
+                    "updated_at": now,
+                    **(extra or {}),
+                }
+                await coll.insert_one(doc, session=uow.session)
+                uow.emit(make_event(new_id))
+                more = await on_created(uow, new_id) if on_created else None
+                return Stored(id=new_id, data=data, created=True, doc=doc, extra=more)
         except DuplicateKeyError:
             continue  # a concurrent identical request won the insert: read it on the next pass
     raise Conflict(f"{collection}: could not register {natural_key!r}, try again")
 
 
-async def _register(
-    uow: UnitOfWork,
+async def replace(
+    runtime: Runtime,
     collection: str,
+    doc: dict[str, Any],
     natural_key: str,
     data: dict[str, Any],
-    fingerprint: str,
-    make_event: Callable[[str], Event],
-    extra: dict[str, Any],
-) -> Stored:
-    coll = uow.db[collection]
-    existing = await coll.find_one({"natural_key": natural_key}, session=uow.session)
-    if existing is not None:
-        if existing["fingerprint"] != fingerprint:
-            raise Conflict(
-                f"{natural_key!r} is already registered with different data (id {existing['_id']})"
+    make_event: Callable[[int], Event],
+    correlation_id: str,
+) -> tuple[dict[str, Any], bool]:
+    """Replace `doc`'s data; emit `make_event(new revision)` when something changed.
+
+    Optimistic: if someone else changed it since `doc` was read, this is a Conflict.
+    """
+    digest = fingerprint(data)
+    if digest == doc["fingerprint"]:
+        return doc, False
+    revision = doc["revision"] + 1
+    changes = {
+        "natural_key": natural_key,
+        "fingerprint": digest,
+        "data": data,
+        "revision": revision,
+        "updated_at": datetime.now(UTC),
+    }
+    try:
+        async with runtime.unit_of_work(correlation_id) as uow:
+            result = await uow.db[collection].update_one(
+                {"_id": doc["_id"], "revision": doc["revision"]}, {"$set": changes}, session=uow.session
             )
-        return Stored(id=existing["_id"], data=existing["data"], created=False)
-    new_id = str(uuid.uuid4())
-    await coll.insert_one(
-        {
-            "_id": new_id,
-            "natural_key": natural_key,
-            "fingerprint": fingerprint,
-            "data": data,
-            "created_at": datetime.now(UTC),
-            **extra,
-        },
-        session=uow.session,
-    )
-    uow.emit(make_event(new_id))
-    return Stored(id=new_id, data=data, created=True)
+            if result.matched_count == 0:
+                raise Conflict("it was changed by someone else meanwhile: read it again and retry")
+            uow.emit(make_event(revision))
+    except DuplicateKeyError:
+        raise Conflict(f"{natural_key!r} is already registered") from None
+    return {**doc, **changes}, True
 
 
 async def get(runtime: Runtime, collection: str, item_id: str) -> dict[str, Any] | None:

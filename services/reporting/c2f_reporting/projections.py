@@ -3,7 +3,9 @@
 from c2f_shared.envelope import Envelope
 from c2f_shared.events import (
     ClusterRegistered,
+    CompanyErased,
     CompanyRegistered,
+    CompanyUpdated,
     Event,
     EventCreated,
     MatchSuggested,
@@ -17,6 +19,7 @@ from c2f_shared.service import UnitOfWork
 PROJECTIONS: dict[type[Event], tuple[str, str]] = {
     ClusterRegistered: ("clusters", "cluster_id"),
     CompanyRegistered: ("companies", "company_id"),
+    CompanyUpdated: ("companies", "company_id"),
     EventCreated: ("events", "event_id"),
     ParticipantRegistered: ("participants", "participant_id"),
     MatchSuggested: ("match_suggestions", "suggestion_id"),
@@ -26,6 +29,9 @@ PROJECTIONS: dict[type[Event], tuple[str, str]] = {
 
 
 async def project(event: Event, envelope: Envelope, uow: UnitOfWork) -> None:
+    if isinstance(event, CompanyErased):
+        await _forget_company(uow, event.company_id)
+        return
     where = PROJECTIONS.get(type(event))
     if where is None:
         return
@@ -33,9 +39,25 @@ async def project(event: Event, envelope: Envelope, uow: UnitOfWork) -> None:
     data = event.model_dump(mode="json", exclude={id_field})
     if isinstance(event, ParticipantRegistered):
         data.pop("attendee")  # reports count people; they do not need their contact data
+    if isinstance(event, CompanyRegistered | CompanyUpdated):
+        # Only contacts that agreed to appear in the brochure are kept.
+        data["contacts"] = [c for c in data["contacts"] if c["consent"] == "brochure"]
     await uow.db[collection].update_one(
         {"_id": getattr(event, id_field)},
         {"$set": {**data, "occurred_at": envelope.occurred_at}},
         upsert=True,
         session=uow.session,
     )
+
+
+async def _forget_company(uow: UnitOfWork, company_id: str) -> None:
+    """Erasure: the company disappears from every report, with its participants and matches."""
+    db, session = uow.db, uow.session
+    people = [
+        p["_id"]
+        async for p in db["participants"].find({"company_id": company_id}, {"_id": 1}, session=session)
+    ]
+    await db["match_suggestions"].delete_many({"parties.company_id": company_id}, session=session)
+    await db["notifications"].delete_many({"recipient_participant_id": {"$in": people}}, session=session)
+    await db["participants"].delete_many({"company_id": company_id}, session=session)
+    await db["companies"].delete_one({"_id": company_id}, session=session)
