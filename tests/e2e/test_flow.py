@@ -251,7 +251,7 @@ async def test_redelivered_events_change_nothing_and_send_nothing(scenario: Scen
     async def all_consumed() -> bool:
         for group, its_topics in (
             ("c2f-matching", {topics.PARTICIPANTS, topics.COMPANIES, topics.EVENTS}),
-            ("c2f-notifications", {topics.PARTICIPANTS, topics.MATCH_SUGGESTIONS}),
+            ("c2f-notifications", {topics.PARTICIPANTS, topics.MATCH_SUGGESTIONS, topics.COMPANIES}),
             ("c2f-reporting", set(redelivered)),
         ):
             mine = [tp for tp in last if tp.topic in its_topics]
@@ -364,7 +364,12 @@ async def test_each_service_documents_itself_and_reports_health(scenario: Scenar
     expected = {
         "registration": {topics.CLUSTERS, topics.COMPANIES, topics.EVENTS, topics.PARTICIPANTS},
         "matching": {topics.COMPANIES, topics.EVENTS, topics.PARTICIPANTS, topics.MATCH_SUGGESTIONS},
-        "notifications": {topics.PARTICIPANTS, topics.MATCH_SUGGESTIONS, topics.NOTIFICATIONS_SENT},
+        "notifications": {
+            topics.PARTICIPANTS,
+            topics.MATCH_SUGGESTIONS,
+            topics.COMPANIES,
+            topics.NOTIFICATIONS_SENT,
+        },
         "reporting": set(topics.ALL),
     }[service]
     assert addresses == expected

@@ -1,6 +1,7 @@
 """Matching's consumers: keep the read model of registration's facts and suggest
 meetings when a participant, a company or an event becomes known."""
 
+import re
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -129,6 +130,7 @@ async def _forget_company(uow: UnitOfWork, company_id: str) -> None:
         async for p in uow.db[PARTICIPANTS].find({"company_id": company_id}, {"_id": 1}, session=uow.session)
     ]
     await uow.db[SUGGESTIONS].delete_many({"participant_ids": {"$in": participant_ids}}, session=uow.session)
+    await uow.outbox.forget({"payload": {"$regex": re.escape(company_id)}}, uow.session)
     await uow.db[PARTICIPANTS].delete_many({"company_id": company_id}, session=uow.session)
     await uow.db[COMPANIES].delete_one({"_id": company_id}, session=uow.session)
 

@@ -22,7 +22,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     runtime.on_start(on_start)
     runtime.consume(
-        [topics.PARTICIPANTS, topics.MATCH_SUGGESTIONS],
+        [topics.PARTICIPANTS, topics.MATCH_SUGGESTIONS, topics.COMPANIES],
         handlers.make_handler(delivery.wake),
         name="facts",
     )

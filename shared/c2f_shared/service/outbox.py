@@ -56,6 +56,10 @@ class Outbox:
             session=session,
         )
 
+    async def forget(self, query: dict[str, Any], session: AsyncClientSession) -> None:
+        """Erasure: drop stored events matching `query` (e.g. {"key": id}), published or not."""
+        await self._coll.delete_many(query, session=session)
+
     def wake(self) -> None:
         self._waker.wake()
 

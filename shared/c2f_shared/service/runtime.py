@@ -63,6 +63,10 @@ class UnitOfWork:
     _emitted: list[tuple[Envelope, str]] = field(default_factory=list)
     _after_commit: list[Callable[[], None]] = field(default_factory=list)
 
+    @property
+    def outbox(self) -> Outbox:
+        return self._runtime.outbox
+
     def after_commit(self, callback: Callable[[], None]) -> None:
         """Call `callback` once this unit of work has committed (e.g. to wake a worker)."""
         self._after_commit.append(callback)

@@ -4,6 +4,7 @@ A cluster's key sees and changes only its own members; another cluster's member
 is a 404, as if it did not exist. The operator sees all.
 """
 
+import re
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -95,12 +96,12 @@ async def list_companies(
         query["data.sectors"] = sector.value
     if target_market:
         query["data.target_markets"] = target_market
-    docs = await runtime.db[store.COMPANIES].find(query).sort("created_at").to_list(None)
     if q:
-        needle = q.casefold()
-        docs = [d for d in docs if needle in d["data"]["legal_name"].casefold()]
-    page = docs[offset : offset + limit]
-    return CompanyPage(items=[out(d) for d in page], total=len(docs), limit=limit, offset=offset)
+        query["data.legal_name"] = {"$regex": re.escape(q), "$options": "i"}
+    companies = runtime.db[store.COMPANIES]
+    page = await companies.find(query).sort("created_at").skip(offset).limit(limit).to_list(None)
+    total = await companies.count_documents(query)
+    return CompanyPage(items=[out(d) for d in page], total=total, limit=limit, offset=offset)
 
 
 @router.get("/companies/{company_id}", response_model=CompanyOut, responses=NOT_VISIBLE)
@@ -163,6 +164,12 @@ async def erase_company(
     doc = await visible_company(runtime, caller, company_id)
     cluster_id = doc["data"]["cluster_id"]
     async with runtime.unit_of_work(correlation) as uow:
+        participants = uow.db[store.PARTICIPANTS].find(
+            {"data.company_id": company_id}, {"_id": 1}, session=uow.session
+        )
+        keys = [company_id, *[p["_id"] async for p in participants]]
+        # The events that carried its data are not kept either, published or not.
+        await runtime.outbox.forget({"key": {"$in": keys}}, uow.session)
         await uow.db[store.COMPANIES].delete_one({"_id": company_id}, session=uow.session)
         await uow.db[store.PARTICIPANTS].delete_many({"data.company_id": company_id}, session=uow.session)
         # What remains: that an erasure happened, and when — no personal data.
