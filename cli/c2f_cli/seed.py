@@ -6,6 +6,7 @@ nothing new.
 """
 
 import json
+import re
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -15,6 +16,7 @@ from typing import Any
 import httpx
 
 DEMO_DIR = Path(__file__).resolve().parents[2] / "demo"
+ALREADY_REGISTERED = re.compile(r"already registered for this event as participant ([0-9a-f-]{36})")
 
 
 class SeedError(RuntimeError):
@@ -62,6 +64,12 @@ def seed(client: httpx.Client, partnership: Partnership, result: SeedResult) -> 
 
     def post(kind: str, path: str, body: dict[str, Any]) -> str:
         response = client.post(path, json=body)
+        if response.status_code == 409 and kind == "participants":
+            # A participant registers once; the answer names the earlier registration.
+            known = ALREADY_REGISTERED.search(response.json().get("detail", ""))
+            if known:
+                result.existing[kind] += 1
+                return known.group(1)
         if response.status_code not in (200, 201):
             raise SeedError(f"POST {path} answered {response.status_code}: {response.text}")
         (result.created if response.status_code == 201 else result.existing)[kind] += 1

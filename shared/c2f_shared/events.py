@@ -147,38 +147,90 @@ class CompanyErased(Event):
         return self.company_id
 
 
-@_register
-class EventCreated(Event):
-    """A matchmaking event (B2B or C2C) was created; `event_id` is the matchmaking event's id."""
+class Slot(_Value):
+    """One meeting slot: its id is the local start in the venue's time zone, e.g. 2027-03-16T09:00."""
 
-    TYPE = "EventCreated"
+    id: str
+    starts_at: datetime
+    ends_at: datetime
+
+
+class _EventFacts(Event):
+    """A partnership event (B2B, C2C or webinar) as registration holds it after the change."""
+
     TOPIC = topics.EVENTS
 
     event_id: str
+    revision: int = 1
     name: str
-    kind: str
+    kind: str  # vocabulary.EventKind
+    mode: str = "on_site"  # vocabulary.EventMode
     host_cluster_id: str
+    venue: str | None = None
     city: str
     country: str
     venue_timezone: str
     starts_at: datetime
     ends_at: datetime
+    registration_deadline: datetime | None = None
+    capacity: int | None = None
+    slot_minutes: int | None = None
+    tables: int | None = None
+    slots: list[Slot] = []
+    topic: str | None = None
+    speakers: list[str] = []
+    link: str | None = None
+    recording_url: str | None = None
 
     def aggregate_id(self) -> str:
         return self.event_id
 
 
 @_register
+class EventCreated(_EventFacts):
+    """A partnership event was created; `event_id` is the partnership event's id."""
+
+    TYPE = "EventCreated"
+    VERSION = 2  # v2 added mode, venue, deadline, capacity, slots and tables, webinar fields, revision
+
+
+@_register
+class EventUpdated(_EventFacts):
+    """The event after a change (e.g. a webinar's recording link); `revision` grows by one."""
+
+    TYPE = "EventUpdated"
+
+
+@_register
 class ParticipantRegistered(Event):
+    """A member company (B2B, webinar) or a cluster delegation (C2C) signed up for an event."""
+
     TYPE = "ParticipantRegistered"
+    VERSION = 2  # v2 added delegation, availability, languages, max_meetings, access_token_hash
     TOPIC = topics.PARTICIPANTS
 
     participant_id: str
     event_id: str
-    company_id: str
+    company_id: str | None = None  # None for a C2C delegation
     cluster_id: str
     attendee: Attendee
     consent_share_contact: bool
+    availability: list[str] = []  # slot ids; empty: every slot
+    languages: list[str] = []
+    max_meetings: int | None = None
+    access_token_hash: str | None = None  # SHA-256 of the participant's secret, to check its token
+
+    def aggregate_id(self) -> str:
+        return self.participant_id
+
+
+@_register
+class ParticipantWithdrawn(Event):
+    TYPE = "ParticipantWithdrawn"
+    TOPIC = topics.PARTICIPANTS
+
+    participant_id: str
+    event_id: str
 
     def aggregate_id(self) -> str:
         return self.participant_id

@@ -213,9 +213,13 @@ async def test_posting_the_same_registration_twice_creates_nothing(scenario: Sce
         again = await client.post(
             f"/events/{event_id}/participants", json=scenario.participant_bodies["airdata"]
         )
-        assert again.status_code == 200
-        assert again.json()["id"] == scenario.ids["p_airdata"]
-        assert again.json()["created"] is False
+        assert again.status_code == 409
+        assert f"already registered for this event as participant {scenario.ids['p_airdata']}" in again.text
+        stored = (await client.get(f"/companies/{scenario.ids['sensores']}")).json()
+        for server_side in ("id", "revision", "created", "created_at", "updated_at"):
+            stored.pop(server_side)
+        company_again = await client.post("/companies", json=stored)
+        assert (company_again.status_code, company_again.json()["id"]) == (200, scenario.ids["sensores"])
         changed = {**scenario.participant_bodies["airdata"], "consent_share_contact": True}
         conflict = await client.post(f"/events/{event_id}/participants", json=changed)
         assert conflict.status_code == 409
@@ -334,17 +338,22 @@ async def test_a_poison_message_is_dead_lettered_and_consumers_go_on(scenario: S
         await producer.stop()
     # matching, notifications and reporting each set it aside, and reporting counts all three.
     await eventually(lambda: _dead_letters_are(scenario, 3))
+    # ... and every consumer goes on: a withdrawal and a new sign-up still reach reporting.
+    event_id = scenario.ids["event"]
     async with as_operator(scenario.platform) as client:
+        withdrawn = await client.delete(f"/events/{event_id}/participants/{scenario.ids['p_paneles']}")
+        assert withdrawn.status_code == 204
+        await eventually(lambda: _participants_are(scenario, 2))
         body = {
             **scenario.participant_bodies["paneles"],
             "attendee": {"name": "Ane", "email": "ane@paneles.example", "language": "es"},
         }
-        await _post(client, f"/events/{scenario.ids['event']}/participants", body)
+        await _post(client, f"/events/{event_id}/participants", body)
+    await eventually(lambda: _participants_are(scenario, 3))
 
-    async def counted() -> bool:
-        return (await _report(scenario))["participants"] == 4
 
-    await eventually(counted)
+async def _participants_are(scenario: Scenario, n: int) -> bool:
+    return (await _report(scenario))["participants"] == n
 
 
 async def _dead_letters_are(scenario: Scenario, n: int) -> bool:

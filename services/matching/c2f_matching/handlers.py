@@ -14,11 +14,13 @@ from c2f_shared.events import (
     CompanyUpdated,
     Event,
     EventCreated,
+    EventUpdated,
     MatchParty,
     MatchSuggested,
     Need,
     Offer,
     ParticipantRegistered,
+    ParticipantWithdrawn,
 )
 from c2f_shared.service import UnitOfWork
 
@@ -51,10 +53,14 @@ async def handle(event: Event, envelope: Envelope, uow: UnitOfWork) -> None:
     elif isinstance(event, CompanyErased):
         await _forget_company(uow, event.company_id)
     elif isinstance(event, ParticipantRegistered):
+        if event.company_id is None:
+            return  # C2C delegations are matched by the meetings work (issue 5)
         doc = {"event_id": event.event_id, "company_id": event.company_id}
         await _upsert(uow, PARTICIPANTS, event.participant_id, doc)
         await _suggest_for(uow, {"_id": event.participant_id, **doc})
-    elif isinstance(event, EventCreated):
+    elif isinstance(event, ParticipantWithdrawn):
+        await uow.db[PARTICIPANTS].delete_one({"_id": event.participant_id}, session=uow.session)
+    elif isinstance(event, EventCreated | EventUpdated):
         await _upsert(uow, EVENTS, event.event_id, {"name": event.name, "kind": event.kind})
         participants = uow.db[PARTICIPANTS].find({"event_id": event.event_id}, session=uow.session)
         async for participant in participants:

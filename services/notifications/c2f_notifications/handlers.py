@@ -8,7 +8,13 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from c2f_shared.envelope import Envelope
-from c2f_shared.events import CompanyErased, Event, MatchSuggested, ParticipantRegistered
+from c2f_shared.events import (
+    CompanyErased,
+    Event,
+    MatchSuggested,
+    ParticipantRegistered,
+    ParticipantWithdrawn,
+)
 from c2f_shared.service import UnitOfWork
 from c2f_shared.service.runtime import Handler
 
@@ -79,6 +85,13 @@ def make_handler(wake: Callable[[], None]) -> Handler:
                     upsert=True,
                     session=uow.session,
                 )
+        elif isinstance(event, ParticipantWithdrawn):
+            await uow.db[OUTGOING].update_many(
+                {"recipient_id": event.participant_id, "status": "pending"},
+                {"$set": {"status": "cancelled", "reason": "the participant withdrew"}},
+                session=uow.session,
+            )
+            return
         elif isinstance(event, CompanyErased):
             await _forget_company(uow, event.company_id)
             return

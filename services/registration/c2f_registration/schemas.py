@@ -4,7 +4,7 @@ Limits are explicit (see README, "Registration: sizes and limits"); text in any
 script is stored and returned exactly as given, apart from trimmed whitespace.
 """
 
-from datetime import datetime
+from datetime import date, datetime, time, timedelta
 from typing import Annotated, Any, Self
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -23,6 +23,7 @@ from c2f_shared.vocabulary import (
     Category,
     Consent,
     EventKind,
+    EventMode,
     Language,
     Membership,
     NeedKind,
@@ -213,23 +214,141 @@ class CompanyPage(BaseModel):
 # -- events and participants ---------------------------------------------------
 
 
-class EventIn(_In):
+class BreakIn(_In):
+    """A pause in every meeting day, in the venue's local time."""
+
+    start: time
+    end: time
+
+
+class MeetingPlan(_In):
+    """When meetings can happen at a B2B or C2C event, in the venue's local time."""
+
+    days: Annotated[list[date], Field(min_length=1, max_length=14), Unique]
+    day_start: time = Field(examples=["09:00"])
+    day_end: time = Field(examples=["17:00"])
+    slot_minutes: Annotated[int, Field(ge=5, le=240)] = 20
+    breaks: Annotated[list[BreakIn], Field(max_length=10)] = []
+    tables: Annotated[int, Field(ge=1, le=1000, description="Meetings that can run at once")] = 10
+
+    @model_validator(mode="after")
+    def _sane_day(self) -> Self:
+        if self.day_end <= self.day_start:
+            raise ValueError("day_end must be after day_start")
+        for pause in self.breaks:
+            if not self.day_start <= pause.start < pause.end <= self.day_end:
+                raise ValueError(f"break {pause.start:%H:%M}-{pause.end:%H:%M} must lie within the day")
+        return self
+
+
+class EventFields(_In):
     name: Name
     kind: EventKind = EventKind.B2B
-    host_cluster_id: str
+    mode: EventMode = EventMode.ON_SITE
+    venue: Name | None = None
     city: Name
     country: CountryCode
     venue_timezone: Annotated[str, AfterValidator(_known_timezone), Field(examples=["Europe/Sofia"])]
     starts_at: datetime
     ends_at: datetime
+    registration_deadline: datetime | None = None
+    capacity: Annotated[int, Field(ge=1, le=100_000)] | None = None
+    meetings: MeetingPlan | None = Field(
+        None, description="B2B and C2C events: days, slots, breaks and tables"
+    )
+    topic: Text | None = Field(None, description="Webinars: what it is about")
+    speakers: Annotated[list[Name], Field(max_length=20)] = []
+    link: HttpUrl | None = Field(None, description="Webinars and virtual events: where to join")
+    recording_url: HttpUrl | None = Field(None, description="Webinars: the recording, once there is one")
 
     @model_validator(mode="after")
-    def _ends_after_start(self) -> Self:
-        if self.starts_at.tzinfo is None or self.ends_at.tzinfo is None:
-            raise ValueError("starts_at and ends_at need a UTC offset, e.g. 2027-03-16T09:00:00+02:00")
+    def _consistent(self) -> Self:
+        for name in ("starts_at", "ends_at", "registration_deadline"):
+            value = getattr(self, name)
+            if value is not None and value.tzinfo is None:
+                raise ValueError(f"{name} needs a UTC offset, e.g. 2027-03-16T09:00:00+02:00")
         if self.ends_at <= self.starts_at:
             raise ValueError("ends_at must be after starts_at")
+        if self.registration_deadline is not None and self.registration_deadline > self.ends_at:
+            raise ValueError("registration_deadline must not be after the event ends")
+        if self.kind is EventKind.WEBINAR:
+            if self.meetings is not None:
+                raise ValueError("a webinar has no meeting plan")
+            if not self.topic:
+                raise ValueError("a webinar needs a topic")
+        if self.meetings is not None:
+            zone = ZoneInfo(self.venue_timezone)
+            first = datetime.combine(self.meetings.days[0], self.meetings.day_start, zone)
+            last = datetime.combine(self.meetings.days[-1], self.meetings.day_end, zone)
+            if first < self.starts_at or last > self.ends_at:
+                raise ValueError("meeting days must lie between starts_at and ends_at")
         return self
+
+    def meeting_slots(self) -> list[dict[str, Any]]:
+        """Every meeting slot, skipping breaks; a slot's id is its local start time."""
+        if self.meetings is None:
+            return []
+        plan, zone = self.meetings, ZoneInfo(self.venue_timezone)
+        step = timedelta(minutes=plan.slot_minutes)
+        slots = []
+        for day in sorted(plan.days):
+            start = datetime.combine(day, plan.day_start, zone)
+            day_end = datetime.combine(day, plan.day_end, zone)
+            while start + step <= day_end:
+                end = start + step
+                clash = next(
+                    (
+                        b
+                        for b in plan.breaks
+                        if start < datetime.combine(day, b.end, zone)
+                        and datetime.combine(day, b.start, zone) < end
+                    ),
+                    None,
+                )
+                if clash is not None:
+                    start = datetime.combine(day, clash.end, zone)
+                    continue
+                slots.append({"id": start.strftime("%Y-%m-%dT%H:%M"), "starts_at": start, "ends_at": end})
+                start = end
+        return slots
+
+
+class EventIn(EventFields):
+    host_cluster_id: str
+
+
+class EventPatch(_In):
+    """Any subset of an event's fields (not its host or kind)."""
+
+    name: Name | None = None
+    mode: EventMode | None = None
+    venue: Name | None = None
+    city: Name | None = None
+    country: CountryCode | None = None
+    venue_timezone: str | None = None
+    starts_at: datetime | None = None
+    ends_at: datetime | None = None
+    registration_deadline: datetime | None = None
+    capacity: int | None = None
+    meetings: dict[str, Any] | None = None
+    topic: str | None = None
+    speakers: list[Any] | None = None
+    link: str | None = None
+    recording_url: str | None = None
+
+
+class SlotOut(BaseModel):
+    id: str
+    starts_at: datetime
+    ends_at: datetime
+
+
+class EventOut(EventIn):
+    id: str
+    revision: int
+    created: bool = False
+    registered: int = Field(0, description="Participants registered here (withdrawals excluded)")
+    slots: list[SlotOut] = []
 
 
 class AttendeeIn(_In):
@@ -239,10 +358,34 @@ class AttendeeIn(_In):
 
 
 class ParticipantIn(_In):
-    company_id: str
+    company_id: str | None = Field(None, description="B2B events and webinars: the member company")
+    delegation_of: str | None = Field(None, description="C2C events: the cluster whose delegation this is")
     attendee: AttendeeIn
+    availability: Annotated[list[str], Field(max_length=500), Unique] | None = Field(
+        None, description="Slot ids the participant can meet in; omitted: every slot"
+    )
+    languages: Languages = []
+    max_meetings: Annotated[int, Field(ge=1, le=100)] | None = None
     consent_share_contact: bool = Field(
         False, description="May matched companies see this attendee's name and e-mail?"
+    )
+
+    @model_validator(mode="after")
+    def _company_or_delegation(self) -> Self:
+        if (self.company_id is None) == (self.delegation_of is None):
+            raise ValueError("give either company_id (B2B, webinar) or delegation_of (C2C)")
+        return self
+
+
+class ParticipantOut(ParticipantIn):
+    id: str
+    event_id: str
+    cluster_id: str
+    status: str = "registered"
+    access_token: str | None = Field(
+        None,
+        description="Shown once, in the answer that registers: the participant's own token for "
+        "the participant-facing endpoints of the platform.",
     )
 
 
@@ -269,11 +412,3 @@ class ClusterOut(ClusterIn, Created):
     api_key: ApiKeyCreated | None = Field(
         None, description="The cluster's first API key, only in the answer that created the cluster."
     )
-
-
-class EventOut(EventIn, Created):
-    pass
-
-
-class ParticipantOut(ParticipantIn, Created):
-    event_id: str

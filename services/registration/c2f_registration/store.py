@@ -81,10 +81,10 @@ async def register_once(
                             f"{natural_key!r} is already registered with different data (id {known})"
                         )
                     return Stored(id=existing["_id"], data=existing["data"], created=False, doc=existing)
-                new_id = str(uuid.uuid4())
+                item_id = new_id()
                 now = datetime.now(UTC)
                 doc = {
-                    "_id": new_id,
+                    "_id": item_id,
                     "natural_key": natural_key,
                     "fingerprint": digest,
                     "data": data,
@@ -94,9 +94,9 @@ async def register_once(
                     **(extra or {}),
                 }
                 await coll.insert_one(doc, session=uow.session)
-                uow.emit(make_event(new_id))
-                more = await on_created(uow, new_id) if on_created else None
-                return Stored(id=new_id, data=data, created=True, doc=doc, extra=more)
+                uow.emit(make_event(item_id))
+                more = await on_created(uow, item_id) if on_created else None
+                return Stored(id=item_id, data=data, created=True, doc=doc, extra=more)
         except DuplicateKeyError:
             continue  # a concurrent identical request won the insert: read it on the next pass
     raise Conflict(f"{collection}: could not register {natural_key!r}, try again")
@@ -137,6 +137,11 @@ async def replace(
     except DuplicateKeyError:
         raise Conflict(f"{natural_key!r} is already registered") from None
     return {**doc, **changes}, True
+
+
+def new_id() -> str:
+    """Ids are random UUIDs: unique across every registration instance without coordination."""
+    return str(uuid.uuid4())
 
 
 async def get(runtime: Runtime, collection: str, item_id: str) -> dict[str, Any] | None:

@@ -26,7 +26,7 @@ async def partnership(runtime: RuntimeDep) -> PartnershipReport:
         clusters=await db["clusters"].count_documents({}),
         companies=await db["companies"].count_documents({}),
         events=await db["events"].count_documents({}),
-        participants=await db["participants"].count_documents({}),
+        participants=await db["participants"].count_documents({"status": "registered"}),
         match_suggestions=await db["match_suggestions"].count_documents({}),
         notifications_sent=await db["notifications"].count_documents({}),
         dead_letters=await db["dead_letters"].count_documents({}),

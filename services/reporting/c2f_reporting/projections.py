@@ -8,10 +8,12 @@ from c2f_shared.events import (
     CompanyUpdated,
     Event,
     EventCreated,
+    EventUpdated,
     MatchSuggested,
     MessageDeadLettered,
     NotificationSent,
     ParticipantRegistered,
+    ParticipantWithdrawn,
 )
 from c2f_shared.service import UnitOfWork
 
@@ -21,6 +23,7 @@ PROJECTIONS: dict[type[Event], tuple[str, str]] = {
     CompanyRegistered: ("companies", "company_id"),
     CompanyUpdated: ("companies", "company_id"),
     EventCreated: ("events", "event_id"),
+    EventUpdated: ("events", "event_id"),
     ParticipantRegistered: ("participants", "participant_id"),
     MatchSuggested: ("match_suggestions", "suggestion_id"),
     NotificationSent: ("notifications", "notification_id"),
@@ -32,13 +35,21 @@ async def project(event: Event, envelope: Envelope, uow: UnitOfWork) -> None:
     if isinstance(event, CompanyErased):
         await _forget_company(uow, event.company_id)
         return
+    if isinstance(event, ParticipantWithdrawn):
+        await uow.db["participants"].update_one(
+            {"_id": event.participant_id}, {"$set": {"status": "withdrawn"}}, session=uow.session
+        )
+        return
     where = PROJECTIONS.get(type(event))
     if where is None:
         return
     collection, id_field = where
     data = event.model_dump(mode="json", exclude={id_field})
     if isinstance(event, ParticipantRegistered):
-        data.pop("attendee")  # reports count people; they do not need their contact data
+        # Reports count people; they need neither their contact data nor their token.
+        data.pop("attendee")
+        data.pop("access_token_hash")
+        data["status"] = "registered"
     if isinstance(event, CompanyRegistered | CompanyUpdated):
         # Only contacts that agreed to appear in the brochure are kept.
         data["contacts"] = [c for c in data["contacts"] if c["consent"] == "brochure"]
