@@ -323,3 +323,187 @@ async def test_erasure_reaches_every_service(stack: Stack, clusters: dict[str, A
         await client.close()
     async with httpx.AsyncClient(base_url=stack.config.service_url("matching")) as matching:
         assert (await matching.get(f"/events/{event_id}/suggestions")).json() == []
+
+
+def meeting_event(host: str, **changes: Any) -> dict[str, Any]:
+    return {
+        "name": f"B2B {uuid.uuid4().hex[:6]}",
+        "kind": "b2b",
+        "host_cluster_id": host,
+        "venue": "Megaron",
+        "city": "Athens",
+        "country": "GR",
+        "venue_timezone": "Europe/Athens",
+        "starts_at": "2027-05-10T09:00:00+03:00",
+        "ends_at": "2027-05-11T18:00:00+03:00",
+        "meetings": {
+            "days": ["2027-05-10", "2027-05-11"],
+            "day_start": "09:00",
+            "day_end": "11:00",
+            "slot_minutes": 30,
+            "breaks": [{"start": "10:00", "end": "10:30"}],
+            "tables": 4,
+        },
+        **changes,
+    }
+
+
+async def _company(operator: httpx.AsyncClient, cluster_id: str, name: str) -> str:
+    body = {"cluster_id": cluster_id, "legal_name": name, "country": "GR", "sectors": ["ict"]}
+    response = await operator.post("/companies", json=body)
+    assert response.status_code in (200, 201), response.text
+    company_id: str = response.json()["id"]
+    return company_id
+
+
+def signup(company_id: str, **changes: Any) -> dict[str, Any]:
+    return {
+        "company_id": company_id,
+        "attendee": {"name": "Νίκος", "email": f"n{uuid.uuid4().hex[:6]}@example.org", "language": "el"},
+        **changes,
+    }
+
+
+async def test_an_event_lists_its_slots_in_the_venue_time_zone(
+    stack: Stack, clusters: dict[str, Any]
+) -> None:
+    async with as_operator(stack) as operator:
+        created = await operator.post("/events", json=meeting_event(clusters["HAMAC"]["id"]))
+    assert created.status_code == 201, created.text
+    slots = created.json()["slots"]
+    # 09:00-11:00 in 30-minute slots, minus the 10:00-10:30 break, on two days.
+    assert [s["id"] for s in slots] == [
+        "2027-05-10T09:00",
+        "2027-05-10T09:30",
+        "2027-05-10T10:30",
+        "2027-05-11T09:00",
+        "2027-05-11T09:30",
+        "2027-05-11T10:30",
+    ]
+    assert slots[0]["starts_at"] == "2027-05-10T09:00:00+03:00"
+    assert created.json()["meetings"]["tables"] == 4
+
+
+@pytest.mark.parametrize(
+    ("changes", "reason"),
+    [
+        ({"venue_timezone": "Europe/Atlantis"}, "unknown IANA time zone"),
+        ({"ends_at": "2027-05-09T09:00:00+03:00"}, "ends_at must be after starts_at"),
+        ({"starts_at": "2027-05-10T09:00:00"}, "needs a UTC offset"),
+        ({"meetings": {"days": ["2027-06-01"], "day_start": "09:00", "day_end": "10:00"}}, "meeting days"),
+        (
+            {"meetings": {"days": ["2027-05-10"], "day_start": "12:00", "day_end": "10:00"}},
+            "day_end must be after",
+        ),
+        ({"kind": "webinar"}, "a webinar has no meeting plan"),
+    ],
+)
+async def test_invalid_events_get_422(
+    stack: Stack, clusters: dict[str, Any], changes: dict[str, Any], reason: str
+) -> None:
+    async with as_operator(stack) as operator:
+        response = await operator.post("/events", json=meeting_event(clusters["HAMAC"]["id"], **changes))
+    assert response.status_code == 422
+    assert any(reason in p["msg"] for p in response.json()["detail"]), response.json()
+
+
+async def test_signing_up_checks_availability_duplicates_deadline_and_capacity(
+    stack: Stack, clusters: dict[str, Any]
+) -> None:
+    hamac = clusters["HAMAC"]["id"]
+    async with as_operator(stack) as operator:
+        event = (await operator.post("/events", json=meeting_event(hamac, capacity=2))).json()
+        first, second, third = [
+            await _company(operator, hamac, f"Signup {i} {event['id'][:6]}") for i in range(3)
+        ]
+        path = f"/events/{event['id']}/participants"
+
+        wrong_slot = await operator.post(path, json=signup(first, availability=["2027-05-10T10:00"]))
+        assert wrong_slot.status_code == 422 and wrong_slot.json()["detail"][0]["loc"] == [
+            "body",
+            "availability",
+        ]
+
+        ok = await operator.post(path, json=signup(first, availability=["2027-05-10T09:00"], max_meetings=3))
+        assert ok.status_code == 201, ok.text
+        token = ok.json()["access_token"]
+        assert token.startswith(f"c2fp.{ok.json()['id']}.")
+
+        duplicate = await operator.post(path, json=signup(first))
+        assert duplicate.status_code == 409 and ok.json()["id"] in duplicate.json()["detail"]
+
+        assert (await operator.post(path, json=signup(second))).status_code == 201
+        full = await operator.post(path, json=signup(third))
+        assert full.status_code == 409 and "full (2 places)" in full.json()["detail"]
+
+        # Withdrawing frees a place.
+        assert (await operator.delete(f"{path}/{ok.json()['id']}")).status_code == 204
+        assert (await operator.post(path, json=signup(third))).status_code == 201
+        assert (await operator.get(f"/events/{event['id']}")).json()["registered"] == 2
+
+        closed = (
+            await operator.post(
+                "/events",
+                json=meeting_event(
+                    hamac,
+                    registration_deadline="2020-01-01T00:00:00+00:00",
+                    starts_at="2019-12-01T09:00:00+00:00",
+                    ends_at="2020-01-02T00:00:00+00:00",
+                    meetings=None,
+                ),
+            )
+        ).json()
+        late = await operator.post(f"/events/{closed['id']}/participants", json=signup(first))
+        assert late.status_code == 409 and "registration closed" in late.json()["detail"]
+
+
+async def test_c2c_events_take_delegations_through_their_own_cluster(
+    stack: Stack, clusters: dict[str, Any]
+) -> None:
+    hamac, ictnet = clusters["HAMAC"], clusters["ICTNet"]
+    async with as_operator(stack) as operator:
+        event = (await operator.post("/events", json=meeting_event(hamac["id"], kind="c2c"))).json()
+    path = f"/events/{event['id']}/participants"
+    delegation = {
+        "delegation_of": ictnet["id"],
+        "attendee": {"name": "Marko", "email": "marko@ictnet.example", "language": "sr"},
+    }
+    async with with_key(stack, hamac["api_key"]["key"]) as as_hamac:
+        assert (await as_hamac.post(path, json=delegation)).status_code == 403
+    async with with_key(stack, ictnet["api_key"]["key"]) as as_ictnet:
+        registered = await as_ictnet.post(path, json=delegation)
+        assert registered.status_code == 201, registered.text
+        assert registered.json()["cluster_id"] == ictnet["id"]
+        company_at_c2c = await as_ictnet.post(path, json=signup("whatever"))
+        assert company_at_c2c.status_code == 422
+
+
+async def test_webinars_keep_their_recordings_listed(stack: Stack, clusters: dict[str, Any]) -> None:
+    webinar = {
+        "name": "Webinar: certification for Colombia",
+        "kind": "webinar",
+        "mode": "virtual",
+        "host_cluster_id": clusters["ICTNet"]["id"],
+        "city": "Belgrade",
+        "country": "RS",
+        "venue_timezone": "Europe/Belgrade",
+        "starts_at": "2025-06-01T10:00:00+02:00",
+        "ends_at": "2025-06-01T11:00:00+02:00",
+        "topic": "What INVIMA and ICONTEC certification asks of smart-city products.",
+        "speakers": ["Ana Gómez"],
+        "link": "https://webinars.example/colombia",
+    }
+    async with as_operator(stack) as operator:
+        created = (await operator.post("/events", json=webinar)).json()
+        patched = await operator.patch(
+            f"/events/{created['id']}", json={"recording_url": "https://webinars.example/recordings/colombia"}
+        )
+        assert (patched.json()["revision"], patched.json()["recording_url"]) == (
+            2,
+            "https://webinars.example/recordings/colombia",
+        )
+    async with with_key(stack, clusters["HAMAC"]["api_key"]["key"]) as member_cluster:
+        past = (await member_cluster.get("/events", params={"kind": "webinar", "when": "past"})).json()
+    assert [(w["name"], w["recording_url"]) for w in past] == [
+        ("Webinar: certification for Colombia", "https://webinars.example/recordings/colombia")
+    ]
