@@ -507,3 +507,20 @@ async def test_webinars_keep_their_recordings_listed(stack: Stack, clusters: dic
     assert [(w["name"], w["recording_url"]) for w in past] == [
         ("Webinar: certification for Colombia", "https://webinars.example/recordings/colombia")
     ]
+
+
+async def test_an_oversize_body_is_refused_with_413(stack: Stack, clusters: dict[str, Any]) -> None:
+    huge = {**FULL_PROFILE, "cluster_id": clusters["HAMAC"]["id"], "tags": ["x" * 40] * 30_000}
+    async with as_operator(stack) as operator:
+        response = await operator.post("/companies", json=huge)
+        assert response.status_code == 413
+        assert "larger than 1048576 bytes" in response.json()["detail"]
+
+        async def chunks() -> Any:
+            for _ in range(40):
+                yield b"[" + b" " * 65_536
+
+        streamed = await operator.post(
+            "/companies", content=chunks(), headers={"content-type": "application/json"}
+        )
+        assert streamed.status_code == 413

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from faststream.specification import AsyncAPI
 
+from c2f_shared.service.limits import BodySizeLimit
 from c2f_shared.service.logs import configure_logging, log_context
 from c2f_shared.service.runtime import Runtime
 
@@ -31,9 +32,13 @@ RuntimeDep = Annotated[Runtime, Depends(runtime_of)]
 CorrelationId = Annotated[str, Depends(correlation_id)]
 
 
-def service_app(runtime: Runtime, *, description: str, router: APIRouter) -> FastAPI:
+def service_app(
+    runtime: Runtime, *, description: str, router: APIRouter, body_limits: dict[str, int] | None = None
+) -> FastAPI:
     """The service's FastAPI app: its routes, plus /healthz, /readyz, /asyncapi.json,
-    correlation ids and logs; the runtime starts and stops with it."""
+    correlation ids, body size limits (413) and logs; the runtime starts and stops with it.
+
+    `body_limits` maps a path suffix to a larger limit than the service's `max_body_bytes`."""
     configure_logging(runtime.settings.log_level)
     app = FastAPI(
         title=f"C2Future Match — {runtime.service}",
@@ -43,6 +48,7 @@ def service_app(runtime: Runtime, *, description: str, router: APIRouter) -> Fas
     )
     _install_basics(app, runtime, description)
     app.include_router(router)
+    app.add_middleware(BodySizeLimit, limit=runtime.settings.max_body_bytes, overrides=body_limits)
     return app
 
 

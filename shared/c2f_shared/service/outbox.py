@@ -69,8 +69,8 @@ class Outbox:
     async def publish_pending(self, batch: int = 200) -> int:
         """Publish what is pending, oldest first; returns how many were published."""
         sent = 0
-        cursor = self._coll.find({"published": False}).sort("seq", ASCENDING).limit(batch)
-        async for doc in cursor:
+        docs = await self._coll.find({"published": False}).sort("seq", ASCENDING).limit(batch).to_list(None)
+        for doc in docs:
             await self._broker.publish(
                 doc["payload"].encode(),
                 topic=doc["topic"],
@@ -97,7 +97,7 @@ class Outbox:
                     pass
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                log.exception("outbox relay failed; retrying")
+            except Exception as error:  # noqa: BLE001 - whatever failed, the events wait and are retried
+                log.warning("outbox relay failed (%s: %s); retrying", type(error).__name__, error)
                 await asyncio.sleep(1.0)
             await self._waker.sleep(idle_poll)

@@ -106,6 +106,8 @@ class Runtime:
             settings.kafka_bootstrap,
             client_id=f"c2f-{service}",
             acks="all",
+            request_timeout_ms=settings.kafka_timeouts_ms().request_timeout_ms,
+            metadata_max_age_ms=settings.kafka_timeouts_ms().metadata_max_age_ms,
             logger=logging.getLogger("c2f.broker"),
         )
         self._listeners: dict[str, _Joined] = {}
@@ -146,7 +148,7 @@ class Runtime:
         """
         listener = _Joined()
         self._listeners[name] = listener
-        timeouts = self.settings.consumer_timeouts()
+        timeouts = self.settings.kafka_timeouts_ms()
         subscriber = self.broker.subscriber(
             *[Topic(t, num_partitions=topics.PARTITIONS) for t in topic_names],
             group_id=self.settings.consumer_group,

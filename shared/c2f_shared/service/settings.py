@@ -14,16 +14,19 @@ EMBEDDED_KAFKA = "127.0.0.1:19092"
 EMBEDDED_MONGO = "mongodb://127.0.0.1:27217/?retryWrites=false&directConnection=true"
 
 
-class ConsumerTimeouts(NamedTuple):
+class KafkaTimeouts(NamedTuple):
     session_timeout_ms: int
     heartbeat_interval_ms: int
     rebalance_timeout_ms: int | None
     fetch_max_wait_ms: int
+    request_timeout_ms: int
+    metadata_max_age_ms: int
 
 
-# Short group timeouts make joins take ~1 s instead of 5-18 s on the embedded broker.
-FAST = ConsumerTimeouts(1000, 200, 1000, 10)
-KAFKA_DEFAULTS = ConsumerTimeouts(10_000, 3000, None, 500)
+# Short group timeouts make joins take ~1 s instead of 5-18 s on the embedded broker; a
+# short request timeout and metadata age let clients recover soon after it restarts empty.
+FAST = KafkaTimeouts(1000, 200, 1000, 10, 5000, 2000)
+KAFKA_DEFAULTS = KafkaTimeouts(10_000, 3000, None, 500, 40_000, 300_000)
 
 
 class ServiceSettings(BaseSettings):
@@ -49,8 +52,10 @@ class ServiceSettings(BaseSettings):
     )
     log_level: str = Field("INFO", validation_alias=AliasChoices("C2F_LOG_LEVEL"))
 
+    max_body_bytes: int = Field(1_048_576, description="Larger request bodies are refused with 413.")
+
     mongo_db: str = Field(description="This service's own database.")
     consumer_group: str = Field(description="Kafka consumer group id of this service.")
 
-    def consumer_timeouts(self) -> ConsumerTimeouts:
+    def kafka_timeouts_ms(self) -> KafkaTimeouts:
         return FAST if self.kafka_timeouts == "fast" else KAFKA_DEFAULTS
