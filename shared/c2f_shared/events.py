@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime, time
 from typing import ClassVar
 
 from pydantic import BaseModel, ConfigDict
@@ -155,6 +155,22 @@ class Slot(_Value):
     ends_at: datetime
 
 
+class Break(_Value):
+    start: time
+    end: time
+
+
+class MeetingPlan(_Value):
+    """When meetings can happen, in the venue's local time."""
+
+    days: list[date]
+    day_start: time
+    day_end: time
+    slot_minutes: int
+    breaks: list[Break] = []
+    tables: int
+
+
 class _EventFacts(Event):
     """A partnership event (B2B, C2C or webinar) as registration holds it after the change."""
 
@@ -174,8 +190,7 @@ class _EventFacts(Event):
     ends_at: datetime
     registration_deadline: datetime | None = None
     capacity: int | None = None
-    slot_minutes: int | None = None
-    tables: int | None = None
+    meetings: MeetingPlan | None = None
     slots: list[Slot] = []
     topic: str | None = None
     speakers: list[str] = []

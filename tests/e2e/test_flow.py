@@ -336,8 +336,8 @@ async def test_a_poison_message_is_dead_lettered_and_consumers_go_on(scenario: S
         await producer.send_and_wait(topics.PARTICIPANTS, b'{"type": "ParticipantRegistered"}', key=b"x")
     finally:
         await producer.stop()
-    # matching, notifications and reporting each set it aside, and reporting counts all three.
-    await eventually(lambda: _dead_letters_are(scenario, 3))
+    # registration, matching, notifications and reporting each set it aside; reporting counts all four.
+    await eventually(lambda: _dead_letters_are(scenario, 4))
     # ... and every consumer goes on: a withdrawal and a new sign-up still reach reporting.
     event_id = scenario.ids["event"]
     async with as_operator(scenario.platform) as client:

@@ -48,3 +48,21 @@ def test_service_settings_prefer_their_own_prefix(monkeypatch: pytest.MonkeyPatc
     assert settings.smtp_username is None
     assert settings.mongo_db == "notif_test"
     assert settings.consumer_group == "c2f-notifications"
+
+
+def test_a_registration_instance_for_some_clusters_gets_its_own_database_and_group(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from c2f_registration.config import Settings as RegistrationSettings
+
+    monkeypatch.setenv("C2F_REGISTRATION_CLUSTERS", "DTI, Lombard")
+    settings = RegistrationSettings()
+    assert settings.served() == {"dti", "lombard"}
+    assert (settings.mongo_db, settings.consumer_group) == (
+        "c2f_registration_dti_lombard",
+        "c2f-registration-dti-lombard",
+    )
+    monkeypatch.setenv("C2F_REGISTRATION_MONGO_DB", "chosen")
+    assert RegistrationSettings().mongo_db == "chosen"
+    monkeypatch.delenv("C2F_REGISTRATION_CLUSTERS")
+    assert RegistrationSettings().consumer_group == "c2f-registration"

@@ -3,8 +3,9 @@
 
 from fastapi import FastAPI
 
-from c2f_registration import api, auth, store
+from c2f_registration import api, auth, partnership, store
 from c2f_registration.config import Settings
+from c2f_shared import topics
 from c2f_shared.events import (
     ClusterRegistered,
     CompanyErased,
@@ -20,12 +21,16 @@ from c2f_shared.service.http import service_app
 async def _on_start(runtime: Runtime) -> None:
     await store.ensure_indexes(runtime)
     await runtime.db[auth.API_KEYS].create_index("cluster_id")
+    await runtime.db[partnership.FOREIGN_PARTICIPANTS].create_index("company_id")
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     runtime = Runtime(settings, service="registration")
     runtime.on_start(_on_start)
+    runtime.consume(
+        [topics.EVENTS, topics.PARTICIPANTS, topics.COMPANIES], partnership.handle, name="partnership"
+    )
     runtime.publishes(
         ClusterRegistered,
         CompanyRegistered,
@@ -41,6 +46,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         "the operator's token, or a cluster's API key.",
         router=api.router,
     )
+    app.state.served_clusters = settings.served()
     token = settings.operator_token
     app.state.operator_digest = auth.digest(token.get_secret_value()) if token else None
     return app

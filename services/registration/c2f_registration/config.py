@@ -1,6 +1,8 @@
 """Registration settings (env prefix C2F_REGISTRATION_; the operator token also from C2F_OPERATOR_TOKEN)."""
 
-from pydantic import AliasChoices, Field, SecretStr
+from typing import Self
+
+from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from c2f_shared.service import ServiceSettings
@@ -12,8 +14,30 @@ class Settings(ServiceSettings):
     mongo_db: str = "c2f_registration"
     consumer_group: str = "c2f-registration"
 
+    clusters: str = Field(
+        "",
+        description="Short names of the clusters this instance serves, comma-separated "
+        "(e.g. 'DTI'); empty: every cluster. Each instance has its own database.",
+    )
+
     operator_token: SecretStr | None = Field(
         None,
         validation_alias=AliasChoices("C2F_REGISTRATION_OPERATOR_TOKEN", "C2F_OPERATOR_TOKEN"),
         description="Bearer token of the partnership's operators. Unset: no operator can sign in.",
     )
+
+    @model_validator(mode="after")
+    def _own_database_and_group_per_instance(self) -> Self:
+        # An instance serving some clusters gets its own database and consumer group
+        # (each instance must hear every event), unless they are set explicitly.
+        if self.served():
+            names = sorted(self.served())
+            if "mongo_db" not in self.model_fields_set:
+                self.mongo_db = "c2f_registration_" + "_".join(names)
+            if "consumer_group" not in self.model_fields_set:
+                self.consumer_group = "c2f-registration-" + "-".join(names)
+        return self
+
+    def served(self) -> frozenset[str]:
+        """Case-folded short names this instance serves; empty means all."""
+        return frozenset(name.strip().casefold() for name in self.clusters.split(",") if name.strip())

@@ -3,7 +3,8 @@
 from datetime import UTC, datetime
 from typing import Any
 
-from fastapi import APIRouter, HTTPException, Response, status
+from fastapi import APIRouter, HTTPException, Request, Response, status
+from fastapi.exceptions import RequestValidationError
 
 from c2f_registration import auth, store
 from c2f_registration.api.common import CREATED, not_found, register
@@ -21,10 +22,27 @@ def _out(doc: dict[str, Any], created: bool = False, api_key: dict[str, Any] | N
 
 @router.post("/clusters", status_code=201, response_model=ClusterOut, responses=CREATED)
 async def register_cluster(
-    body: ClusterIn, response: Response, runtime: RuntimeDep, correlation: CorrelationId, _: auth.Operator
+    body: ClusterIn,
+    request: Request,
+    response: Response,
+    runtime: RuntimeDep,
+    correlation: CorrelationId,
+    _: auth.Operator,
 ) -> ClusterOut:
     """Register a cluster of the partnership (operator only). The answer that creates it
-    carries the cluster's first API key, shown once."""
+    carries the cluster's first API key, shown once. An instance configured for some
+    clusters (C2F_REGISTRATION_CLUSTERS) registers only those."""
+    served: frozenset[str] = request.app.state.served_clusters
+    if served and body.short_name.casefold() not in served:
+        raise RequestValidationError(
+            [
+                {
+                    "loc": ("body", "short_name"),
+                    "msg": f"this registration instance serves only: {', '.join(sorted(served))}",
+                    "type": "value_error.not_served",
+                }
+            ]
+        )
     data = body.model_dump(mode="json")
 
     async def first_key(uow: UnitOfWork, cluster_id: str) -> dict[str, Any]:

@@ -42,22 +42,18 @@ def _event_out(doc: dict[str, Any], created: bool = False) -> EventOut:
 
 
 def _event_facts(event_id: str, revision: int, fields: EventFields, host_cluster_id: str) -> dict[str, Any]:
-    data = fields.model_dump(mode="json", exclude={"meetings"})
-    plan = fields.meetings
     return {
-        **data,
+        **fields.model_dump(mode="json"),
         "event_id": event_id,
         "revision": revision,
         "host_cluster_id": host_cluster_id,
-        "slot_minutes": plan.slot_minutes if plan else None,
-        "tables": plan.tables if plan else None,
         "slots": fields.meeting_slots(),
     }
 
 
 async def _event(runtime: Runtime, event_id: str) -> dict[str, Any]:
     doc = await store.get(runtime, store.EVENTS, event_id)
-    if doc is None:
+    if doc is None or "data" not in doc:  # (a count of sign-ups may come before its event)
         raise not_found("event", event_id)
     return doc
 
@@ -94,7 +90,7 @@ async def list_events(
     when: Annotated[Literal["upcoming", "past"] | None, Query(description="Relative to now")] = None,
 ) -> list[EventOut]:
     """Every partnership event, soonest first; past webinars keep their recordings listed."""
-    query: dict[str, Any] = {}
+    query: dict[str, Any] = {"data": {"$exists": True}}
     if kind is not None:
         query["data.kind"] = kind.value
     docs = await runtime.db[store.EVENTS].find(query).sort("data.starts_at").to_list(None)
@@ -118,6 +114,10 @@ async def update_event(
 ) -> EventOut:
     """Change an event (the operator, or the host's key), e.g. add a webinar's recording link."""
     doc = await _event(runtime, event_id)
+    if doc.get("foreign"):
+        raise HTTPException(
+            status.HTTP_409_CONFLICT, "hosted by another registration instance: change it there"
+        )
     host = doc["data"]["host_cluster_id"]
     auth.require_may_act_for(caller, host)
     merged = {**doc["data"], **body.model_dump(mode="json", exclude_unset=True)}
