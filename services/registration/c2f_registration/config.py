@@ -1,5 +1,6 @@
 """Registration settings (env prefix C2F_REGISTRATION_; the operator token also from C2F_OPERATOR_TOKEN)."""
 
+import re
 from typing import Self
 
 from pydantic import AliasChoices, Field, SecretStr, model_validator
@@ -31,7 +32,7 @@ class Settings(ServiceSettings):
         # An instance serving some clusters gets its own database and consumer group
         # (each instance must hear every event), unless they are set explicitly.
         if self.served():
-            names = sorted(self.served())
+            names = [re.sub(r"[^0-9a-z]+", "", name) or "cluster" for name in sorted(self.served())]
             if "mongo_db" not in self.model_fields_set:
                 self.mongo_db = "c2f_registration_" + "_".join(names)
             if "consumer_group" not in self.model_fields_set:
