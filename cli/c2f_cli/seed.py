@@ -26,6 +26,7 @@ class SeedError(RuntimeError):
 @dataclass
 class Partnership:
     clusters: list[dict[str, Any]]
+    agreements: list[dict[str, Any]]
     companies: list[dict[str, Any]]  # each with its cluster's key under "cluster"
     events: list[dict[str, Any]]
 
@@ -40,12 +41,17 @@ class Partnership:
                     for company in json.loads(path.read_text(encoding="utf-8")):
                         companies.append({**company, "cluster": cluster["key"]})
             events = json.loads((folder / "events.json").read_text(encoding="utf-8"))
+            agreements_file = folder / "agreements.json"
+            agreements = (
+                json.loads(agreements_file.read_text(encoding="utf-8")) if agreements_file.exists() else []
+            )
         except (OSError, json.JSONDecodeError, KeyError) as error:
             raise SeedError(f"cannot read the partnership in {folder}: {error}") from error
-        return cls(clusters=clusters, companies=companies, events=events)
+        return cls(clusters=clusters, agreements=agreements, companies=companies, events=events)
 
     def steps(self) -> int:
-        return len(self.clusters) + len(self.companies) + sum(1 + len(e["participants"]) for e in self.events)
+        events = sum(1 + len(e["participants"]) for e in self.events)
+        return len(self.clusters) + len(self.agreements) + len(self.companies) + events
 
 
 @dataclass
@@ -79,6 +85,11 @@ def seed(client: httpx.Client, partnership: Partnership, result: SeedResult) -> 
     for cluster in partnership.clusters:
         result.ids[cluster["key"]] = post("clusters", "/clusters", _without(cluster, "key"))
         yield f"cluster {cluster['short_name']}"
+    for agreement in partnership.agreements:
+        body = _without(agreement, "key", "clusters")
+        body["cluster_ids"] = [result.ids[key] for key in agreement["clusters"]]
+        post("agreements", "/agreements", body)
+        yield f"agreement {agreement['title']}"
     companies = {c["key"]: c for c in partnership.companies}
     for company in partnership.companies:
         body = _without(company, "key", "cluster", "attendee", "consent_share_contact")

@@ -31,6 +31,23 @@ def _register(model: type[Event]) -> type[Event]:
     return model
 
 
+@_register
+class PartnershipAgreementSigned(Event):
+    """Clusters signed a partnership agreement (how partners join after the founding six)."""
+
+    TYPE = "PartnershipAgreementSigned"
+    TOPIC = topics.CLUSTERS
+
+    agreement_id: str
+    title: str
+    signed_on: date
+    scope: str
+    cluster_ids: list[str]
+
+    def aggregate_id(self) -> str:
+        return self.agreement_id
+
+
 class Offer(_Value):
     title: str
     description: str

@@ -162,6 +162,7 @@ async def _report(scenario: Scenario) -> dict[str, int]:
 
 EXPECTED_REPORT = {
     "clusters": 2,
+    "agreements": 0,
     "companies": 3,
     "events": 1,
     "participants": 3,

@@ -524,3 +524,30 @@ async def test_an_oversize_body_is_refused_with_413(stack: Stack, clusters: dict
             "/companies", content=chunks(), headers={"content-type": "application/json"}
         )
         assert streamed.status_code == 413
+
+
+async def test_partners_join_by_a_signed_agreement(stack: Stack, clusters: dict[str, Any]) -> None:
+    async with as_operator(stack) as operator:
+        partner = await operator.post(
+            "/clusters", json={**cluster_body("Adriatic", "HR"), "membership": "partner"}
+        )
+        assert partner.status_code == 201
+        agreement = {
+            "title": "C2Future partnership agreement — Adriatic smart mobility",
+            "signed_on": "2026-09-30",
+            "scope": "Joint B2B events and a shared entry to the Colombian market.",
+            "cluster_ids": [clusters["HAMAC"]["id"], partner.json()["id"]],
+        }
+        signed = await operator.post("/agreements", json=agreement)
+        assert signed.status_code == 201, signed.text
+        assert (await operator.post("/agreements", json=agreement)).status_code == 200
+        unknown_signatory = await operator.post(
+            "/agreements",
+            json={**agreement, "title": "Other", "cluster_ids": [partner.json()["id"], "nobody"]},
+        )
+        assert unknown_signatory.status_code == 422
+        assert unknown_signatory.json()["detail"][0]["loc"] == ["body", "cluster_ids", 1]
+        listed = (await operator.get("/agreements")).json()
+        assert [a["title"] for a in listed] == [agreement["title"]]
+    async with with_key(stack, clusters["HAMAC"]["api_key"]["key"]) as member:
+        assert (await member.post("/agreements", json={**agreement, "title": "x"})).status_code == 403

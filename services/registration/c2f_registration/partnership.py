@@ -2,7 +2,7 @@
 
 Several instances may run, one per cluster, each with its own database. A
 cluster's members may sign up for any partnership event, so each instance keeps
-the events hosted elsewhere (marked `foreign`), and counts the sign-ups made
+the clusters and events registered elsewhere (marked `foreign`), and counts the sign-ups made
 elsewhere for every event, so that capacity holds across instances (eventually:
 sign-ups made at the same moment on two instances can overshoot by those few).
 """
@@ -12,6 +12,7 @@ from typing import Any
 from c2f_registration import store
 from c2f_shared.envelope import Envelope
 from c2f_shared.events import (
+    ClusterRegistered,
     CompanyErased,
     Event,
     EventCreated,
@@ -25,7 +26,22 @@ FOREIGN_PARTICIPANTS = "foreign_participants"
 
 
 async def handle(event: Event, envelope: Envelope, uow: UnitOfWork) -> None:
-    if isinstance(event, EventCreated | EventUpdated):
+    if isinstance(event, ClusterRegistered):
+        # Clusters served elsewhere are listed too, and may sign agreements, but have no members here.
+        await uow.db[store.CLUSTERS].update_one(
+            {"_id": event.cluster_id},
+            {
+                "$setOnInsert": {
+                    "natural_key": f"foreign:{event.cluster_id}",
+                    "foreign": True,
+                    "data": event.model_dump(mode="json", exclude={"cluster_id"}),
+                    "created_at": envelope.occurred_at,
+                }
+            },
+            upsert=True,
+            session=uow.session,
+        )
+    elif isinstance(event, EventCreated | EventUpdated):
         await _foreign_event(uow, event)
     elif isinstance(event, ParticipantRegistered):
         if await _is_local_participant(uow, event.participant_id):

@@ -77,6 +77,11 @@ class _In(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
 
+class Created(BaseModel):
+    id: str
+    created: bool = Field(description="False when an identical registration already existed.")
+
+
 # -- clusters -----------------------------------------------------------------
 
 
@@ -88,6 +93,19 @@ class ClusterIn(_In):
     sectors: Sectors
     website: HttpUrl | None = None
     membership: Membership = Membership.FOUNDING
+
+
+class AgreementIn(_In):
+    title: Name
+    signed_on: date
+    scope: Text = Field(description="What the signatories agree to do together")
+    cluster_ids: Annotated[list[str], Field(min_length=2, max_length=50), Unique] = Field(
+        description="Every cluster that signed, the partnership's own included"
+    )
+
+
+class AgreementOut(AgreementIn, Created):
+    pass
 
 
 # -- companies ----------------------------------------------------------------
@@ -387,11 +405,6 @@ class ParticipantOut(ParticipantIn):
         description="Shown once, in the answer that registers: the participant's own token for "
         "the participant-facing endpoints of the platform.",
     )
-
-
-class Created(BaseModel):
-    id: str
-    created: bool = Field(description="False when an identical registration already existed.")
 
 
 class ApiKeyCreated(BaseModel):

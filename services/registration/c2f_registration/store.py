@@ -25,6 +25,7 @@ COMPANIES = "companies"
 EVENTS = "events"
 PARTICIPANTS = "participants"
 ERASURES = "erasures"
+AGREEMENTS = "agreements"
 
 OnCreated = Callable[[UnitOfWork, str], Awaitable[Any]]
 
@@ -43,7 +44,7 @@ class Stored:
 
 
 async def ensure_indexes(runtime: Runtime) -> None:
-    for name in (CLUSTERS, COMPANIES, EVENTS, PARTICIPANTS):
+    for name in (CLUSTERS, COMPANIES, EVENTS, PARTICIPANTS, AGREEMENTS):
         await runtime.db[name].create_index("natural_key", unique=True)
     await runtime.db[COMPANIES].create_index("data.cluster_id")
     await runtime.db[PARTICIPANTS].create_index("event_id")
@@ -146,3 +147,9 @@ def new_id() -> str:
 
 async def get(runtime: Runtime, collection: str, item_id: str) -> dict[str, Any] | None:
     return await runtime.db[collection].find_one({"_id": item_id})
+
+
+async def local_cluster(runtime: Runtime, cluster_id: str) -> dict[str, Any] | None:
+    """The cluster, if this instance serves it (not one it only heard of from another instance)."""
+    doc = await get(runtime, CLUSTERS, cluster_id)
+    return None if doc is None or doc.get("foreign") else doc

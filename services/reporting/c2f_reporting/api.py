@@ -10,6 +10,7 @@ router = APIRouter(tags=["reports"])
 
 class PartnershipReport(BaseModel):
     clusters: int
+    agreements: int
     companies: int
     events: int
     participants: int
@@ -24,6 +25,7 @@ async def partnership(runtime: RuntimeDep) -> PartnershipReport:
     db = runtime.db
     return PartnershipReport(
         clusters=await db["clusters"].count_documents({}),
+        agreements=await db["agreements"].count_documents({}),
         companies=await db["companies"].count_documents({}),
         events=await db["events"].count_documents({}),
         participants=await db["participants"].count_documents({"status": "registered"}),

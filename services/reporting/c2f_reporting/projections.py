@@ -14,6 +14,7 @@ from c2f_shared.events import (
     NotificationSent,
     ParticipantRegistered,
     ParticipantWithdrawn,
+    PartnershipAgreementSigned,
 )
 from c2f_shared.service import UnitOfWork
 
@@ -28,6 +29,7 @@ PROJECTIONS: dict[type[Event], tuple[str, str]] = {
     MatchSuggested: ("match_suggestions", "suggestion_id"),
     NotificationSent: ("notifications", "notification_id"),
     MessageDeadLettered: ("dead_letters", "dead_letter_id"),
+    PartnershipAgreementSigned: ("agreements", "agreement_id"),
 }
 
 

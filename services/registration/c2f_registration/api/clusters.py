@@ -8,8 +8,15 @@ from fastapi.exceptions import RequestValidationError
 
 from c2f_registration import auth, store
 from c2f_registration.api.common import CREATED, not_found, register
-from c2f_registration.schemas import ApiKeyCreated, ApiKeyInfo, ClusterIn, ClusterOut
-from c2f_shared.events import ClusterRegistered
+from c2f_registration.schemas import (
+    AgreementIn,
+    AgreementOut,
+    ApiKeyCreated,
+    ApiKeyInfo,
+    ClusterIn,
+    ClusterOut,
+)
+from c2f_shared.events import ClusterRegistered, PartnershipAgreementSigned
 from c2f_shared.service import UnitOfWork
 from c2f_shared.service.http import CorrelationId, RuntimeDep
 
@@ -81,8 +88,8 @@ async def get_cluster(cluster_id: str, runtime: RuntimeDep, _: auth.Caller) -> C
 async def _own_cluster(runtime: Any, caller: auth.Principal, cluster_id: str) -> None:
     if not caller.may_act_for(cluster_id):
         raise HTTPException(status.HTTP_403_FORBIDDEN, "an API key acts only for its own cluster")
-    if await store.get(runtime, store.CLUSTERS, cluster_id) is None:
-        raise not_found("cluster", cluster_id)
+    if await store.local_cluster(runtime, cluster_id) is None:
+        raise not_found("cluster served here", cluster_id)
 
 
 @router.post("/clusters/{cluster_id}/api-keys", status_code=201, response_model=ApiKeyCreated)
@@ -115,3 +122,41 @@ async def revoke_api_key(cluster_id: str, key_id: str, runtime: RuntimeDep, call
         {"_id": key_id, "cluster_id": cluster_id}
     ):
         raise not_found("API key", key_id)
+
+
+@router.post(
+    "/agreements", status_code=201, response_model=AgreementOut, responses=CREATED, tags=["partnership"]
+)
+async def sign_agreement(
+    body: AgreementIn, response: Response, runtime: RuntimeDep, correlation: CorrelationId, _: auth.Operator
+) -> AgreementOut:
+    """Record a partnership agreement (operator only): how clusters join after the founding ones."""
+    for index, cluster_id in enumerate(body.cluster_ids):
+        if await store.get(runtime, store.CLUSTERS, cluster_id) is None:
+            raise RequestValidationError(
+                [
+                    {
+                        "loc": ("body", "cluster_ids", index),
+                        "msg": f"unknown cluster {cluster_id!r}",
+                        "type": "value_error",
+                    }
+                ]
+            )
+    data = body.model_dump(mode="json")
+    stored = await register(
+        response,
+        runtime,
+        store.AGREEMENTS,
+        f"{body.signed_on}:{body.title.casefold()}",
+        data,
+        lambda new_id: PartnershipAgreementSigned(agreement_id=new_id, **data),
+        correlation,
+    )
+    return AgreementOut(**stored.data, id=stored.id, created=stored.created)
+
+
+@router.get("/agreements", response_model=list[AgreementOut], tags=["partnership"])
+async def list_agreements(runtime: RuntimeDep, _: auth.Caller) -> list[AgreementOut]:
+    """The partnership's agreements, oldest first."""
+    docs = await runtime.db[store.AGREEMENTS].find().sort("data.signed_on").to_list(None)
+    return [AgreementOut(**d["data"], id=d["_id"], created=False) for d in docs]

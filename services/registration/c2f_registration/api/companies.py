@@ -55,8 +55,8 @@ async def register_company(
 ) -> CompanyOut:
     """Register a member company of `cluster_id` with its offers, needs, markets and contacts."""
     auth.require_may_act_for(caller, body.cluster_id)
-    if await store.get(runtime, store.CLUSTERS, body.cluster_id) is None:
-        raise unknown("cluster_id", "cluster", body.cluster_id)
+    if await store.local_cluster(runtime, body.cluster_id) is None:
+        raise unknown("cluster_id", "cluster (served by this instance)", body.cluster_id)
     data = body.model_dump(mode="json")
     stored = await register(
         response,

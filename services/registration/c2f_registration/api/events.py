@@ -65,8 +65,8 @@ async def create_event(
     """Create a B2B, C2C or webinar event hosted by a cluster (the operator, or the host's key).
     B2B and C2C events list their meeting days, slots, breaks and tables under `meetings`."""
     auth.require_may_act_for(caller, body.host_cluster_id)
-    if await store.get(runtime, store.CLUSTERS, body.host_cluster_id) is None:
-        raise unknown("host_cluster_id", "cluster", body.host_cluster_id)
+    if await store.local_cluster(runtime, body.host_cluster_id) is None:
+        raise unknown("host_cluster_id", "cluster (served by this instance)", body.host_cluster_id)
     data = body.model_dump(mode="json")
     slots = body.meeting_slots()
     stored = await register(
@@ -188,7 +188,7 @@ async def register_participant(
     if kind is EventKind.C2C:
         if body.delegation_of is None:
             raise unknown("company_id", "place for a company at a C2C event", str(body.company_id))
-        cluster = await store.get(runtime, store.CLUSTERS, body.delegation_of)
+        cluster = await store.local_cluster(runtime, body.delegation_of)
         if cluster is None:
             raise unknown("delegation_of", "cluster", body.delegation_of)
         cluster_id, who = cluster["_id"], f"cluster:{cluster['_id']}"
