@@ -237,3 +237,127 @@ def mail(
     for number, message in enumerate(messages, start=1):
         table.add_row(str(number), str(message["To"]), str(message["Subject"]))
     console.print(table)
+
+
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+
+
+@app.command("import")
+def import_members(
+    file: Annotated[Path | None, typer.Argument(help="The member list: .csv (UTF-8) or .xlsx.")] = None,
+    cluster: Annotated[str | None, typer.Option(help="The cluster: its short name (e.g. DTI) or id.")] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Check every row and report; store nothing.")
+    ] = False,
+    skip_invalid: Annotated[
+        bool, typer.Option("--skip-invalid", help="Import the valid rows even if some rows have problems.")
+    ] = False,
+    template: Annotated[
+        Path | None, typer.Option(help="Write the import template (.csv or .xlsx) to this path and stop.")
+    ] = None,
+    api_key: Annotated[
+        str | None,
+        typer.Option(envvar="C2F_API_KEY", help="The cluster's API key (default: the operator token)."),
+    ] = None,
+    registration_url: Annotated[str | None, typer.Option(help="Registration service URL.")] = None,
+) -> None:
+    """Import a cluster's member list from CSV or XLSX, with a progress bar.
+
+    Re-importing the same file changes nothing; a changed row updates its company.
+    Columns: see docs/import-template.md, or get the template with --template members.xlsx.
+    """
+    config = StackConfig.from_env()
+    url = registration_url or config.service_url("registration")
+    token = api_key or config.operator_token()
+    with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=120) as client:
+        try:
+            if template is not None:
+                kind = "xlsx" if template.suffix.lower() == ".xlsx" else "csv"
+                response = client.get(f"/imports/template.{kind}")
+                response.raise_for_status()
+                template.write_bytes(response.content)
+                console.print(f"Wrote the import template to {template}")
+                return
+            if file is None or cluster is None:
+                console.print("[red]Give the FILE to import and --cluster (or --template PATH).[/red]")
+                raise typer.Exit(2)
+            _import(client, file, _cluster_id(client, cluster), dry_run, skip_invalid)
+        except httpx.HTTPError as error:
+            console.print(f"[red]Cannot reach registration at {url}:[/red] {error}")
+            raise typer.Exit(1) from None
+
+
+def _cluster_id(client: httpx.Client, name_or_id: str) -> str:
+    response = client.get("/clusters")
+    if response.status_code != 200:
+        console.print(f"[red]Registration answered {response.status_code}:[/red] {response.text}")
+        raise typer.Exit(1)
+    for item in response.json():
+        if (
+            name_or_id in (item["id"], item["short_name"])
+            or item["short_name"].casefold() == name_or_id.casefold()
+        ):
+            return str(item["id"])
+    console.print(
+        f"[red]No cluster {name_or_id!r}.[/red] Known: " + ", ".join(c["short_name"] for c in response.json())
+    )
+    raise typer.Exit(1)
+
+
+def _import(client: httpx.Client, file: Path, cluster_id: str, dry_run: bool, skip_invalid: bool) -> None:
+    if not file.is_file():
+        console.print(f"[red]No file {file}[/red]")
+        raise typer.Exit(2)
+    content_type = XLSX if file.suffix.lower() in (".xlsx", ".xlsm") else "text/csv"
+    response = client.post(
+        f"/clusters/{cluster_id}/imports",
+        content=file.read_bytes(),
+        params={"dry_run": dry_run, "skip_invalid": skip_invalid},
+        headers={"Content-Type": content_type},
+    )
+    body = response.json()
+    if response.status_code == 422 and "report" not in body:
+        console.print(f"[red]{body['detail']}[/red]")
+        raise typer.Exit(1)
+    report = body.get("report", body)
+    if report.get("problems"):
+        table = Table("row", "column", "problem", title=f"Problems in {file.name}")
+        for problem in report["problems"]:
+            table.add_row(str(problem["row"]), problem["column"] or "", problem["problem"])
+        console.print(table)
+    if response.status_code == 422:
+        console.print(
+            f"[red]Nothing was imported:[/red] {report['rejected']} of {report['total']} rows have problems. "
+            "Fix them, or import the others with --skip-invalid."
+        )
+        raise typer.Exit(1)
+    if response.status_code >= 400:
+        console.print(f"[red]Registration answered {response.status_code}:[/red] {response.text}")
+        raise typer.Exit(1)
+    if dry_run:
+        plan = f"would create {report['created']}, update {report['updated']}"
+        plan += f", leave {report['unchanged']} unchanged"
+        console.print(
+            f"Dry run of {report['total']} rows: {plan}; "
+            f"{report['rejected']} rows with problems. Nothing was stored."
+        )
+        raise typer.Exit(1 if report["problems"] else 0)
+    with Progress(
+        TextColumn("Importing"), BarColumn(), MofNCompleteColumn(), console=console, transient=True
+    ) as bar:
+        task = bar.add_task("", total=report["total"])
+        while report["status"] == "running":
+            time.sleep(0.3)
+            report = client.get(f"/clusters/{cluster_id}/imports/{report['id']}").json()
+            bar.update(task, completed=report["processed"])
+    line = (
+        f"created {report['created']}, updated {report['updated']}, unchanged {report['unchanged']}, "
+        f"skipped {report['rejected']} rows with problems"
+    )
+    if report["status"] != "done":
+        error = report.get("error") or ""
+        console.print(
+            f"[red]Import {report['status']}[/red] after {report['processed']} rows ({line}): {error}"
+        )
+        raise typer.Exit(1)
+    console.print(f"Imported {report['total']} rows: {line}.")

@@ -198,7 +198,7 @@ async def test_a_profile_in_any_script_is_returned_exactly_and_versioned(
     [
         (
             {"sectors": ["ict"], "sub_sectors": ["waste"]},
-            ["body"],
+            ["body", "sub_sectors"],
             "belongs to sector 'environmental_technologies'",
         ),
         (

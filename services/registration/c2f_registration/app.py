@@ -4,6 +4,7 @@
 from fastapi import FastAPI
 
 from c2f_registration import api, auth, partnership, store
+from c2f_registration.api import imports
 from c2f_registration.config import Settings
 from c2f_shared import topics
 from c2f_shared.events import (
@@ -22,6 +23,7 @@ async def _on_start(runtime: Runtime) -> None:
     await store.ensure_indexes(runtime)
     await runtime.db[auth.API_KEYS].create_index("cluster_id")
     await runtime.db[partnership.FOREIGN_PARTICIPANTS].create_index("company_id")
+    await imports.interrupt_unfinished(runtime)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -45,6 +47,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         "Publishes what is registered. Authenticate with `Authorization: Bearer <token>`: "
         "the operator's token, or a cluster's API key.",
         router=api.router,
+        body_limits={"/imports": imports.MAX_FILE_BYTES},
     )
     app.state.served_clusters = settings.served()
     token = settings.operator_token

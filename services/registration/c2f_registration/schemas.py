@@ -15,6 +15,8 @@ from pydantic import (
     EmailStr,
     Field,
     HttpUrl,
+    ValidationInfo,
+    field_validator,
     model_validator,
 )
 
@@ -179,15 +181,17 @@ class CompanyFields(_In):
     working_languages: Languages = []
     contacts: Annotated[list[ContactIn], Field(max_length=10)] = []
 
-    @model_validator(mode="after")
-    def _sub_sectors_within_sectors(self) -> Self:
-        for sub in self.sub_sectors:
-            if SUB_SECTORS[sub] not in self.sectors:
+    @field_validator("sub_sectors")
+    @classmethod
+    def _sub_sectors_within_sectors(cls, value: list[SubSector], info: ValidationInfo) -> list[SubSector]:
+        sectors = info.data.get("sectors") or []
+        for sub in value:
+            if SUB_SECTORS[sub] not in sectors:
                 sector = SUB_SECTORS[sub].value
                 raise ValueError(
                     f"sub-sector {sub.value!r} belongs to sector {sector!r}, which is not listed"
                 )
-        return self
+        return value
 
 
 class CompanyIn(CompanyFields):

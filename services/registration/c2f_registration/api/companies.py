@@ -70,6 +70,25 @@ async def register_company(
     return out(stored.doc, stored.created)
 
 
+async def save_company(runtime: Runtime, cluster_id: str, fields: CompanyFields, correlation: str) -> str:
+    """Register the company, or bring its stored profile up to `fields`: 'created',
+    'updated' or 'unchanged' (idempotent; what bulk import does for each row)."""
+    key = natural_key(cluster_id, fields.legal_name)
+    doc = await runtime.db[store.COMPANIES].find_one({"natural_key": key})
+    if doc is None:
+        data = {**fields.model_dump(mode="json"), "cluster_id": cluster_id}
+        stored = await store.register_once(
+            runtime,
+            store.COMPANIES,
+            key,
+            data,
+            lambda new_id: CompanyRegistered(company_id=new_id, **data),
+            correlation,
+        )
+        return "created" if stored.created else "unchanged"
+    return "updated" if (await _replace(runtime, doc, fields, correlation))[1] else "unchanged"
+
+
 @router.get("/companies", response_model=CompanyPage)
 async def list_companies(
     runtime: RuntimeDep,
@@ -111,11 +130,11 @@ async def get_company(company_id: str, runtime: RuntimeDep, caller: auth.Caller)
 
 async def _replace(
     runtime: Runtime, doc: dict[str, Any], fields: CompanyFields, correlation: str
-) -> CompanyOut:
+) -> tuple[CompanyOut, bool]:
     cluster_id = doc["data"]["cluster_id"]
     data = {**fields.model_dump(mode="json"), "cluster_id": cluster_id}
     try:
-        new_doc, _ = await store.replace(
+        new_doc, changed = await store.replace(
             runtime,
             store.COMPANIES,
             doc,
@@ -126,7 +145,7 @@ async def _replace(
         )
     except store.Conflict as conflict:
         raise HTTPException(status.HTTP_409_CONFLICT, str(conflict)) from None
-    return out(new_doc)
+    return out(new_doc), changed
 
 
 @router.put("/companies/{company_id}", response_model=CompanyOut, responses=NOT_VISIBLE)
@@ -135,7 +154,7 @@ async def replace_company(
 ) -> CompanyOut:
     """Replace the whole profile (the cluster cannot change). Unchanged data publishes nothing."""
     doc = await visible_company(runtime, caller, company_id)
-    return await _replace(runtime, doc, body, correlation)
+    return (await _replace(runtime, doc, body, correlation))[0]
 
 
 @router.patch("/companies/{company_id}", response_model=CompanyOut, responses=NOT_VISIBLE)
@@ -152,7 +171,7 @@ async def update_company(
         raise RequestValidationError(
             [{**e, "loc": ("body", *e["loc"])} for e in error.errors(include_url=False)]
         ) from None
-    return await _replace(runtime, doc, fields, correlation)
+    return (await _replace(runtime, doc, fields, correlation))[0]
 
 
 @router.delete("/companies/{company_id}", status_code=204, responses=NOT_VISIBLE)
