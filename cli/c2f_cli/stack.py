@@ -9,7 +9,7 @@ import importlib.resources
 import json
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from c2f_cli.config import SERVICES, StackConfig
@@ -134,10 +134,10 @@ class Stack:
         else:
             self.say(f"SMTP server (external)           {cfg.external_smtp}:{cfg.smtp_port}")
 
-    def start_services(self) -> None:
+    def start_services(self, names: Iterable[str] = SERVICES) -> None:
         cfg = self.config
         started = []
-        for name in SERVICES:
+        for name in names:
             port = cfg.service_ports[name]
             self._claim(f"the {name} service", port)
             child = spawn(

@@ -14,7 +14,7 @@ from fastapi import FastAPI
 from c2f_cli.stack import Stack
 from c2f_shared import topics
 from c2f_shared.envelope import Envelope
-from c2f_shared.events import ClusterRegistered, Event
+from c2f_shared.events import ClusterRegistered, CompanyErased, Event
 from c2f_shared.service import Runtime, ServiceSettings, UnitOfWork
 from tests.support import eventually
 
@@ -33,7 +33,9 @@ def cluster(short_name: str) -> ClusterRegistered:
 
 
 @asynccontextmanager
-async def running(infra: Stack, handler: Any, topic: str) -> AsyncIterator[Runtime]:
+async def running(
+    infra: Stack, handler: Any, topic: str, only: tuple[type[Event], ...] | None = None
+) -> AsyncIterator[Runtime]:
     settings = ServiceSettings(
         kafka_bootstrap=infra.config.kafka_bootstrap,
         mongo_uri=infra.config.mongo_uri,
@@ -41,7 +43,7 @@ async def running(infra: Stack, handler: Any, topic: str) -> AsyncIterator[Runti
         consumer_group=f"test-{uuid.uuid4().hex[:12]}",
     )
     runtime = Runtime(settings, service="test")
-    runtime.consume([topic], handler, name="test")
+    runtime.consume([topic], handler, name="test", only=only)
     async with runtime.lifespan(FastAPI()):
         await eventually(lambda: _ready(runtime))
         yield runtime
@@ -154,3 +156,21 @@ async def test_events_are_published_only_when_the_change_commits(infra: Stack) -
             assert await runtime.outbox.pending() == 0
         finally:
             await consumer.stop()
+
+
+async def test_events_the_handler_does_not_take_are_acknowledged_without_work(infra: Stack) -> None:
+    topic = f"test.only.{uuid.uuid4().hex}"
+    seen: list[str] = []
+    ignored = Envelope.wrap(
+        CompanyErased(company_id="x", cluster_id="y"), producer="test", correlation_id="c"
+    )
+    taken = Envelope.wrap(cluster("TAKEN"), producer="test", correlation_id="c")
+    async with (
+        running(infra, recording(seen), topic, only=(ClusterRegistered,)) as runtime,
+        producer(infra) as p,
+    ):
+        for envelope in (ignored, taken):
+            await p.send_and_wait(topic, envelope.model_dump_json().encode(), key=b"k")
+        await eventually(lambda: "TAKEN" in seen)
+        assert seen == ["TAKEN"]
+        assert [d["_id"] async for d in runtime.db["processed_events"].find()] == [taken.event_id]

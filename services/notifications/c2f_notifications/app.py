@@ -25,6 +25,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         [topics.PARTICIPANTS, topics.MATCH_SUGGESTIONS, topics.COMPANIES],
         handlers.make_handler(delivery.wake),
         name="facts",
+        only=handlers.HANDLES,
     )
     runtime.background(delivery.run_forever)
     runtime.publishes(NotificationSent)

@@ -22,6 +22,7 @@ RECIPIENTS = "recipients"
 OUTGOING = "outgoing"
 
 MATCH_SUGGESTED = "match_suggested"
+HANDLES = (ParticipantRegistered, ParticipantWithdrawn, MatchSuggested, CompanyErased)
 
 
 def dedupe_key(kind: str, about_id: str, recipient_id: str) -> str:

@@ -23,6 +23,14 @@ from c2f_shared.events import (
 from c2f_shared.service import UnitOfWork
 
 FOREIGN_PARTICIPANTS = "foreign_participants"
+HANDLES = (
+    ClusterRegistered,
+    EventCreated,
+    EventUpdated,
+    ParticipantRegistered,
+    ParticipantWithdrawn,
+    CompanyErased,
+)
 
 
 async def handle(event: Event, envelope: Envelope, uow: UnitOfWork) -> None:

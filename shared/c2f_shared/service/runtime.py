@@ -140,11 +140,20 @@ class Runtime:
         """Run `loop` for the life of the service, after consumers start."""
         self._background.append(loop)
 
-    def consume(self, topic_names: Iterable[str], handler: Handler, *, name: str) -> None:
+    def consume(
+        self,
+        topic_names: Iterable[str],
+        handler: Handler,
+        *,
+        name: str,
+        only: tuple[type[Event], ...] | None = None,
+    ) -> None:
         """Subscribe `handler` to `topic_names` in this service's consumer group.
 
         Offsets are committed only after the handler's unit of work commits
         (at-least-once); a redelivered event is recognised by its id and skipped.
+        Events of other types than `only` (when given) are acknowledged without a
+        transaction: the handler would do nothing with them.
         """
         listener = _Joined()
         self._listeners[name] = listener
@@ -163,7 +172,7 @@ class Runtime:
         )
 
         async def receive(message: KafkaMessage) -> None:
-            await self._receive(message, handler, name)
+            await self._receive(message, handler, name, only)
 
         receive.__name__ = name
         subscriber(receive)
@@ -225,11 +234,13 @@ class Runtime:
 
     # -- consuming ------------------------------------------------------------
 
-    async def _receive(self, message: Any, handler: Handler, name: str) -> None:
+    async def _receive(
+        self, message: Any, handler: Handler, name: str, only: tuple[type[Event], ...] | None
+    ) -> None:
         record = message.raw_message
         where = (record.topic, record.partition, record.offset)
         try:
-            await self._process(message.body, handler)
+            await self._process(message.body, handler, only)
         except PoisonMessage as poison:
             await self._dead_letter(record, str(poison), message.body)
         except Exception as error:
@@ -248,7 +259,7 @@ class Runtime:
         else:
             self._attempts.pop(where, None)
 
-    async def _process(self, body: bytes, handler: Handler) -> None:
+    async def _process(self, body: bytes, handler: Handler, only: tuple[type[Event], ...] | None) -> None:
         try:
             envelope = Envelope.model_validate_json(body)
         except pydantic.ValidationError as error:
@@ -261,6 +272,8 @@ class Runtime:
             raise PoisonMessage(
                 f"invalid {envelope.type} v{envelope.schema_version}: {_describe(error, 'data.')}"
             ) from error
+        if only is not None and not isinstance(event, only):
+            return
 
         with log_context(
             correlation_id=envelope.correlation_id, event_id=envelope.event_id, event_type=envelope.type

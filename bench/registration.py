@@ -1,0 +1,184 @@
+"""Registration's own speed on the embedded stack, against the database's raw insert rate.
+
+Only the broker, the database and registration run, so the figures are
+registration's cost, not the whole platform's (see bench/flow.py for that).
+
+Figures, each beside a baseline measured in the same run:
+  1. companies registered per second over HTTP, one client after another
+     / single-document inserts per second straight into the database;
+  2. the same with 32 concurrent clients / 32 concurrent raw inserters;
+  3. rows per second of a 1,000-row CSV import (POST to done) / raw inserts per second.
+
+Usage: .venv/bin/python bench/registration.py [--companies 300] [--rows 1000]
+"""
+
+import argparse
+import asyncio
+import csv
+import io
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+from pymongo import AsyncMongoClient
+from rich.console import Console
+from rich.table import Table
+
+from c2f_cli.config import StackConfig
+from c2f_cli.stack import Stack
+from c2f_registration import importer
+
+console = Console()
+CONCURRENCY = 32
+
+PROFILE: dict[str, Any] = {
+    "country": "GR",
+    "city": "Θεσσαλονίκη",
+    "sectors": ["ict", "mobility"],
+    "sub_sectors": ["software", "public_transport"],
+    "offers": [
+        {
+            "title": "Εφαρμογή δημόσιων συγκοινωνιών",
+            "description": "Πληροφόρηση επιβατών σε πραγματικό χρόνο για δήμους.",
+            "category": "public_transport_software",
+            "language": "el",
+        }
+    ],
+    "needs": [
+        {
+            "title": "Distribuidor en México",
+            "description": "Buscamos socio.",
+            "kind": "distributor",
+            "language": "es",
+        }
+    ],
+    "target_markets": ["MX", "US-CA"],
+    "contacts": [{"name": "Γιώργος", "email": "g@astyapp.example", "language": "el", "consent": "brochure"}],
+}
+
+
+async def raw_inserts(mongo_uri: str, n: int, concurrency: int) -> float:
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_uri)
+    coll = client["bench_raw"][uuid.uuid4().hex]
+    queue = list(range(n))
+
+    async def worker() -> None:
+        while queue:
+            i = queue.pop()
+            await coll.insert_one({"_id": i, "legal_name": f"Company {i}", **PROFILE})
+
+    start = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    rate = n / (time.perf_counter() - start)
+    await client.close()
+    return rate
+
+
+async def http_registrations(client: httpx.AsyncClient, cluster_id: str, n: int, concurrency: int) -> float:
+    queue = list(range(n))
+
+    async def worker() -> None:
+        while queue:
+            queue.pop()
+            body = {**PROFILE, "cluster_id": cluster_id, "legal_name": f"Bench {uuid.uuid4().hex}"}
+            response = await client.post("/companies", json=body)
+            response.raise_for_status()
+
+    start = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return n / (time.perf_counter() - start)
+
+
+def member_list(rows: int) -> bytes:
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=list(importer.EXAMPLE))
+    writer.writeheader()
+    for i in range(rows):
+        writer.writerow(
+            {
+                **importer.EXAMPLE,
+                "legal_name": f"Import {i} {uuid.uuid4().hex[:6]}",
+                "contact_1_email": f"c{i}@x.example",
+            }
+        )
+    return out.getvalue().encode()
+
+
+async def import_rate(client: httpx.AsyncClient, cluster_id: str, rows: int) -> float:
+    content = member_list(rows)
+    start = time.perf_counter()
+    started = await client.post(
+        f"/clusters/{cluster_id}/imports", content=content, headers={"Content-Type": "text/csv"}
+    )
+    started.raise_for_status()
+    job = started.json()
+    while job["status"] == "running":
+        await asyncio.sleep(0.05)
+        job = (await client.get(f"/clusters/{cluster_id}/imports/{job['id']}")).json()
+    if job["status"] != "done" or job["created"] != rows:
+        raise SystemExit(f"import ended {job['status']}: {job}")
+    return rows / (time.perf_counter() - start)
+
+
+async def measure(stack: Stack, companies: int, rows: int) -> list[tuple[str, float, str, float]]:
+    cfg = stack.config
+    headers = {"Authorization": f"Bearer {cfg.operator_token()}"}
+    limits = httpx.Limits(max_connections=CONCURRENCY)
+    async with httpx.AsyncClient(
+        base_url=cfg.service_url("registration"), headers=headers, limits=limits, timeout=60
+    ) as client:
+        cluster = await client.post(
+            "/clusters",
+            json={"name": "Bench", "short_name": "BENCH", "country": "GR", "sectors": ["ict", "mobility"]},
+        )
+        cluster_id = cluster.json()["id"]
+        console.print("sequential…")
+        raw_1 = await raw_inserts(cfg.mongo_uri, companies, 1)
+        http_1 = await http_registrations(client, cluster_id, companies, 1)
+        console.print(f"{CONCURRENCY} concurrent clients…")
+        raw_n = await raw_inserts(cfg.mongo_uri, companies * 2, CONCURRENCY)
+        http_n = await http_registrations(client, cluster_id, companies * 2, CONCURRENCY)
+        console.print(f"importing {rows} rows…")
+        raw_import = await raw_inserts(cfg.mongo_uri, rows, 1)
+        imported = await import_rate(client, cluster_id, rows)
+    return [
+        ("companies/s over HTTP, 1 client", http_1, "raw inserts/s, 1 writer", raw_1),
+        (
+            f"companies/s over HTTP, {CONCURRENCY} clients",
+            http_n,
+            f"raw inserts/s, {CONCURRENCY} writers",
+            raw_n,
+        ),
+        (f"import rows/s ({rows}-row CSV)", imported, "raw inserts/s, 1 writer", raw_import),
+    ]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--companies", type=int, default=300, help="registrations per sequential run (default 300)"
+    )
+    parser.add_argument("--rows", type=int, default=1000, help="rows in the imported CSV (default 1000)")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as home:
+        stack = Stack(StackConfig.on_free_ports(Path(home)))
+        console.print("Starting broker, database and registration on free ports…")
+        try:
+            stack.start_infrastructure()
+            stack.start_services(["registration"])
+            figures = asyncio.run(measure(stack, args.companies, args.rows))
+        finally:
+            stack.stop()
+    table = Table("figure", "value", "baseline (same run)", "ratio")
+    for name, value, baseline_name, baseline in figures:
+        table.add_row(name, f"{value:.0f}", f"{baseline:.0f} {baseline_name}", f"{value / baseline:.2f}")
+    console.print(table)
+
+
+if __name__ == "__main__":
+    main()
