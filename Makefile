@@ -41,6 +41,7 @@ format: $(STAMP)  ## Apply ruff's fixes and formatting
 
 bench: $(STAMP)  ## Run the benchmarks under bench/
 	$(PY) bench/flow.py
+	$(PY) bench/registration.py
 
 clean:  ## Remove the virtual environment and local stack data
 	rm -rf $(VENV) .c2f
