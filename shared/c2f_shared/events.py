@@ -81,6 +81,7 @@ class ClusterRegistered(Event):
     region: str | None = None
     sectors: list[str]
     website: str | None = None
+    contact: dict[str, str | None] | None = None  # name, email, phone, role of the cluster's office
     membership: str
 
     def aggregate_id(self) -> str:

@@ -1,6 +1,7 @@
 """Registration over real HTTP: operator and cluster keys, isolation between clusters,
 full member profiles, and erasure that reaches every service's database."""
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -293,6 +294,7 @@ async def test_erasure_reaches_every_service(stack: Stack, clusters: dict[str, A
 
         assert (await operator.delete(f"/companies/{seeker_id}")).status_code == 204
         assert (await operator.get(f"/companies/{seeker_id}")).status_code == 404
+        assert (await operator.get(f"/events/{event_id}")).json()["registered"] == 1  # its place is freed
 
     client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(stack.config.mongo_uri)
     try:
@@ -551,3 +553,22 @@ async def test_partners_join_by_a_signed_agreement(stack: Stack, clusters: dict[
         assert [a["title"] for a in listed] == [agreement["title"]]
     async with with_key(stack, clusters["HAMAC"]["api_key"]["key"]) as member:
         assert (await member.post("/agreements", json={**agreement, "title": "x"})).status_code == 403
+
+
+async def test_concurrent_requests_neither_duplicate_nor_overbook(
+    stack: Stack, clusters: dict[str, Any]
+) -> None:
+    hamac = clusters["HAMAC"]["id"]
+    body = {**FULL_PROFILE, "legal_name": "Concurrent Α.Ε.", "cluster_id": hamac}
+    async with as_operator(stack) as operator:
+        answers = await asyncio.gather(*(operator.post("/companies", json=body) for _ in range(12)))
+        assert sorted(a.status_code for a in answers) == [200] * 11 + [201]
+        assert len({a.json()["id"] for a in answers}) == 1
+
+        event = (await operator.post("/events", json=meeting_event(hamac, capacity=4))).json()
+        companies = [await _company(operator, hamac, f"Rush {i} {event['id'][:6]}") for i in range(10)]
+        path = f"/events/{event['id']}/participants"
+        signups = await asyncio.gather(*(operator.post(path, json=signup(c)) for c in companies))
+        codes = sorted(s.status_code for s in signups)
+        assert codes == [201] * 4 + [409] * 6, [s.text for s in signups if s.status_code not in (201, 409)]
+        assert (await operator.get(f"/events/{event['id']}")).json()["registered"] == 4

@@ -19,7 +19,7 @@ from c2f_notifications import messages
 from c2f_notifications.config import Settings
 from c2f_notifications.handlers import OUTGOING, RECIPIENTS
 from c2f_shared.events import NotificationSent
-from c2f_shared.service import Runtime
+from c2f_shared.service import Runtime, UnitOfWork
 from c2f_shared.service.logs import log_context
 from c2f_shared.service.waker import Waker
 
@@ -114,7 +114,8 @@ class Delivery:
 
     async def _sent(self, msg: dict[str, Any]) -> None:
         sent_at = datetime.now(UTC)
-        async with self._runtime.unit_of_work(msg.get("correlation_id")) as uow:
+
+        async def work(uow: UnitOfWork) -> None:
             await uow.db[OUTGOING].update_one(
                 {"_id": msg["_id"]},
                 {"$set": {"status": "sent", "sent_at": sent_at}, "$inc": {"attempts": 1}},
@@ -131,6 +132,8 @@ class Delivery:
                 ),
                 event_id=notification_id,
             )
+
+        await self._runtime.transact(work, msg.get("correlation_id"))
         log.info("sent")
 
     async def _failed(self, msg: dict[str, Any], reason: str) -> None:

@@ -87,6 +87,15 @@ class Created(BaseModel):
 # -- clusters -----------------------------------------------------------------
 
 
+class ClusterContactIn(_In):
+    """The cluster's own contact point (an office, not a member's staff)."""
+
+    name: Name
+    email: EmailStr
+    phone: Phone | None = None
+    role: Name | None = None
+
+
 class ClusterIn(_In):
     name: Name
     short_name: Annotated[str, Field(min_length=1, max_length=40)]
@@ -94,6 +103,7 @@ class ClusterIn(_In):
     region: Name | None = None
     sectors: Sectors
     website: HttpUrl | None = None
+    contact: ClusterContactIn | None = None
     membership: Membership = Membership.FOUNDING
 
 

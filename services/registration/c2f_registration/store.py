@@ -70,34 +70,35 @@ async def register_once(
     `on_created` runs in the same transaction when, and only when, it is new.
     """
     digest = fingerprint(data)
+
+    async def work(uow: UnitOfWork) -> Stored:
+        coll = uow.db[collection]
+        existing = await coll.find_one({"natural_key": natural_key}, session=uow.session)
+        if existing is not None:
+            if existing["fingerprint"] != digest:
+                known = existing["_id"]
+                raise Conflict(f"{natural_key!r} is already registered with different data (id {known})")
+            return Stored(id=existing["_id"], data=existing["data"], created=False, doc=existing)
+        item_id = new_id()
+        now = datetime.now(UTC)
+        doc = {
+            "_id": item_id,
+            "natural_key": natural_key,
+            "fingerprint": digest,
+            "data": data,
+            "revision": 1,
+            "created_at": now,
+            "updated_at": now,
+            **(extra or {}),
+        }
+        await coll.insert_one(doc, session=uow.session)
+        uow.emit(make_event(item_id))
+        more = await on_created(uow, item_id) if on_created else None
+        return Stored(id=item_id, data=data, created=True, doc=doc, extra=more)
+
     for _ in range(3):
         try:
-            async with runtime.unit_of_work(correlation_id) as uow:
-                coll = uow.db[collection]
-                existing = await coll.find_one({"natural_key": natural_key}, session=uow.session)
-                if existing is not None:
-                    if existing["fingerprint"] != digest:
-                        known = existing["_id"]
-                        raise Conflict(
-                            f"{natural_key!r} is already registered with different data (id {known})"
-                        )
-                    return Stored(id=existing["_id"], data=existing["data"], created=False, doc=existing)
-                item_id = new_id()
-                now = datetime.now(UTC)
-                doc = {
-                    "_id": item_id,
-                    "natural_key": natural_key,
-                    "fingerprint": digest,
-                    "data": data,
-                    "revision": 1,
-                    "created_at": now,
-                    "updated_at": now,
-                    **(extra or {}),
-                }
-                await coll.insert_one(doc, session=uow.session)
-                uow.emit(make_event(item_id))
-                more = await on_created(uow, item_id) if on_created else None
-                return Stored(id=item_id, data=data, created=True, doc=doc, extra=more)
+            return await runtime.transact(work, correlation_id)
         except DuplicateKeyError:
             continue  # a concurrent identical request won the insert: read it on the next pass
     raise Conflict(f"{collection}: could not register {natural_key!r}, try again")
@@ -127,14 +128,17 @@ async def replace(
         "revision": revision,
         "updated_at": datetime.now(UTC),
     }
+
+    async def work(uow: UnitOfWork) -> None:
+        result = await uow.db[collection].update_one(
+            {"_id": doc["_id"], "revision": doc["revision"]}, {"$set": changes}, session=uow.session
+        )
+        if result.matched_count == 0:
+            raise Conflict("it was changed by someone else meanwhile: read it again and retry")
+        uow.emit(make_event(revision))
+
     try:
-        async with runtime.unit_of_work(correlation_id) as uow:
-            result = await uow.db[collection].update_one(
-                {"_id": doc["_id"], "revision": doc["revision"]}, {"$set": changes}, session=uow.session
-            )
-            if result.matched_count == 0:
-                raise Conflict("it was changed by someone else meanwhile: read it again and retry")
-            uow.emit(make_event(revision))
+        await runtime.transact(work, correlation_id)
     except DuplicateKeyError:
         raise Conflict(f"{natural_key!r} is already registered") from None
     return {**doc, **changes}, True

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import pydantic
 from aiokafka import ConsumerRebalanceListener, TopicPartition
@@ -41,6 +42,8 @@ log = logging.getLogger(__name__)
 Document = dict[str, Any]
 # A consumer's handler: the typed event, its envelope, and the unit of work to change state in.
 Handler = Callable[[Event, Envelope, "UnitOfWork"], Awaitable[None]]
+
+T = TypeVar("T")
 
 # A message that fails this many times in a row with an unexpected error is set
 # aside as a dead letter, so one bad message never stops a consumer.
@@ -232,6 +235,24 @@ class Runtime:
         for callback in uow._after_commit:
             callback()
 
+    async def transact(
+        self,
+        work: Callable[[UnitOfWork], Awaitable[T]],
+        correlation_id: str | None = None,
+        attempts: int = 6,
+    ) -> T:
+        """Run `work` in a unit of work, again from the start if the transaction collided
+        with a concurrent one (TransientTransactionError, e.g. a write conflict)."""
+        for attempt in range(attempts):
+            try:
+                async with self.unit_of_work(correlation_id) as uow:
+                    return await work(uow)
+            except PyMongoError as error:
+                if not error.has_error_label("TransientTransactionError") or attempt == attempts - 1:
+                    raise
+                await asyncio.sleep(random.uniform(0, 0.01 * 2**attempt))
+        raise AssertionError("unreachable")
+
     # -- consuming ------------------------------------------------------------
 
     async def _receive(
@@ -285,13 +306,16 @@ class Runtime:
         if await inbox.find_one({"_id": envelope.event_id}, {"_id": 1}):
             log.info("skipped: already processed")
             return
+
+        async def work(uow: UnitOfWork) -> None:
+            await inbox.insert_one(
+                {"_id": envelope.event_id, "type": envelope.type, "at": datetime.now(UTC)},
+                session=uow.session,
+            )
+            await handler(event, envelope, uow)
+
         try:
-            async with self.unit_of_work(envelope.correlation_id) as uow:
-                await inbox.insert_one(
-                    {"_id": envelope.event_id, "type": envelope.type, "at": datetime.now(UTC)},
-                    session=uow.session,
-                )
-                await handler(event, envelope, uow)
+            await self.transact(work, envelope.correlation_id)
         except (DuplicateKeyError, PyMongoError):
             # Another instance processed it at the same moment: nothing left to do.
             if await inbox.find_one({"_id": envelope.event_id}, {"_id": 1}):
@@ -314,7 +338,8 @@ class Runtime:
             record.offset,
             reason,
         )
-        async with self.unit_of_work() as uow:
+
+        async def work(uow: UnitOfWork) -> None:
             await uow.db["dead_letters"].update_one(
                 {"_id": dead_letter_id},
                 {
@@ -342,6 +367,8 @@ class Runtime:
                 ),
                 event_id=dead_letter_id,
             )
+
+        await self.transact(work)
 
     # -- health ---------------------------------------------------------------
 

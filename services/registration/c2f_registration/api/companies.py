@@ -16,7 +16,7 @@ from c2f_registration import auth, store
 from c2f_registration.api.common import CREATED, not_found, register, unknown
 from c2f_registration.schemas import CompanyFields, CompanyIn, CompanyOut, CompanyPage, CompanyPatch
 from c2f_shared.events import CompanyErased, CompanyRegistered, CompanyUpdated
-from c2f_shared.service import Runtime
+from c2f_shared.service import Runtime, UnitOfWork
 from c2f_shared.service.http import CorrelationId, RuntimeDep
 from c2f_shared.vocabulary import Sector
 
@@ -182,12 +182,22 @@ async def erase_company(
     CompanyErased event, in every other service. Its event registrations go too."""
     doc = await visible_company(runtime, caller, company_id)
     cluster_id = doc["data"]["cluster_id"]
-    async with runtime.unit_of_work(correlation) as uow:
-        participants = uow.db[store.PARTICIPANTS].find(
-            {"data.company_id": company_id}, {"_id": 1}, session=uow.session
+
+    async def work(uow: UnitOfWork) -> None:
+        participants = (
+            await uow.db[store.PARTICIPANTS]
+            .find(
+                {"data.company_id": company_id}, {"_id": 1, "event_id": 1, "status": 1}, session=uow.session
+            )
+            .to_list(None)
         )
-        keys = [company_id, *[p["_id"] async for p in participants]]
+        for participant in participants:
+            if participant["status"] == "registered":  # its place at the event is freed
+                await uow.db[store.EVENTS].update_one(
+                    {"_id": participant["event_id"]}, {"$inc": {"registered": -1}}, session=uow.session
+                )
         # The events that carried its data are not kept either, published or not.
+        keys = [company_id, *[p["_id"] for p in participants]]
         await runtime.outbox.forget({"key": {"$in": keys}}, uow.session)
         await uow.db[store.COMPANIES].delete_one({"_id": company_id}, session=uow.session)
         await uow.db[store.PARTICIPANTS].delete_many({"data.company_id": company_id}, session=uow.session)
@@ -196,6 +206,8 @@ async def erase_company(
             {"_id": company_id, "cluster_id": cluster_id, "erased_at": datetime.now(UTC)}, session=uow.session
         )
         uow.emit(CompanyErased(company_id=company_id, cluster_id=cluster_id))
+
+    await runtime.transact(work, correlation)
 
 
 @router.get("/companies/{company_id}/export", responses=NOT_VISIBLE)

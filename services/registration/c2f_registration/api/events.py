@@ -20,7 +20,7 @@ from c2f_shared.events import (
     ParticipantRegistered,
     ParticipantWithdrawn,
 )
-from c2f_shared.service import Runtime
+from c2f_shared.service import Runtime, UnitOfWork
 from c2f_shared.service.http import CorrelationId, RuntimeDep
 from c2f_shared.vocabulary import EventKind
 
@@ -238,7 +238,8 @@ async def _sign_up(
 ) -> dict[str, Any]:
     """One transaction: check for a duplicate, take a place, store, announce."""
     event_id = event["_id"]
-    async with runtime.unit_of_work(correlation) as uow:
+
+    async def work(uow: UnitOfWork) -> dict[str, Any]:
         existing = await uow.db[store.PARTICIPANTS].find_one(
             {"natural_key": natural_key}, session=uow.session
         )
@@ -278,7 +279,9 @@ async def _sign_up(
                 access_token_hash=token_hash,
             )
         )
-    return doc
+        return doc
+
+    return await runtime.transact(work, correlation)
 
 
 @router.get("/events/{event_id}/participants", tags=["participants"], responses=NO_EVENT)
@@ -308,7 +311,8 @@ async def withdraw_participant(
     event_id: str, participant_id: str, runtime: RuntimeDep, correlation: CorrelationId, caller: auth.Caller
 ) -> None:
     """Withdraw from the event; the place is freed and the participant may sign up again."""
-    async with runtime.unit_of_work(correlation) as uow:
+
+    async def work(uow: UnitOfWork) -> None:
         participants = uow.db[store.PARTICIPANTS]
         doc = await participants.find_one({"_id": participant_id, "event_id": event_id}, session=uow.session)
         if doc is None or doc["status"] != "registered" or not caller.may_act_for(doc["cluster_id"]):
@@ -322,3 +326,5 @@ async def withdraw_participant(
             {"_id": event_id}, {"$inc": {"registered": -1}}, session=uow.session
         )
         uow.emit(ParticipantWithdrawn(participant_id=participant_id, event_id=event_id))
+
+    await runtime.transact(work, correlation)
