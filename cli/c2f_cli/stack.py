@@ -25,6 +25,15 @@ def tansu_binary() -> Path:
     return path
 
 
+def start_broker(name: str, host: str, port: int, logs: Path) -> Child:
+    """Tansu on `host:port`, keeping topics in memory; returns once it listens."""
+    listener = f"tcp://{host}:{port}"
+    argv = [str(tansu_binary()), "broker", "--listener-url", listener, "--advertised-listener-url", listener]
+    broker = spawn(name, [*argv, "--storage-engine", "memory://tansu/"], logs)
+    wait_for_port(broker, host, port)
+    return broker
+
+
 def _bin(name: str) -> str:
     """A console script installed beside this Python (the project's virtual environment)."""
     return str(Path(sys.executable).with_name(name))
@@ -67,23 +76,7 @@ class Stack:
         cfg.home.mkdir(parents=True, exist_ok=True)
         if cfg.external_kafka is None:
             self._claim("the Kafka broker", cfg.kafka_port)
-            listener = f"tcp://{cfg.host}:{cfg.kafka_port}"
-            kafka = spawn(
-                "kafka",
-                [
-                    str(tansu_binary()),
-                    "broker",
-                    "--listener-url",
-                    listener,
-                    "--advertised-listener-url",
-                    listener,
-                    "--storage-engine",
-                    "memory://tansu/",
-                ],
-                self.logs,
-            )
-            self.children.append(kafka)
-            wait_for_port(kafka, cfg.host, cfg.kafka_port)
+            self.children.append(start_broker("kafka", cfg.host, cfg.kafka_port, self.logs))
             self.say(f"Kafka-compatible broker (Tansu)  {cfg.kafka_bootstrap}")
         else:
             self.say(f"Kafka broker (external)          {cfg.external_kafka}")

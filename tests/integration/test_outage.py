@@ -11,13 +11,12 @@ import signal
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
 import pytest
 from fastapi import FastAPI
 
-from c2f_cli.processes import Child, free_port, spawn, wait_for_port
-from c2f_cli.stack import Stack, tansu_binary
+from c2f_cli.processes import free_port
+from c2f_cli.stack import Stack, start_broker
 from c2f_shared import topics
 from c2f_shared.envelope import Envelope
 from c2f_shared.events import ClusterRegistered, Event
@@ -25,26 +24,6 @@ from c2f_shared.service import Runtime, ServiceSettings, UnitOfWork
 from tests.support import eventually
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
-
-
-def start_broker(port: int, logs: Any) -> Child:
-    listener = f"tcp://127.0.0.1:{port}"
-    child = spawn(
-        f"outage-kafka-{uuid.uuid4().hex[:6]}",
-        [
-            str(tansu_binary()),
-            "broker",
-            "--listener-url",
-            listener,
-            "--advertised-listener-url",
-            listener,
-            "--storage-engine",
-            "memory://tansu/",
-        ],
-        logs,
-    )
-    wait_for_port(child, "127.0.0.1", port)
-    return child
 
 
 @asynccontextmanager
@@ -60,7 +39,7 @@ async def runtime(bootstrap: str, mongo_uri: str, name: str) -> AsyncIterator[Ru
 
 async def test_a_broker_outage_under_writes_loses_nothing_and_doubles_nothing(infra: Stack, tmp_path) -> None:
     port = free_port()
-    broker = start_broker(port, tmp_path)
+    broker = start_broker(f"outage-kafka-{uuid.uuid4().hex[:6]}", "127.0.0.1", port, tmp_path)
     bootstrap = f"127.0.0.1:{port}"
     handled: list[str] = []
 

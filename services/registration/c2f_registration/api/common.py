@@ -1,9 +1,11 @@
 """What the routers share: error shapes and the answers of a registration."""
 
-from typing import Any
+from typing import Any, TypeVar
 
+import pydantic
 from fastapi import HTTPException, Response, status
 from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel
 
 from c2f_registration import store
 from c2f_shared.service import Runtime
@@ -47,3 +49,16 @@ async def register(
         raise HTTPException(status.HTTP_409_CONFLICT, str(conflict)) from None
     response.status_code = status.HTTP_201_CREATED if stored.created else status.HTTP_200_OK
     return stored
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def merged(model: type[M], data: dict[str, Any]) -> M:
+    """`data` (stored fields with a PATCH applied) as `model`, or the 422 a request body would get."""
+    try:
+        return model.model_validate(data)
+    except pydantic.ValidationError as error:
+        raise RequestValidationError(
+            [{**e, "loc": ("body", *e["loc"])} for e in error.errors(include_url=False)]
+        ) from None

@@ -8,12 +8,10 @@ import re
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-import pydantic
 from fastapi import APIRouter, HTTPException, Query, Response, status
-from fastapi.exceptions import RequestValidationError
 
 from c2f_registration import auth, store
-from c2f_registration.api.common import CREATED, not_found, register, unknown
+from c2f_registration.api.common import CREATED, merged, not_found, register, unknown
 from c2f_registration.schemas import CompanyFields, CompanyIn, CompanyOut, CompanyPage, CompanyPatch
 from c2f_shared.events import CompanyErased, CompanyRegistered, CompanyUpdated
 from c2f_shared.service import Runtime, UnitOfWork
@@ -164,13 +162,8 @@ async def update_company(
     """Change some fields; a list given replaces the stored list."""
     doc = await visible_company(runtime, caller, company_id)
     current = {k: v for k, v in doc["data"].items() if k != "cluster_id"}
-    merged = {**current, **body.model_dump(mode="json", exclude_unset=True)}
-    try:
-        fields = CompanyFields.model_validate(merged)
-    except pydantic.ValidationError as error:
-        raise RequestValidationError(
-            [{**e, "loc": ("body", *e["loc"])} for e in error.errors(include_url=False)]
-        ) from None
+    changes = {**current, **body.model_dump(mode="json", exclude_unset=True)}
+    fields = merged(CompanyFields, changes)
     return (await _replace(runtime, doc, fields, correlation))[0]
 
 

@@ -5,13 +5,12 @@ import secrets
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-import pydantic
 from fastapi import APIRouter, HTTPException, Query, Response, status
 from fastapi.exceptions import RequestValidationError
 from pymongo.errors import DuplicateKeyError
 
 from c2f_registration import auth, store
-from c2f_registration.api.common import CREATED, not_found, register, unknown
+from c2f_registration.api.common import CREATED, merged, not_found, register, unknown
 from c2f_registration.schemas import EventFields, EventIn, EventOut, EventPatch, ParticipantIn, ParticipantOut
 from c2f_shared.events import (
     Attendee,
@@ -120,14 +119,9 @@ async def update_event(
         )
     host = doc["data"]["host_cluster_id"]
     auth.require_may_act_for(caller, host)
-    merged = {**doc["data"], **body.model_dump(mode="json", exclude_unset=True)}
-    merged.pop("host_cluster_id")
-    try:
-        fields = EventFields.model_validate(merged)
-    except pydantic.ValidationError as error:
-        raise RequestValidationError(
-            [{**e, "loc": ("body", *e["loc"])} for e in error.errors(include_url=False)]
-        ) from None
+    changes = {**doc["data"], **body.model_dump(mode="json", exclude_unset=True)}
+    changes.pop("host_cluster_id")
+    fields = merged(EventFields, changes)
     data = {**fields.model_dump(mode="json"), "host_cluster_id": host}
     try:
         new_doc, changed = await store.replace(
