@@ -12,9 +12,10 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from c2f_cli.mail import read_mail
 
 if TYPE_CHECKING:
+    from c2f_cli.config import StackConfig
     from c2f_cli.stack import Stack
 
-__all__ = ["as_operator", "committed_offsets", "eventually", "read_mail", "recipients"]
+__all__ = ["as_operator", "committed_offsets", "eventually", "read_mail", "recipients", "settled"]
 
 
 async def eventually(check: Callable[[], Awaitable[bool] | bool], within: float = 30.0) -> None:
@@ -50,3 +51,42 @@ def as_operator(stack: "Stack", service: str = "registration") -> httpx.AsyncCli
         headers={"Authorization": f"Bearer {stack.config.operator_token()}"},
         timeout=30,
     )
+
+
+async def settled(config: "StackConfig") -> bool:
+    """Everything published has been consumed: every outbox and the mail queue are empty,
+    and every consumer group has committed up to the end of each topic it reads."""
+    from aiokafka import AIOKafkaConsumer as Consumer
+
+    from c2f_cli.config import SERVICES
+
+    groups: dict[str, set[str]] = {}
+    async with httpx.AsyncClient(timeout=5) as client:
+        for name in SERVICES:
+            ready = (await client.get(f"{config.service_url(name)}/readyz")).json()
+            if not ready["ready"] or ready["checks"]["outbox_pending"]:
+                return False
+            assigned = " ".join(str(v) for v in ready["checks"]["consumers"].values())
+            groups[f"c2f-{name}"] = {
+                t.split("[")[0] for t in assigned.replace("assigned ", "").split(",") if "[" in t
+            }
+        queue = (await client.get(f"{config.service_url('notifications')}/outgoing/summary")).json()
+        if queue["pending"] or queue["sending"]:
+            return False
+    probe = Consumer(bootstrap_servers=config.kafka_bootstrap)
+    await probe.start()
+    try:
+        partitions = [
+            TopicPartition(t, p)
+            for t in set().union(*groups.values())
+            for p in probe.partitions_for_topic(t) or []
+        ]
+        ends = await probe.end_offsets(partitions)
+    finally:
+        await probe.stop()
+    for group, its_topics in groups.items():
+        mine = [tp for tp in partitions if tp.topic in its_topics]
+        committed = await committed_offsets(config.kafka_bootstrap, group, mine)
+        if any(committed[tp] < ends[tp] and ends[tp] > 0 for tp in mine):
+            return False
+    return True

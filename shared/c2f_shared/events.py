@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import date, datetime, time
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
 
@@ -289,6 +289,7 @@ class MatchReason(_Value):
 @_register
 class MatchSuggested(Event):
     TYPE = "MatchSuggested"
+    VERSION = 2
     TOPIC = topics.MATCH_SUGGESTIONS
 
     suggestion_id: str
@@ -297,6 +298,9 @@ class MatchSuggested(Event):
     parties: tuple[MatchParty, MatchParty]
     reasons: list[MatchReason]
     score: float
+    # v2: structured reasons, e.g. {"kind": "shared_markets", "markets": ["MX"]}, and the score's parts
+    signals: list[dict[str, Any]] = []
+    score_parts: dict[str, float] = {}
 
     def aggregate_id(self) -> str:
         # Keyed by event so one event's suggestions stay in order.

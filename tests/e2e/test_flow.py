@@ -205,7 +205,12 @@ async def test_matching_lists_the_suggestion_with_its_reasons(scenario: Scenario
     [suggestion] = response.json()
     parties = {p["participant_id"] for p in suggestion["parties"]}
     assert parties == {scenario.ids["p_airdata"], scenario.ids["p_sensores"]}
-    assert suggestion["reasons"][0]["basis"] == "category air_quality_monitoring"
+    [reason] = suggestion["reasons"]
+    assert (reason["offer_title"], reason["need_title"]) == (
+        "Sensores de calidad del aire",
+        "Сензори за качество на въздуха",
+    )
+    assert {"kind": "connects_countries", "countries": ["BG", "ES"]} in suggestion["signals"]
 
 
 async def test_posting_the_same_registration_twice_creates_nothing(scenario: Scenario) -> None:

@@ -1,14 +1,192 @@
-"""Matching's HTTP API: the suggestions it has made."""
+"""Matching's HTTP API: recommendations for a participant, pairs for organisers, and the
+suggestions already published."""
 
+import hashlib
+import hmac
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, Field
 
-from c2f_matching.handlers import SUGGESTIONS
+from c2f_matching.handlers import PARTICIPANTS, SUGGESTIONS, event_profiles
+from c2f_matching.matcher import Matcher
+from c2f_matching.scoring import MIN_PAIR_SCORE, PairScore, Profile, pair, top_pairs
 from c2f_shared.service.http import RuntimeDep
 
-router = APIRouter(tags=["suggestions"])
+router = APIRouter()
 Limit = Annotated[int, Query(ge=1, le=500)]
+_bearer = HTTPBearer(auto_error=False, description="A participant's access token, or the operator's token")
+
+
+def _digest(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def _is_operator(request: Request, token: str) -> bool:
+    operator: str | None = request.app.state.operator_digest
+    return operator is not None and hmac.compare_digest(_digest(token), operator)
+
+
+async def _caller(
+    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+) -> str:
+    if credentials is None:
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED,
+            "send a token as 'Authorization: Bearer <token>'",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    return credentials.credentials
+
+
+Token = Annotated[str, Depends(_caller)]
+
+
+async def _may_see(request: Request, runtime: Any, token: str, participant_id: str) -> dict[str, Any]:
+    """The participant, if `token` is its own access token or the operator's."""
+    participant: dict[str, Any] | None = await runtime.db[PARTICIPANTS].find_one({"_id": participant_id})
+    if participant is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no participant {participant_id!r}")
+    if _is_operator(request, token):
+        return participant
+    prefix, _, rest = token.partition(".")
+    pid, _, secret = rest.partition(".")
+    stored = participant.get("token_hash")
+    if (
+        prefix != "c2fp"
+        or pid != participant_id
+        or stored is None
+        or not hmac.compare_digest(_digest(secret), stored)
+    ):
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "this token is not this participant's")
+    return participant
+
+
+COUNTRIES = {
+    "BG": "Bulgaria",
+    "ES": "Spain",
+    "RS": "Serbia",
+    "IT": "Italy",
+    "GR": "Greece",
+    "HR": "Croatia",
+    "RO": "Romania",
+    "MK": "North Macedonia",
+    "PT": "Portugal",
+    "MX": "Mexico",
+    "CO": "Colombia",
+    "US": "the United States",
+    "US-CA": "California",
+    "CL": "Chile",
+    "BR": "Brazil",
+}
+
+
+def _names(codes: list[str]) -> str:
+    return ", ".join(COUNTRIES.get(c, c) for c in codes)
+
+
+def explain(scored: PairScore, me: str) -> list[str]:
+    """The reasons, said to participant `me`."""
+    lines = []
+    for reason in scored.reasons:
+        if reason.needed_by == me:
+            lines.append(f"offers “{reason.offer_title}” — matches your need “{reason.need_title}”")
+        else:
+            lines.append(f"needs “{reason.need_title}” — which your offer “{reason.offer_title}” meets")
+    for signal in scored.signals:
+        kind = signal["kind"]
+        if kind == "shared_markets":
+            lines.append(f"both target {_names(signal['markets'])}")
+        elif kind == "market_access" and signal["for"] == me:
+            lines.append(f"already works in {_names(signal['markets'])}, which you target")
+        elif kind == "market_access":
+            lines.append(f"targets {_names(signal['markets'])}, where you already work")
+        elif kind == "connects_countries":
+            lines.append(f"connects {' and '.join(COUNTRIES.get(c, c) for c in signal['countries'])}")
+        elif kind == "complementary_sectors":
+            lines.append(
+                "complementary sectors: " + ", ".join(s.replace("_", " ") for s in signal["sectors"])
+            )
+    return lines
+
+
+class Recommendation(BaseModel):
+    participant_id: str
+    company_id: str
+    company_name: str
+    country: str
+    score: float
+    score_parts: dict[str, float] = Field(description="gain_a is what you gain, gain_b what they gain")
+    reasons: list[str]
+
+
+def _recommendation(me: Profile, other: Profile, scored: PairScore) -> Recommendation:
+    return Recommendation(
+        participant_id=other.participant_id,
+        company_id=other.company_id,
+        company_name=other.company_name,
+        country=other.country,
+        score=scored.score,
+        score_parts=scored.parts,
+        reasons=explain(scored, me.participant_id),
+    )
+
+
+@router.get(
+    "/participants/{participant_id}/recommendations",
+    response_model=list[Recommendation],
+    tags=["recommendations"],
+)
+async def recommendations(
+    participant_id: str,
+    request: Request,
+    runtime: RuntimeDep,
+    token: Token,
+    k: Annotated[int, Query(ge=1, le=50)] = 10,
+) -> list[Recommendation]:
+    """The participant's best partners at its event, best first, with reasons in terms of its
+    own profile (its own access token, or the operator's)."""
+    participant = await _may_see(request, runtime, token, participant_id)
+    matcher: Matcher = request.app.state.matcher
+    profiles = await event_profiles(runtime.db, matcher, participant["event_id"])
+    me = next((p for p in profiles if p.participant_id == participant_id), None)
+    if me is None:
+        return []
+    others = [p for p in profiles if p.participant_id != participant_id]
+    return [_recommendation(me, other, scored) for other, scored in top_pairs(me, others, k)]
+
+
+class Pair(BaseModel):
+    a: Recommendation
+    b: Recommendation
+    score: float
+
+
+@router.get("/events/{event_id}/pairs", response_model=list[Pair], tags=["recommendations"])
+async def event_pairs(
+    event_id: str,
+    request: Request,
+    runtime: RuntimeDep,
+    token: Token,
+    min_score: Annotated[float, Query(ge=0, le=2)] = MIN_PAIR_SCORE,
+    limit: Limit = 200,
+) -> list[Pair]:
+    """For organisers (operator token): every pair at the event scoring at least `min_score`."""
+    if not _is_operator(request, token):
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "only the partnership's operator may see every pair")
+    matcher: Matcher = request.app.state.matcher
+    profiles = await event_profiles(runtime.db, matcher, event_id)
+    pairs = []
+    for i, a in enumerate(profiles):
+        for b in profiles[i + 1 :]:
+            scored = pair(a, b)
+            if scored is not None and scored.score >= min_score:
+                pairs.append(
+                    Pair(a=_recommendation(b, a, scored), b=_recommendation(a, b, scored), score=scored.score)
+                )
+    pairs.sort(key=lambda p: p.score, reverse=True)
+    return pairs[:limit]
 
 
 def _out(doc: dict[str, Any]) -> dict[str, Any]:
@@ -18,20 +196,21 @@ def _out(doc: dict[str, Any]) -> dict[str, Any]:
         "parties": doc["parties"],
         "score": doc["score"],
         "reasons": doc["reasons"],
+        "signals": doc.get("signals", []),
     }
 
 
-@router.get("/events/{event_id}/suggestions")
+@router.get("/events/{event_id}/suggestions", tags=["suggestions"])
 async def event_suggestions(event_id: str, runtime: RuntimeDep, limit: Limit = 100) -> list[dict[str, Any]]:
-    """Suggested meetings at an event, best first."""
+    """Suggestions published for an event (ids, company names and reasons), best first."""
     cursor = runtime.db[SUGGESTIONS].find({"event_id": event_id}).sort("score", -1).limit(limit)
     return [_out(d) async for d in cursor]
 
 
-@router.get("/participants/{participant_id}/suggestions")
+@router.get("/participants/{participant_id}/suggestions", tags=["suggestions"])
 async def participant_suggestions(
     participant_id: str, runtime: RuntimeDep, limit: Limit = 20
 ) -> list[dict[str, Any]]:
-    """Whom a participant should meet, best first."""
+    """Suggestions published for a participant, best first."""
     cursor = runtime.db[SUGGESTIONS].find({"participant_ids": participant_id}).sort("score", -1).limit(limit)
     return [_out(d) async for d in cursor]

@@ -1,31 +1,47 @@
-"""Matching's process: consumers of registration's topics and a small HTTP API.
+"""Matching's process: consumers of registration's topics and the recommendations API.
 Run with `uvicorn c2f_matching.app:create_app --factory`."""
+
+import hashlib
 
 from fastapi import FastAPI
 
 from c2f_matching import api, handlers
 from c2f_matching.config import Settings
+from c2f_matching.embedder import EMBEDDINGS, E5Embedder
+from c2f_matching.matcher import Matcher
 from c2f_shared import topics
 from c2f_shared.events import MatchSuggested
 from c2f_shared.service import Runtime
 from c2f_shared.service.http import service_app
 
 
-async def _on_start(runtime: Runtime) -> None:
-    await handlers.ensure_indexes(runtime.db)
-
-
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     runtime = Runtime(settings, service="matching")
-    runtime.on_start(_on_start)
+    matcher = Matcher(E5Embedder())
+
+    async def on_start(runtime: Runtime) -> None:
+        await handlers.ensure_indexes(runtime.db)
+        matcher.bind(runtime.db[EMBEDDINGS])
+        await matcher.background()
+
+    runtime.on_start(on_start)
     runtime.consume(
-        [topics.COMPANIES, topics.EVENTS, topics.PARTICIPANTS], handlers.handle, name="registrations"
+        [topics.COMPANIES, topics.EVENTS, topics.PARTICIPANTS],
+        handlers.make_handler(matcher),
+        name="registrations",
+        only=handlers.HANDLES,
     )
     runtime.publishes(MatchSuggested)
-    return service_app(
+    app = service_app(
         runtime,
-        description="Suggests who should meet whom at an event, with the reasons. "
+        description="Suggests who should meet whom at an event, across languages, with the reasons. "
         "Reads registrations; publishes match suggestions.",
         router=api.router,
     )
+    app.state.matcher = matcher
+    token = settings.operator_token
+    app.state.operator_digest = (
+        hashlib.sha256(token.get_secret_value().encode()).hexdigest() if token else None
+    )
+    return app

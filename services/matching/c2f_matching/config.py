@@ -1,5 +1,6 @@
-"""Matching settings (env prefix C2F_MATCHING_)."""
+"""Matching settings (env prefix C2F_MATCHING_; the operator token also from C2F_OPERATOR_TOKEN)."""
 
+from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
 from c2f_shared.service import ServiceSettings
@@ -10,3 +11,8 @@ class Settings(ServiceSettings):
 
     mongo_db: str = "c2f_matching"
     consumer_group: str = "c2f-matching"
+    operator_token: SecretStr | None = Field(
+        None,
+        validation_alias=AliasChoices("C2F_MATCHING_OPERATOR_TOKEN", "C2F_OPERATOR_TOKEN"),
+        description="Bearer token of the partnership's operators (organisers' views).",
+    )

@@ -1,12 +1,14 @@
-"""Matching's consumers: keep the read model of registration's facts and suggest
-meetings when a participant, a company or an event becomes known."""
+"""Matching's consumers: keep the read model of registration's facts (profiles with their
+text vectors, events, participants) and suggest each participant its best partners at
+its event when a participant, a company or an event becomes known or changes."""
 
 import re
 import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from c2f_matching.rules import Profile, match
+from c2f_matching.matcher import Matcher
+from c2f_matching.scoring import top_pairs
 from c2f_shared.envelope import Envelope
 from c2f_shared.events import (
     CompanyErased,
@@ -17,17 +19,29 @@ from c2f_shared.events import (
     EventUpdated,
     MatchParty,
     MatchSuggested,
-    Need,
-    Offer,
     ParticipantRegistered,
     ParticipantWithdrawn,
 )
 from c2f_shared.service import UnitOfWork
+from c2f_shared.service.runtime import Handler
 
 COMPANIES = "companies"
 PARTICIPANTS = "participants"
 EVENTS = "events"
 SUGGESTIONS = "suggestions"
+
+# Each participant is suggested at most its TOP_K best partners, each pair once.
+TOP_K = 5
+
+HANDLES = (
+    CompanyRegistered,
+    CompanyUpdated,
+    CompanyErased,
+    EventCreated,
+    EventUpdated,
+    ParticipantRegistered,
+    ParticipantWithdrawn,
+)
 
 _SUGGESTION_NS = uuid.UUID("6f1c7e0a-3f7e-4c52-9a53-6c2f0d1c2f00")
 
@@ -38,33 +52,44 @@ def suggestion_id(event_id: str, participant_a: str, participant_b: str) -> str:
     return str(uuid.uuid5(_SUGGESTION_NS, f"{event_id}/{first}/{second}"))
 
 
-async def handle(event: Event, envelope: Envelope, uow: UnitOfWork) -> None:
-    if isinstance(event, CompanyRegistered | CompanyUpdated):
-        known = await uow.db[COMPANIES].find_one(
-            {"_id": event.company_id}, {"revision": 1}, session=uow.session
-        )
-        if known is not None and known.get("revision", 0) >= event.revision:
-            return  # an older revision arriving late
-        # Matching needs what a company offers and seeks, not who its people are.
-        await _upsert(uow, COMPANIES, event.company_id, event.model_dump(mode="json", exclude={"contacts"}))
-        participants = uow.db[PARTICIPANTS].find({"company_id": event.company_id}, session=uow.session)
-        async for participant in participants:
-            await _suggest_for(uow, participant)
-    elif isinstance(event, CompanyErased):
-        await _forget_company(uow, event.company_id)
-    elif isinstance(event, ParticipantRegistered):
-        if event.company_id is None:
-            return  # C2C delegations are matched by the meetings work (issue 5)
-        doc = {"event_id": event.event_id, "company_id": event.company_id}
-        await _upsert(uow, PARTICIPANTS, event.participant_id, doc)
-        await _suggest_for(uow, {"_id": event.participant_id, **doc})
-    elif isinstance(event, ParticipantWithdrawn):
-        await uow.db[PARTICIPANTS].delete_one({"_id": event.participant_id}, session=uow.session)
-    elif isinstance(event, EventCreated | EventUpdated):
-        await _upsert(uow, EVENTS, event.event_id, {"name": event.name, "kind": event.kind})
-        participants = uow.db[PARTICIPANTS].find({"event_id": event.event_id}, session=uow.session)
-        async for participant in participants:
-            await _suggest_for(uow, participant)
+def make_handler(matcher: Matcher) -> Handler:
+    async def handle(event: Event, envelope: Envelope, uow: UnitOfWork) -> None:
+        if isinstance(event, CompanyRegistered | CompanyUpdated):
+            known = await uow.db[COMPANIES].find_one(
+                {"_id": event.company_id}, {"revision": 1}, session=uow.session
+            )
+            if known is not None and known.get("revision", 0) >= event.revision:
+                return  # an older revision arriving late
+            # Matching needs what a company offers and seeks, not who its people are.
+            doc = event.model_dump(mode="json", exclude={"contacts"})
+            doc["vectors"] = await matcher.encode(doc["offers"], doc["needs"])
+            await _upsert(uow, COMPANIES, event.company_id, doc)
+            async for participant in uow.db[PARTICIPANTS].find(
+                {"company_id": event.company_id}, session=uow.session
+            ):
+                await suggest_for(uow, matcher, participant)
+        elif isinstance(event, CompanyErased):
+            await _forget_company(uow, event.company_id)
+        elif isinstance(event, ParticipantRegistered):
+            if event.company_id is None:
+                return  # C2C delegations are matched by the meetings work (issue 5)
+            doc = {
+                "event_id": event.event_id,
+                "company_id": event.company_id,
+                "token_hash": event.access_token_hash,
+            }
+            await _upsert(uow, PARTICIPANTS, event.participant_id, doc)
+            await suggest_for(uow, matcher, {"_id": event.participant_id, **doc})
+        elif isinstance(event, ParticipantWithdrawn):
+            await uow.db[PARTICIPANTS].delete_one({"_id": event.participant_id}, session=uow.session)
+        elif isinstance(event, EventCreated | EventUpdated):
+            await _upsert(uow, EVENTS, event.event_id, {"name": event.name, "kind": event.kind})
+            async for participant in uow.db[PARTICIPANTS].find(
+                {"event_id": event.event_id}, session=uow.session
+            ):
+                await suggest_for(uow, matcher, participant)
+
+    return handle
 
 
 async def _upsert(uow: UnitOfWork, collection: str, doc_id: str, doc: dict[str, Any]) -> None:
@@ -73,52 +98,50 @@ async def _upsert(uow: UnitOfWork, collection: str, doc_id: str, doc: dict[str, 
     )
 
 
-async def _profile(uow: UnitOfWork, participant: dict[str, Any]) -> Profile | None:
-    company = await uow.db[COMPANIES].find_one({"_id": participant["company_id"]}, session=uow.session)
-    if company is None:
-        return None  # the company's registration has not reached us yet
-    return Profile(
-        participant_id=participant["_id"],
-        company_id=company["_id"],
-        company_name=company["legal_name"],
-        country=company["country"],
-        offers=tuple(Offer.model_validate(o) for o in company["offers"]),
-        needs=tuple(Need.model_validate(n) for n in company["needs"]),
-    )
+async def event_profiles(uow_or_db: Any, matcher: Matcher, event_id: str, session: Any = None) -> list[Any]:
+    """Every participant of the event whose company is known, as scoring profiles."""
+    db = uow_or_db
+    participants = await db[PARTICIPANTS].find({"event_id": event_id}, session=session).to_list(None)
+    company_ids = list({p["company_id"] for p in participants})
+    companies = {
+        c["_id"]: c
+        for c in await db[COMPANIES].find({"_id": {"$in": company_ids}}, session=session).to_list(None)
+    }
+    return [
+        matcher.profile(p["_id"], companies[p["company_id"]])
+        for p in participants
+        if p["company_id"] in companies
+    ]
 
 
-async def _suggest_for(uow: UnitOfWork, participant: dict[str, Any]) -> None:
-    """Suggest meetings between `participant` and every other participant of its event."""
+async def suggest_for(uow: UnitOfWork, matcher: Matcher, participant: dict[str, Any]) -> None:
+    """Publish `participant`'s best partners at its event that were not suggested before."""
     event = await uow.db[EVENTS].find_one({"_id": participant["event_id"]}, session=uow.session)
-    me = await _profile(uow, participant)
-    if event is None or me is None:
+    if event is None:
         return
-    others = uow.db[PARTICIPANTS].find(
-        {"event_id": participant["event_id"], "_id": {"$ne": participant["_id"]}}, session=uow.session
-    )
-    async for other in others:
-        them = await _profile(uow, other)
-        if them is None:
-            continue
-        found = match(me, them)
-        if found is None:
-            continue
-        score, reasons = found
-        sid = suggestion_id(event["_id"], me.participant_id, them.participant_id)
+    profiles = await event_profiles(uow.db, matcher, participant["event_id"], uow.session)
+    me = next((p for p in profiles if p.participant_id == participant["_id"]), None)
+    if me is None:
+        return  # its company's profile has not reached us yet
+    others = [p for p in profiles if p.participant_id != me.participant_id]
+    for other, scored in top_pairs(me, others, TOP_K):
+        sid = suggestion_id(event["_id"], me.participant_id, other.participant_id)
         suggested = MatchSuggested(
             suggestion_id=sid,
             event_id=event["_id"],
             event_name=event["name"],
-            parties=(_party(me), _party(them)),
-            reasons=reasons,
-            score=score,
+            parties=(_party(me), _party(other)),
+            reasons=scored.reasons,
+            score=scored.score,
+            signals=scored.signals,
+            score_parts=scored.parts,
         )
         result = await uow.db[SUGGESTIONS].update_one(
             {"_id": sid},
             {
                 "$setOnInsert": {
                     **suggested.model_dump(mode="json", exclude={"suggestion_id"}),
-                    "participant_ids": [me.participant_id, them.participant_id],
+                    "participant_ids": [me.participant_id, other.participant_id],
                     "created_at": datetime.now(UTC),
                 }
             },
@@ -141,7 +164,7 @@ async def _forget_company(uow: UnitOfWork, company_id: str) -> None:
     await uow.db[COMPANIES].delete_one({"_id": company_id}, session=uow.session)
 
 
-def _party(profile: Profile) -> MatchParty:
+def _party(profile: Any) -> MatchParty:
     return MatchParty(
         participant_id=profile.participant_id,
         company_id=profile.company_id,

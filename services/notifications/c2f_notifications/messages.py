@@ -29,6 +29,13 @@ def match_suggestion(
             lines.append(
                 f"  - they offer “{reason['offer_title']}”, which fits your need “{reason['need_title']}”"
             )
+    for signal in suggestion.get("signals", []):
+        if signal["kind"] == "shared_markets":
+            lines.append(f"  - you both target {', '.join(signal['markets'])}")
+        elif signal["kind"] == "market_access" and signal["for"] == recipient_id:
+            lines.append(f"  - they already work in {', '.join(signal['markets'])}, which you target")
+        elif signal["kind"] == "connects_countries":
+            lines.append(f"  - it connects {' and '.join(signal['countries'])}")
     lines.append("")
     if other is not None and other.get("consent_share_contact"):
         lines.append(f"Contact: {other['name']} <{other['email']}>")

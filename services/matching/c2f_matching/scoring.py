@@ -1,0 +1,207 @@
+"""Who should meet whom, and why: scores and readable reasons for pairs of participants.
+
+Pure: profiles with their text vectors in, scores and reasons out; no I/O.
+
+- **Offer ↔ need.** Each need is compared with every offer of the other side
+  (cosine of multilingual embeddings). E5 similarities sit in a narrow band,
+  so a need's similarity is turned into a z-score against that same need's
+  similarities to a fixed set of generic offers (the *background*), then
+  squashed to 0..1. That makes scores comparable across needs and pools,
+  without a fixed cut-off on raw cosines. A shared category from the
+  controlled vocabulary counts as a strong fit.
+- **What each side gains.** A's gain from B is its best need↔offer fit, plus a
+  little when B already works in a market A targets.
+- **Reciprocal.** The pair score blends the harmonic mean of both gains (both
+  must gain to rank high) with the larger gain (a pure supplier still meets its
+  customer), plus small bonuses: shared target markets, crossing a border,
+  crossing clusters, complementary sectors.
+- The same company never meets itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from c2f_shared.events import MatchReason
+
+Vectors = NDArray[np.float32]
+
+CATEGORY_Z = 4.0  # a need and an offer with the same category count as a very strong fit
+Z_MIDPOINT = 1.0  # z at which a fit counts one half
+FIT_FOR_REASON = 0.5  # fits below this are not named as reasons
+MIN_PAIR_SCORE = 0.35  # pairs below this are not suggested
+
+W_RECIPROCAL, W_BEST = 0.6, 0.4
+MARKET_ACCESS = 0.10
+SHARED_MARKET, SHARED_MARKET_MAX = 0.03, 0.09
+CROSS_BORDER, CROSS_CLUSTER, COMPLEMENTARY = 0.05, 0.03, 0.05
+
+# Sectors whose firms typically build something together.
+COMPLEMENTS = {
+    frozenset({"ict", "mobility"}),
+    frozenset({"ict", "construction"}),
+    frozenset({"ict", "environmental_technologies"}),
+    frozenset({"ict", "energy"}),
+    frozenset({"construction", "energy"}),
+    frozenset({"construction", "environmental_technologies"}),
+    frozenset({"mobility", "energy"}),
+}
+
+
+@dataclass(frozen=True)
+class Item:
+    """An offer or a need: its text and what the vocabulary says it is about."""
+
+    title: str
+    description: str
+    category: str | None
+
+    @property
+    def text(self) -> str:
+        return f"{self.title}. {self.description}"
+
+
+@dataclass(frozen=True)
+class Profile:
+    """What matching knows of one participant: its company's profile and text vectors."""
+
+    participant_id: str
+    company_id: str
+    company_name: str
+    cluster_id: str
+    country: str
+    sectors: frozenset[str] = frozenset()
+    target_markets: frozenset[str] = frozenset()
+    connection_markets: frozenset[str] = frozenset()
+    offers: tuple[Item, ...] = ()
+    needs: tuple[Item, ...] = ()
+    offer_vectors: Vectors = field(default_factory=lambda: np.zeros((0, 1), np.float32))
+    need_vectors: Vectors = field(default_factory=lambda: np.zeros((0, 1), np.float32))
+    # per need: mean and spread of its similarity to the background offers
+    need_calibration: Vectors = field(default_factory=lambda: np.zeros((0, 2), np.float32))
+
+
+def calibrate(need_vectors: Vectors, background: Vectors) -> Vectors:
+    """Centre and spread of each need's similarity to the background offers (median and
+    scaled MAD: robust to the few background offers that do fit the need)."""
+    if len(need_vectors) == 0:
+        return np.zeros((0, 2), np.float32)
+    sims = need_vectors @ background.T
+    centre = np.median(sims, axis=1)
+    spread = 1.4826 * np.median(np.abs(sims - centre[:, None]), axis=1)
+    return np.stack([centre, np.maximum(spread, 0.005)], axis=1).astype(np.float32)
+
+
+def _squash(z: NDArray[np.floating[Any]]) -> NDArray[np.floating[Any]]:
+    squashed: NDArray[np.floating[Any]] = 1.0 / (1.0 + np.exp(-(z - Z_MIDPOINT)))
+    return squashed
+
+
+@dataclass(frozen=True)
+class Fit:
+    """How well `provider`'s best offer meets `seeker`'s best-served need."""
+
+    value: float
+    need: Item | None = None
+    offer: Item | None = None
+
+
+def fit(seeker: Profile, provider: Profile) -> Fit:
+    """The best need↔offer fit of `provider`'s offers for `seeker`'s needs, in 0..1."""
+    if not seeker.needs or not provider.offers or seeker.company_id == provider.company_id:
+        return Fit(0.0)
+    sims = seeker.need_vectors @ provider.offer_vectors.T
+    mean, spread = seeker.need_calibration[:, :1], seeker.need_calibration[:, 1:]
+    z = (sims - mean) / spread
+    for i, need in enumerate(seeker.needs):
+        for j, offer in enumerate(provider.offers):
+            if need.category is not None and need.category == offer.category:
+                z[i, j] = max(z[i, j], CATEGORY_Z)
+    scores = _squash(z)
+    best_need, best_offer = (int(x) for x in np.unravel_index(int(np.argmax(scores)), scores.shape))
+    return Fit(float(scores[best_need, best_offer]), seeker.needs[best_need], provider.offers[best_offer])
+
+
+def gain(seeker: Profile, provider: Profile) -> tuple[float, Fit, frozenset[str]]:
+    """What `seeker` gains from meeting `provider`: the fit, and the markets it opens."""
+    best = fit(seeker, provider)
+    opens = seeker.target_markets & provider.connection_markets
+    return min(1.0, best.value + (MARKET_ACCESS if opens else 0.0)), best, opens
+
+
+@dataclass
+class PairScore:
+    score: float
+    parts: dict[str, float]
+    reasons: list[MatchReason]
+    signals: list[dict[str, Any]]
+
+
+def pair(a: Profile, b: Profile) -> PairScore | None:
+    """Score and reasons for a meeting of `a` and `b`; None when they should not meet."""
+    if a.company_id == b.company_id:
+        return None
+    gain_a, fit_a, opens_a = gain(a, b)
+    gain_b, fit_b, opens_b = gain(b, a)
+    if max(gain_a, gain_b) == 0.0:
+        return None
+    reciprocal = 2 * gain_a * gain_b / (gain_a + gain_b) if gain_a + gain_b else 0.0
+    shared = sorted(a.target_markets & b.target_markets)
+    parts = {
+        "gain_a": round(gain_a, 4),
+        "gain_b": round(gain_b, 4),
+        "reciprocal": round(W_RECIPROCAL * reciprocal, 4),
+        "best": round(W_BEST * max(gain_a, gain_b), 4),
+        "shared_markets": min(SHARED_MARKET_MAX, SHARED_MARKET * len(shared)),
+        "cross_border": CROSS_BORDER if a.country != b.country else 0.0,
+        "cross_cluster": CROSS_CLUSTER if a.cluster_id != b.cluster_id else 0.0,
+        "complementary_sectors": COMPLEMENTARY if _complementary(a.sectors, b.sectors) else 0.0,
+    }
+    score = sum(v for k, v in parts.items() if not k.startswith("gain_"))
+    reasons = [
+        MatchReason(
+            offered_by=provider.participant_id,
+            offer_title=best.offer.title,
+            needed_by=seeker.participant_id,
+            need_title=best.need.title,
+            basis=f"meaning {best.value:.2f}",
+        )
+        for seeker, provider, best in ((a, b, fit_a), (b, a, fit_b))
+        if best.value >= FIT_FOR_REASON and best.offer is not None and best.need is not None
+    ]
+    signals: list[dict[str, Any]] = []
+    if shared:
+        signals.append({"kind": "shared_markets", "markets": shared})
+    for seeker, provider, opens in ((a, b, opens_a), (b, a, opens_b)):
+        if opens:
+            signals.append(
+                {
+                    "kind": "market_access",
+                    "for": seeker.participant_id,
+                    "from": provider.participant_id,
+                    "markets": sorted(opens),
+                }
+            )
+    if a.country != b.country:
+        signals.append({"kind": "connects_countries", "countries": sorted({a.country, b.country})})
+    if parts["complementary_sectors"]:
+        signals.append({"kind": "complementary_sectors", "sectors": sorted(a.sectors | b.sectors)})
+    return PairScore(round(score, 4), parts, reasons, signals)
+
+
+def _complementary(mine: frozenset[str], theirs: frozenset[str]) -> bool:
+    return any(frozenset({x, y}) in COMPLEMENTS for x in mine for y in theirs if x != y)
+
+
+def top_pairs(me: Profile, others: Sequence[Profile], k: int) -> list[tuple[Profile, PairScore]]:
+    """`me`'s best `k` partners among `others`, best first, above MIN_PAIR_SCORE."""
+    scored = [
+        (other, s) for other in others if (s := pair(me, other)) is not None and s.score >= MIN_PAIR_SCORE
+    ]
+    scored.sort(key=lambda item: item[1].score, reverse=True)
+    return scored[:k]
