@@ -1,0 +1,199 @@
+"""Scoring pairs of participants, with hand-made vectors (a small fake of the embedder port)."""
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pytest
+
+from c2f_matching import scoring
+from c2f_matching.embedder import CachedEmbedder, Role, Vectors
+from c2f_matching.scoring import Item, Profile
+
+DIM = 8
+
+
+def unit(*weights: float) -> Vectors:
+    v = np.array(list(weights) + [0.0] * (DIM - len(weights)), dtype=np.float32)
+    return v / np.linalg.norm(v)
+
+
+# Generic offers: mostly other directions, each a little like everything (as real embeddings are).
+BACKGROUND = np.stack([unit(0.25 + 0.04 * k, 0.1, *([0.0] * (k - 2)), 1.0) for k in range(2, DIM)])
+
+
+AIR_NEED = unit(1.0, 0.1)
+AIR_OFFER = unit(0.95, 0.2)
+PARKING_OFFER = unit(0.6, 0.8)  # shares a little of the need's direction
+INSULATION_OFFER = unit(0.0, 0.0, 0.0, 1.0)
+
+
+def profile(
+    pid: str,
+    *,
+    company: str | None = None,
+    country: str = "BG",
+    cluster: str = "c1",
+    offers: Sequence[tuple[str, Vectors, str | None]] = (),
+    needs: Sequence[tuple[str, Vectors]] = (),
+    markets: Sequence[str] = (),
+    connections: Sequence[str] = (),
+    sectors: Sequence[str] = ("ict",),
+) -> Profile:
+    need_vectors = np.stack([v for _, v in needs]) if needs else np.zeros((0, DIM), np.float32)
+    return Profile(
+        participant_id=pid,
+        company_id=company or pid,
+        company_name=pid.title(),
+        cluster_id=cluster,
+        country=country,
+        sectors=frozenset(sectors),
+        target_markets=frozenset(markets),
+        connection_markets=frozenset(connections),
+        offers=tuple(Item(t, "", c) for t, _, c in offers),
+        needs=tuple(Item(t, "", None) for t, _ in needs),
+        offer_vectors=np.stack([v for _, v, _ in offers]) if offers else np.zeros((0, DIM), np.float32),
+        need_vectors=need_vectors,
+        need_calibration=scoring.calibrate(need_vectors, BACKGROUND),
+    )
+
+
+SEEKER = profile("seeker", needs=[("Сензори за въздух", AIR_NEED)], markets=["MX"])
+AIR = profile(
+    "air", country="ES", cluster="c2", offers=[("Sensores de aire", AIR_OFFER, "air_quality_monitoring")]
+)
+PARKING = profile(
+    "parking",
+    country="ES",
+    cluster="c2",
+    offers=[("Sensores de aparcamiento", PARKING_OFFER, "smart_parking")],
+)
+INSULATION = profile(
+    "insulation", country="IT", cluster="c3", offers=[("Pannelli", INSULATION_OFFER, "insulation_materials")]
+)
+
+
+def test_the_offer_that_means_the_need_fits_best() -> None:
+    fits = {p.participant_id: scoring.fit(SEEKER, p).value for p in (AIR, PARKING, INSULATION)}
+    assert fits["air"] > fits["parking"] > fits["insulation"]
+    assert fits["air"] > 0.9 and fits["insulation"] < 0.1
+
+
+def test_a_shared_category_counts_as_a_strong_fit() -> None:
+    seeker = profile("s", needs=[("x", INSULATION_OFFER)])
+    object.__setattr__(seeker, "needs", (Item("x", "", "smart_parking"),))
+    assert scoring.fit(seeker, PARKING).value >= 0.9
+
+
+def test_nobody_meets_their_own_company() -> None:
+    twin = profile("twin", company="seeker", offers=[("Sensores", AIR_OFFER, None)])
+    assert scoring.fit(SEEKER, twin).value == 0.0
+    assert scoring.pair(SEEKER, twin) is None
+
+
+def test_a_pair_with_nothing_to_gain_is_not_scored() -> None:
+    assert scoring.pair(AIR, PARKING) is None  # two suppliers, no needs
+
+
+def test_reciprocal_pairs_rank_above_one_way_pairs() -> None:
+    mutual = profile(
+        "mutual",
+        country="ES",
+        cluster="c2",
+        offers=[("Sensores", AIR_OFFER, None)],
+        needs=[("Plataforma", unit(0, 0, 0, 0, 1.0))],
+    )
+    seeker = profile(
+        "seeker2", needs=[("Сензори", AIR_NEED)], offers=[("Платформа", unit(0, 0, 0, 0, 0.98, 0.1), None)]
+    )
+    one_way, both_ways = scoring.pair(seeker, AIR), scoring.pair(seeker, mutual)
+    assert one_way is not None and both_ways is not None
+    assert both_ways.score > one_way.score
+    assert both_ways.parts["reciprocal"] > 0 == one_way.parts["reciprocal"]
+    assert {(r.offered_by, r.needed_by) for r in both_ways.reasons} == {
+        ("mutual", "seeker2"),
+        ("seeker2", "mutual"),
+    }
+
+
+def test_signals_name_markets_borders_and_access() -> None:
+    provider = profile(
+        "provider",
+        country="RS",
+        cluster="c9",
+        offers=[("Senzori", AIR_OFFER, None)],
+        markets=["MX", "CO"],
+        connections=["MX"],
+        sectors=["environmental_technologies"],
+    )
+    scored = scoring.pair(SEEKER, provider)
+    assert scored is not None
+    kinds = {s["kind"]: s for s in scored.signals}
+    assert kinds["shared_markets"]["markets"] == ["MX"]
+    assert kinds["market_access"] == {
+        "kind": "market_access",
+        "for": "seeker",
+        "from": "provider",
+        "markets": ["MX"],
+    }
+    assert kinds["connects_countries"]["countries"] == ["BG", "RS"]
+    assert "complementary_sectors" in kinds
+    assert scored.parts["gain_a"] == pytest.approx(
+        min(1.0, scoring.fit(SEEKER, provider).value + scoring.MARKET_ACCESS), abs=1e-3
+    )
+
+
+def test_top_pairs_keeps_the_best_k_above_the_threshold() -> None:
+    ranked = scoring.top_pairs(SEEKER, [INSULATION, PARKING, AIR], k=1)
+    assert [p.participant_id for p, _ in ranked] == ["air"]
+    everyone = scoring.top_pairs(SEEKER, [INSULATION, PARKING, AIR], k=10)
+    assert "insulation" not in [p.participant_id for p, _ in everyone]
+    assert all(s.score >= scoring.MIN_PAIR_SCORE for _, s in everyone)
+
+
+def test_calibration_is_robust_to_a_few_fitting_background_offers() -> None:
+    plain = scoring.calibrate(AIR_NEED[None, :], BACKGROUND)[0]
+    with_a_fit = scoring.calibrate(AIR_NEED[None, :], np.vstack([BACKGROUND, AIR_OFFER[None, :]]))[0]
+    assert with_a_fit[0] == pytest.approx(plain[0], abs=0.03)  # the median barely moves
+    assert 0 < with_a_fit[1] < 0.2
+
+
+class CountingEmbedder:
+    model_id, dim = "fake", DIM
+
+    def __init__(self) -> None:
+        self.calls: list[list[str]] = []
+
+    def embed(self, texts: Sequence[str], role: Role) -> Vectors:
+        self.calls.append(list(texts))
+        return np.stack([unit(len(t), 1.0) for t in texts])
+
+
+class MemoryCollection:
+    def __init__(self) -> None:
+        self.docs: dict[str, dict[str, Any]] = {}
+
+    def find(self, query: dict[str, Any]) -> Any:
+        wanted = query["_id"]["$in"]
+        docs = [{"_id": k, **self.docs[k]} for k in wanted if k in self.docs]
+
+        async def iterate() -> Any:
+            for doc in docs:
+                yield doc
+
+        return iterate()
+
+    async def update_one(self, query: dict[str, Any], update: dict[str, Any], upsert: bool) -> None:
+        self.docs.setdefault(query["_id"], update["$setOnInsert"])
+
+
+@pytest.mark.asyncio
+async def test_a_text_is_embedded_once() -> None:
+    inner, store = CountingEmbedder(), MemoryCollection()
+    cached = CachedEmbedder(inner, store)
+    first = await cached.embed(["a", "bb", "a"], "passage")
+    again = await CachedEmbedder(inner, store).embed(["bb", "a"], "passage")  # a fresh process, same database
+    assert inner.calls == [["a", "bb"]]
+    assert np.allclose(first[1], again[0]) and np.allclose(first[0], first[2])
+    await cached.embed(["a"], "query")  # the role is part of what is embedded
+    assert inner.calls[-1] == ["a"]
