@@ -1,0 +1,165 @@
+"""Matching across languages, end to end: registrations in Bulgarian, Spanish and Italian go in
+over HTTP; the Bulgarian need meets the Spanish offer — on the topic and in the participant's
+recommendations, with a reason that names both texts — above the Italian look-alike."""
+
+import json
+import uuid
+from typing import Any
+
+import pytest
+from aiokafka import AIOKafkaConsumer
+
+from c2f_cli.stack import Stack
+from c2f_shared import topics
+from tests.support import as_operator
+
+pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="session")]
+
+NEED = "Сензори за качество на въздуха"
+OFFER = "Sensores de calidad del aire"
+
+
+async def test_a_need_in_bulgarian_meets_an_offer_in_spanish(platform: Stack) -> None:
+    run = uuid.uuid4().hex[:6]
+    async with as_operator(platform) as operator:
+
+        async def post(path: str, body: dict[str, Any]) -> dict[str, Any]:
+            response = await operator.post(path, json=body)
+            assert response.status_code == 201, response.text
+            created: dict[str, Any] = response.json()
+            return created
+
+        clusters = {
+            country: (
+                await post(
+                    "/clusters",
+                    {
+                        "name": f"{country} {run}",
+                        "short_name": f"{country}{run}",
+                        "country": country,
+                        "sectors": ["ict"],
+                    },
+                )
+            )["id"]
+            for country in ("BG", "ES", "IT")
+        }
+
+        def company(country: str, name: str, **profile: Any) -> dict[str, Any]:
+            return {
+                "cluster_id": clusters[country],
+                "legal_name": f"{name} {run}",
+                "country": country,
+                "sectors": ["environmental_technologies"],
+                **profile,
+            }
+
+        seeker = await post(
+            "/companies",
+            company(
+                "BG",
+                "ВъздухДата",
+                needs=[
+                    {
+                        "title": NEED,
+                        "description": "Търсим доставчик на станции, които измерват фини прахови частици"
+                        " и азотен диоксид.",
+                        "kind": "supplier",
+                        "language": "bg",
+                    }
+                ],
+                target_markets=["MX"],
+            ),
+        )
+        provider = await post(
+            "/companies",
+            company(
+                "ES",
+                "Aire Limpio",
+                offers=[
+                    {
+                        "title": OFFER,
+                        "description": "Estaciones IoT que miden partículas PM2.5 y NO2 en tiempo real"
+                        " para ayuntamientos.",
+                        "category": "air_quality_monitoring",
+                        "language": "es",
+                    }
+                ],
+                target_markets=["MX"],
+            ),
+        )
+        lookalike = await post(
+            "/companies",
+            company(
+                "IT",
+                "Sosta Facile",
+                offers=[
+                    {
+                        "title": "Sensori per parcheggi",
+                        "description": "Sensori magnetici che rilevano i posti auto liberi in strada.",
+                        "category": "smart_parking",
+                        "language": "it",
+                    }
+                ],
+                target_markets=["MX"],
+            ),
+        )
+        event = await post(
+            "/events",
+            {
+                "name": f"Matching day {run}",
+                "host_cluster_id": clusters["BG"],
+                "city": "Sofia",
+                "country": "BG",
+                "venue_timezone": "Europe/Sofia",
+                "starts_at": "2027-04-01T09:00:00+03:00",
+                "ends_at": "2027-04-01T17:00:00+03:00",
+            },
+        )
+        attendee = {"name": "N", "email": f"n{run}@example.org", "language": "bg"}
+        me = await post(
+            f"/events/{event['id']}/participants", {"company_id": seeker["id"], "attendee": attendee}
+        )
+        for other in (provider, lookalike):
+            await post(
+                f"/events/{event['id']}/participants",
+                {
+                    "company_id": other["id"],
+                    "attendee": {**attendee, "email": f"{other['id'][:8]}@example.org"},
+                },
+            )
+
+    consumer = AIOKafkaConsumer(
+        topics.MATCH_SUGGESTIONS,
+        bootstrap_servers=platform.config.kafka_bootstrap,
+        auto_offset_reset="earliest",
+    )
+    await consumer.start()
+    try:
+        found = None
+        while found is None:
+            batch = await consumer.getmany(timeout_ms=1000)
+            for record in (r for rs in batch.values() for r in rs):
+                data = json.loads(record.value)["data"]
+                companies = {p["company_id"] for p in data["parties"]}
+                if data["event_id"] == event["id"] and companies == {seeker["id"], provider["id"]}:
+                    found = data
+    finally:
+        await consumer.stop()
+    assert any(r["offer_title"] == OFFER and r["need_title"] == NEED for r in found["reasons"]), found[
+        "reasons"
+    ]
+
+    async with as_operator(platform, "matching") as matching:
+        matching.headers["Authorization"] = f"Bearer {me['access_token']}"
+        recommended = (await matching.get(f"/participants/{me['id']}/recommendations")).json()
+        assert recommended[0]["company_id"] == provider["id"], recommended
+        assert f"offers “{OFFER}” — matches your need “{NEED}”" in recommended[0]["reasons"]
+        assert "connects Bulgaria and Spain" in recommended[0]["reasons"]
+        scores = {r["company_id"]: r["score"] for r in recommended}
+        assert scores[provider["id"]] > scores.get(lookalike["id"], 0.0)
+
+        matching.headers["Authorization"] = "Bearer c2fp.someone.else"
+        assert (await matching.get(f"/participants/{me['id']}/recommendations")).status_code == 403
+        matching.headers["Authorization"] = f"Bearer {platform.config.operator_token()}"
+        pairs = (await matching.get(f"/events/{event['id']}/pairs")).json()
+        assert {pairs[0]["a"]["company_id"], pairs[0]["b"]["company_id"]} == {seeker["id"], provider["id"]}
