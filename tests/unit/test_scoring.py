@@ -197,3 +197,19 @@ async def test_a_text_is_embedded_once() -> None:
     assert np.allclose(first[1], again[0]) and np.allclose(first[0], first[2])
     await cached.embed(["a"], "query")  # the role is part of what is embedded
     assert inner.calls[-1] == ["a"]
+
+
+def test_the_index_finds_the_same_top_partners_as_scoring_everyone() -> None:
+    from c2f_matching.index import ProfileIndex
+
+    rng = np.random.default_rng(3)
+    people = []
+    for i in range(60):
+        offers = [(f"o{i}", unit(*rng.standard_normal(DIM)), None)]
+        needs = [(f"n{i}", unit(*rng.standard_normal(DIM)))] if i % 2 else []
+        people.append(profile(f"p{i}", country=["BG", "ES"][i % 2], offers=offers, needs=needs))
+    index = ProfileIndex(people, DIM)
+    for me in people[1:12:2]:
+        others = [p for p in people if p is not me]
+        expected = [(p.participant_id, s.score) for p, s in scoring.top_pairs(me, others, 5)]
+        assert [(p.participant_id, s.score) for p, s in index.top(me, 5)] == expected

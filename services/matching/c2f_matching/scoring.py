@@ -97,7 +97,7 @@ def calibrate(need_vectors: Vectors, background: Vectors) -> Vectors:
     return np.stack([centre, np.maximum(spread, 0.005)], axis=1).astype(np.float32)
 
 
-def _squash(z: NDArray[np.floating[Any]]) -> NDArray[np.floating[Any]]:
+def squash(z: NDArray[np.floating[Any]]) -> NDArray[np.floating[Any]]:
     squashed: NDArray[np.floating[Any]] = 1.0 / (1.0 + np.exp(-(z - Z_MIDPOINT)))
     return squashed
 
@@ -122,7 +122,7 @@ def fit(seeker: Profile, provider: Profile) -> Fit:
         for j, offer in enumerate(provider.offers):
             if need.category is not None and need.category == offer.category:
                 z[i, j] = max(z[i, j], CATEGORY_Z)
-    scores = _squash(z)
+    scores = squash(z)
     best_need, best_offer = (int(x) for x in np.unravel_index(int(np.argmax(scores)), scores.shape))
     return Fit(float(scores[best_need, best_offer]), seeker.needs[best_need], provider.offers[best_offer])
 

@@ -1,0 +1,103 @@
+"""Top-10 partners for one participant among N profiles, and embedding throughput.
+
+N = 1,000, 10,000 and 100,000 synthetic profiles (1-2 offers, 0-2 needs each, random
+unit vectors of the model's width, calibrated as real needs are). For each N: the
+p50 and p99 time of `ProfileIndex.top(me, 10)` over 100 participants, beside a
+brute-force NumPy dot product of the same participant's needs with every offer
+(the least any exact search must do), and the index's memory.
+
+Usage: .venv/bin/python bench/matching_scale.py [--sizes 1000 10000 100000]
+"""
+
+import argparse
+import time
+
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+
+from c2f_matching.embedder import E5Embedder
+from c2f_matching.index import ProfileIndex
+from c2f_matching.scoring import Item, Profile
+
+DIM = 384
+console = Console()
+rng = np.random.default_rng(7)
+OFFER, NEED = Item("offer", "", None), Item("need", "", None)
+
+
+def vectors(n: int) -> np.ndarray:
+    v = rng.standard_normal((n, DIM)).astype(np.float32)
+    return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+def synthetic(n: int) -> list[Profile]:
+    profiles = []
+    for i in range(n):
+        offers, needs = int(rng.integers(1, 3)), int(rng.integers(0, 3))
+        calibration = np.tile(np.array([[0.0, 0.05]], np.float32), (needs, 1))
+        profiles.append(
+            Profile(
+                participant_id=f"p{i}",
+                company_id=f"c{i}",
+                company_name=f"Company {i}",
+                cluster_id=f"k{i % 10}",
+                country=["BG", "ES", "RS", "IT", "GR"][i % 5],
+                sectors=frozenset({"ict"}),
+                target_markets=frozenset({["MX", "CO", "US-CA"][i % 3]}),
+                offers=(OFFER,) * offers,
+                needs=(NEED,) * needs,
+                offer_vectors=vectors(offers),
+                need_vectors=vectors(needs),
+                need_calibration=calibration,
+            )
+        )
+    return profiles
+
+
+def percentiles(times: list[float]) -> tuple[float, float]:
+    return float(np.percentile(times, 50) * 1000), float(np.percentile(times, 99) * 1000)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 10_000, 100_000])
+    parser.add_argument("--queries", type=int, default=100)
+    args = parser.parse_args()
+    table = Table(
+        "profiles", "top-10 p50 / p99 (ms)", "brute-force dot p50 / p99 (ms)", "ratio p99", "index memory"
+    )
+    for n in args.sizes:
+        profiles = synthetic(n)
+        index = ProfileIndex(profiles, DIM)
+        askers = [p for p in profiles[: args.queries * 2] if p.needs][: args.queries]
+        top_times, dot_times = [], []
+        for me in askers:
+            started = time.perf_counter()
+            index.top(me, 10)
+            top_times.append(time.perf_counter() - started)
+            started = time.perf_counter()
+            _ = me.need_vectors @ index.offers.T
+            dot_times.append(time.perf_counter() - started)
+        top50, top99 = percentiles(top_times)
+        dot50, dot99 = percentiles(dot_times)
+        table.add_row(
+            f"{n:,}",
+            f"{top50:.1f} / {top99:.1f}",
+            f"{dot50:.1f} / {dot99:.1f}",
+            f"{top99 / dot99:.1f}×",
+            f"{index.nbytes() / 2**20:.0f} MiB",
+        )
+    console.print(table)
+    model = E5Embedder()
+    texts = [f"Сензори за качество на въздуха, модел {i}: станции за частици и NO2" for i in range(200)]
+    started = time.perf_counter()
+    model.embed(texts, "passage")
+    rate = len(texts) / (time.perf_counter() - started)
+    console.print(f"embedding throughput: {rate:.0f} texts/s (multilingual-e5-small, 4-bit, on this machine)")
+
+
+if __name__ == "__main__":
+    main()
