@@ -13,6 +13,7 @@ import argparse
 import time
 
 import numpy as np
+from numpy.typing import NDArray
 from rich.console import Console
 from rich.table import Table
 
@@ -26,9 +27,10 @@ rng = np.random.default_rng(7)
 OFFER, NEED = Item("offer", "", None), Item("need", "", None)
 
 
-def vectors(n: int) -> np.ndarray:
+def vectors(n: int) -> NDArray[np.float32]:
     v = rng.standard_normal((n, DIM)).astype(np.float32)
-    return v / np.linalg.norm(v, axis=1, keepdims=True)
+    normalised: NDArray[np.float32] = v / np.linalg.norm(v, axis=1, keepdims=True)
+    return normalised
 
 
 def synthetic(n: int) -> list[Profile]:
