@@ -163,3 +163,15 @@ async def test_a_need_in_bulgarian_meets_an_offer_in_spanish(platform: Stack) ->
         matching.headers["Authorization"] = f"Bearer {platform.config.operator_token()}"
         pairs = (await matching.get(f"/events/{event['id']}/pairs")).json()
         assert {pairs[0]["a"]["company_id"], pairs[0]["b"]["company_id"]} == {seeker["id"], provider["id"]}
+
+
+async def test_partner_search_understands_any_language(platform: Stack) -> None:
+    async with as_operator(platform, "matching") as matching:
+        hits = (await matching.get("/search", params={"q": "αισθητήρες ποιότητας αέρα για δήμους"})).json()
+        by_name = {h["company_name"].rsplit(" ", 1)[0]: h for h in hits}
+        assert hits[0]["offer_title"] in (OFFER, "Sensores de calidad del aire")
+        assert by_name["Aire Limpio"]["score"] > by_name["Sosta Facile"]["score"]
+        spain = (await matching.get("/search", params={"q": "air quality sensors", "country": "ES"})).json()
+        assert spain and all(h["country"] == "ES" for h in spain)
+        matching.headers["Authorization"] = "Bearer nonsense"
+        assert (await matching.get("/search", params={"q": "air"})).status_code == 403

@@ -5,13 +5,14 @@ import hashlib
 import hmac
 from typing import Annotated, Any
 
+import numpy as np
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 
-from c2f_matching.handlers import PARTICIPANTS, SUGGESTIONS, event_profiles
+from c2f_matching.handlers import COMPANIES, PARTICIPANTS, SUGGESTIONS, event_profiles
 from c2f_matching.matcher import Matcher
-from c2f_matching.scoring import MIN_PAIR_SCORE, PairScore, Profile, pair, top_pairs
+from c2f_matching.scoring import MIN_PAIR_SCORE, PairScore, Profile, calibrate, pair, squash, top_pairs
 from c2f_shared.service.http import RuntimeDep
 
 router = APIRouter()
@@ -214,3 +215,74 @@ async def participant_suggestions(
     """Suggestions published for a participant, best first."""
     cursor = runtime.db[SUGGESTIONS].find({"participant_ids": participant_id}).sort("score", -1).limit(limit)
     return [_out(d) async for d in cursor]
+
+
+class SearchHit(BaseModel):
+    company_id: str
+    company_name: str
+    country: str
+    sectors: list[str]
+    target_markets: list[str]
+    score: float = Field(description="How well its best offer fits the search, 0..1")
+    offer_title: str
+    offer_description: str
+
+
+async def _any_participant_or_operator(request: Request, runtime: Any, token: str) -> None:
+    if _is_operator(request, token):
+        return
+    prefix, _, rest = token.partition(".")
+    pid, _, secret = rest.partition(".")
+    participant = await runtime.db[PARTICIPANTS].find_one({"_id": pid}) if prefix == "c2fp" else None
+    stored = participant.get("token_hash") if participant else None
+    if stored is None or not hmac.compare_digest(_digest(secret), stored):
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "search is for participants and the operator")
+
+
+@router.get("/search", response_model=list[SearchHit], tags=["search"])
+async def search(
+    request: Request,
+    runtime: RuntimeDep,
+    token: Token,
+    q: Annotated[str, Query(min_length=2, max_length=500, description="What you look for, in any language")],
+    sector: str | None = None,
+    country: Annotated[str | None, Query(pattern=r"^[A-Z]{2}$")] = None,
+    target_market: Annotated[str | None, Query(pattern=r"^[A-Z]{2}(-[A-Z0-9]{1,3})?$")] = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+) -> list[SearchHit]:
+    """Partner search across the partnership's member profiles: the offers whose meaning is
+    closest to `q`, in any of the six languages, with optional filters."""
+    await _any_participant_or_operator(request, runtime, token)
+    query: dict[str, Any] = {"offers.0": {"$exists": True}}
+    if sector:
+        query["sectors"] = sector
+    if country:
+        query["country"] = country
+    if target_market:
+        query["target_markets"] = target_market
+    companies = await runtime.db[COMPANIES].find(query).to_list(None)
+    if not companies:
+        return []
+    matcher: Matcher = request.app.state.matcher
+    needle = await matcher.embedder.embed([q], "query")
+    centre, spread = calibrate(needle, await matcher.background())[0]
+    hits = []
+    for company in companies:
+        profile = matcher.profile(company["_id"], company)
+        fits = squash((profile.offer_vectors @ needle[0] - centre) / spread)
+        best = int(np.argmax(fits))
+        offer = profile.offers[best]
+        hits.append(
+            SearchHit(
+                company_id=company["_id"],
+                company_name=company["legal_name"],
+                country=company["country"],
+                sectors=company.get("sectors", []),
+                target_markets=company.get("target_markets", []),
+                score=round(float(fits[best]), 4),
+                offer_title=offer.title,
+                offer_description=offer.description,
+            )
+        )
+    hits.sort(key=lambda h: h.score, reverse=True)
+    return hits[:limit]
