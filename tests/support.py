@@ -2,9 +2,10 @@
 
 import asyncio
 import inspect
+import uuid
 from collections.abc import Awaitable, Callable, Iterable
 from email.message import EmailMessage
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import httpx
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -14,8 +15,18 @@ from c2f_cli.mail import read_mail
 if TYPE_CHECKING:
     from c2f_cli.config import StackConfig
     from c2f_cli.stack import Stack
+    from c2f_shared.service import ServiceSettings
 
-__all__ = ["as_operator", "committed_offsets", "eventually", "read_mail", "recipients", "settled"]
+__all__ = [
+    "as_operator",
+    "committed_offsets",
+    "eventually",
+    "first_on_topic",
+    "isolated_settings",
+    "read_mail",
+    "recipients",
+    "settled",
+]
 
 
 async def eventually(check: Callable[[], Awaitable[bool] | bool], within: float = 30.0) -> None:
@@ -90,3 +101,30 @@ async def settled(config: "StackConfig") -> bool:
         if any(committed[tp] < ends[tp] and ends[tp] > 0 for tp in mine):
             return False
     return True
+
+
+async def first_on_topic(bootstrap: str, topic: str, matches: Callable[[Any], bool]) -> Any:
+    """The first record on `topic`, from the beginning, for which `matches(record)` holds."""
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest")
+    await consumer.start()
+    try:
+        while True:
+            batch = await consumer.getmany(timeout_ms=1000)
+            for record in (r for rs in batch.values() for r in rs):
+                if matches(record):
+                    return record
+    finally:
+        await consumer.stop()
+
+
+def isolated_settings(infra: "Stack", name: str) -> "ServiceSettings":
+    """Settings for a test's own runtime: the shared servers, a database and group of its own."""
+    from c2f_shared.service import ServiceSettings
+
+    suffix = uuid.uuid4().hex[:10]
+    return ServiceSettings(
+        kafka_bootstrap=infra.config.kafka_bootstrap,
+        mongo_uri=infra.config.mongo_uri,
+        mongo_db=f"{name}_{suffix}",
+        consumer_group=f"{name}-{suffix}",
+    )

@@ -17,7 +17,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from c2f_cli.stack import Stack
 from c2f_shared import topics
-from tests.support import as_operator, committed_offsets, eventually, read_mail, recipients
+from tests.support import as_operator, committed_offsets, eventually, first_on_topic, read_mail, recipients
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="session")]
 
@@ -397,22 +397,12 @@ async def test_the_callers_correlation_id_travels_with_the_event(scenario: Scena
         )
     assert response.headers["X-Correlation-ID"] == "trace-hamac-1"
     cluster_id = response.json()["id"]
-    consumer = AIOKafkaConsumer(
+    record = await first_on_topic(
+        scenario.platform.config.kafka_bootstrap,
         topics.CLUSTERS,
-        bootstrap_servers=scenario.platform.config.kafka_bootstrap,
-        auto_offset_reset="earliest",
+        lambda r: json.loads(r.value)["key"] == cluster_id,
     )
-    await consumer.start()
-    try:
-        found = None
-        while found is None:
-            batch = await consumer.getmany(timeout_ms=1000)
-            for record in (r for rs in batch.values() for r in rs):
-                envelope = json.loads(record.value)
-                if envelope["key"] == cluster_id:
-                    found = {**envelope, "kafka_key": record.key}
-    finally:
-        await consumer.stop()
+    found = {**json.loads(record.value), "kafka_key": record.key}
     assert found["correlation_id"] == "trace-hamac-1"
     assert (found["type"], found["producer"], found["schema_version"]) == (
         "ClusterRegistered",

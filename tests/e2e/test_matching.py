@@ -7,11 +7,10 @@ import uuid
 from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaConsumer
 
 from c2f_cli.stack import Stack
 from c2f_shared import topics
-from tests.support import as_operator
+from tests.support import as_operator, first_on_topic
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="session")]
 
@@ -128,23 +127,13 @@ async def test_a_need_in_bulgarian_meets_an_offer_in_spanish(platform: Stack) ->
                 },
             )
 
-    consumer = AIOKafkaConsumer(
-        topics.MATCH_SUGGESTIONS,
-        bootstrap_servers=platform.config.kafka_bootstrap,
-        auto_offset_reset="earliest",
-    )
-    await consumer.start()
-    try:
-        found = None
-        while found is None:
-            batch = await consumer.getmany(timeout_ms=1000)
-            for record in (r for rs in batch.values() for r in rs):
-                data = json.loads(record.value)["data"]
-                companies = {p["company_id"] for p in data["parties"]}
-                if data["event_id"] == event["id"] and companies == {seeker["id"], provider["id"]}:
-                    found = data
-    finally:
-        await consumer.stop()
+    def our_pair(record: Any) -> bool:
+        data = json.loads(record.value)["data"]
+        companies = {p["company_id"] for p in data["parties"]}
+        return bool(data["event_id"] == event["id"] and companies == {seeker["id"], provider["id"]})
+
+    record = await first_on_topic(platform.config.kafka_bootstrap, topics.MATCH_SUGGESTIONS, our_pair)
+    found = json.loads(record.value)["data"]
     assert any(r["offer_title"] == OFFER and r["need_title"] == NEED for r in found["reasons"]), found[
         "reasons"
     ]

@@ -2,7 +2,6 @@
 moment, changes that lost a race are refused, and the outbox holds exactly what changed."""
 
 import asyncio
-import uuid
 from collections.abc import AsyncIterator
 
 import pytest
@@ -12,20 +11,15 @@ from fastapi import FastAPI
 from c2f_cli.stack import Stack
 from c2f_registration import store
 from c2f_shared.events import ClusterRegistered
-from c2f_shared.service import Runtime, ServiceSettings
+from c2f_shared.service import Runtime
+from tests.support import isolated_settings
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 
 @pytest_asyncio.fixture(loop_scope="session")
 async def runtime(infra: Stack) -> AsyncIterator[Runtime]:
-    settings = ServiceSettings(
-        kafka_bootstrap=infra.config.kafka_bootstrap,
-        mongo_uri=infra.config.mongo_uri,
-        mongo_db=f"store_{uuid.uuid4().hex[:10]}",
-        consumer_group=f"store-{uuid.uuid4().hex[:10]}",
-    )
-    runtime = Runtime(settings, service="registration-test")
+    runtime = Runtime(isolated_settings(infra, "store"), service="registration-test")
     runtime.on_start(store.ensure_indexes)
     async with runtime.lifespan(FastAPI()):
         yield runtime

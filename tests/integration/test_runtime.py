@@ -15,8 +15,8 @@ from c2f_cli.stack import Stack
 from c2f_shared import topics
 from c2f_shared.envelope import Envelope
 from c2f_shared.events import ClusterRegistered, CompanyErased, Event
-from c2f_shared.service import Runtime, ServiceSettings, UnitOfWork
-from tests.support import eventually
+from c2f_shared.service import Runtime, UnitOfWork
+from tests.support import eventually, isolated_settings
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -36,13 +36,7 @@ def cluster(short_name: str) -> ClusterRegistered:
 async def running(
     infra: Stack, handler: Any, topic: str, only: tuple[type[Event], ...] | None = None
 ) -> AsyncIterator[Runtime]:
-    settings = ServiceSettings(
-        kafka_bootstrap=infra.config.kafka_bootstrap,
-        mongo_uri=infra.config.mongo_uri,
-        mongo_db=f"test_{uuid.uuid4().hex[:12]}",
-        consumer_group=f"test-{uuid.uuid4().hex[:12]}",
-    )
-    runtime = Runtime(settings, service="test")
+    runtime = Runtime(isolated_settings(infra, "test"), service="test")
     runtime.consume([topic], handler, name="test", only=only)
     async with runtime.lifespan(FastAPI()):
         await eventually(lambda: _ready(runtime))
