@@ -176,10 +176,12 @@ def main() -> None:
     profiles = {p["id"]: p for p in profile_list}
     console.print(f"{len(profiles)} profiles, {len(queries)} queries; embedding…")
     by_gain, by_pair, rate = matcher_rankers(profile_list)
+    alternative, _, _ = matcher_rankers(profile_list, "enpt")
     rankers = {
         "BM25 (lexical baseline)": bm25_ranker(profile_list),
         "matcher: what the query gains": by_gain,
         "matcher: reciprocal pair score": by_pair,
+        "alternative model (e5-small en/pt tune): gains": alternative,
     }
     table = Table("ranker", "pairs", "P@5", "R@10", "MRR", "decoys above", "queries")
     for scope, cross in (("all", False), ("cross-language", True)):
