@@ -164,3 +164,16 @@ async def test_partner_search_understands_any_language(platform: Stack) -> None:
         assert spain and all(h["country"] == "ES" for h in spain)
         matching.headers["Authorization"] = "Bearer nonsense"
         assert (await matching.get("/search", params={"q": "air"})).status_code == 403
+
+
+async def test_the_read_model_rebuilds_from_the_topics(platform: Stack) -> None:
+    async with as_operator(platform, "matching") as matching:
+        before = (await matching.get("/search", params={"q": "сензори за въздух", "limit": 100})).json()
+        assert (
+            await matching.post("/admin/rebuild", headers={"Authorization": "Bearer nope"})
+        ).status_code == 403
+        rebuilt = await matching.post("/admin/rebuild")
+        assert rebuilt.status_code == 200, rebuilt.text
+        assert rebuilt.json()["replayed"] > 0
+        after = (await matching.get("/search", params={"q": "сензори за въздух", "limit": 100})).json()
+    assert after == before

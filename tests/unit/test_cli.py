@@ -9,7 +9,7 @@ from c2f_cli.processes import free_port
 runner = CliRunner()
 
 
-@pytest.mark.parametrize("command", [[], ["up"], ["seed"], ["status"], ["mail"]])
+@pytest.mark.parametrize("command", [[], ["up"], ["seed"], ["status"], ["mail"], ["import"], ["rebuild"]])
 def test_every_command_has_help(command: list[str]) -> None:
     result = runner.invoke(app, [*command, "--help"])
     assert result.exit_code == 0

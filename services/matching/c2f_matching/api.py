@@ -286,3 +286,13 @@ async def search(
         )
     hits.sort(key=lambda h: h.score, reverse=True)
     return hits[:limit]
+
+
+@router.post("/admin/rebuild", tags=["operations"])
+async def rebuild(request: Request, runtime: RuntimeDep, token: Token) -> dict[str, int]:
+    """Rebuild matching's read model (profiles, events, participants) from the topics
+    (operator). Suggestions already made stay, so nothing is announced twice."""
+    if not _is_operator(request, token):
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "only the partnership's operator may rebuild")
+    replayed: int = await request.app.state.rebuild()
+    return {"replayed": replayed, "companies": await runtime.db[COMPANIES].count_documents({})}

@@ -26,12 +26,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await matcher.background()
 
     runtime.on_start(on_start)
-    runtime.consume(
-        [topics.COMPANIES, topics.EVENTS, topics.PARTICIPANTS],
-        handlers.make_handler(matcher),
-        name="registrations",
-        only=handlers.HANDLES,
-    )
+    sources = [topics.COMPANIES, topics.EVENTS, topics.PARTICIPANTS]
+    handle = handlers.make_handler(matcher)
+    runtime.consume(sources, handle, name="registrations", only=handlers.HANDLES)
     runtime.publishes(MatchSuggested)
     app = service_app(
         runtime,
@@ -40,6 +37,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         router=api.router,
     )
     app.state.matcher = matcher
+
+    async def rebuild() -> int:
+        return await runtime.replay(sources, handle, forget=handlers.READ_MODEL, only=handlers.HANDLES)
+
+    app.state.rebuild = rebuild
     token = settings.operator_token
     app.state.operator_digest = (
         hashlib.sha256(token.get_secret_value().encode()).hexdigest() if token else None

@@ -29,6 +29,7 @@ COMPANIES = "companies"
 PARTICIPANTS = "participants"
 EVENTS = "events"
 SUGGESTIONS = "suggestions"
+READ_MODEL = (COMPANIES, PARTICIPANTS, EVENTS)  # what a rebuild starts afresh; suggestions made stay
 
 # Each participant is suggested at most its TOP_K best partners, each pair once.
 TOP_K = 5

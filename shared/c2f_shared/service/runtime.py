@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import pydantic
-from aiokafka import ConsumerRebalanceListener, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from fastapi import FastAPI
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
@@ -120,6 +120,8 @@ class Runtime:
         self._tasks: list[asyncio.Task[None]] = []
         self._on_start: list[Callable[[Runtime], Awaitable[None]]] = []
         self._background: list[Callable[[], Coroutine[Any, Any, None]]] = []
+        # Held while a message is processed, so that a replay never interleaves with live consumers.
+        self._processing = asyncio.Lock()
 
     # -- wiring ---------------------------------------------------------------
 
@@ -261,7 +263,8 @@ class Runtime:
         record = message.raw_message
         where = (record.topic, record.partition, record.offset)
         try:
-            await self._process(message.body, handler, only)
+            async with self._processing:
+                await self._process(message.body, handler, only)
         except PoisonMessage as poison:
             await self._dead_letter(record, str(poison), message.body)
         except Exception as error:
@@ -369,6 +372,54 @@ class Runtime:
             )
 
         await self.transact(work)
+
+    async def replay(
+        self,
+        topic_names: Iterable[str],
+        handler: Handler,
+        *,
+        forget: Iterable[str],
+        only: tuple[type[Event], ...] | None = None,
+    ) -> int:
+        """Rebuild a read model from the topics: empty the `forget` collections and the inbox,
+        then feed every event still on the topics, oldest first, through `handler`.
+
+        Live consumers wait meanwhile; what they receive afterwards is recognised by the
+        rebuilt inbox. Events the broker no longer keeps (retention) cannot come back.
+        """
+        consumer = AIOKafkaConsumer(bootstrap_servers=self.settings.kafka_bootstrap, enable_auto_commit=False)
+        await consumer.start()
+        replayed = 0
+        try:
+            async with self._processing:
+                for name in [*forget, "processed_events"]:
+                    await self.db[name].delete_many({})
+                partitions = [
+                    TopicPartition(t, p)
+                    for t in topic_names
+                    for p in sorted(consumer.partitions_for_topic(t) or [])
+                ]
+                consumer.assign(partitions)
+                await consumer.seek_to_beginning(*partitions)
+                ends = await consumer.end_offsets(partitions)
+
+                async def behind() -> bool:
+                    return any([await consumer.position(tp) < ends[tp] for tp in partitions])
+
+                while await behind():
+                    batch = await consumer.getmany(timeout_ms=500)
+                    for record in sorted((r for rs in batch.values() for r in rs), key=lambda r: r.timestamp):
+                        if record.offset >= ends[TopicPartition(record.topic, record.partition)]:
+                            continue
+                        try:
+                            await self._process(record.value, handler, only)
+                        except PoisonMessage:
+                            continue  # it was dead-lettered when it first arrived
+                        replayed += 1
+        finally:
+            await consumer.stop()
+        log.info("replayed %d events into a fresh read model", replayed)
+        return replayed
 
     # -- health ---------------------------------------------------------------
 
