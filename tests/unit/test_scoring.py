@@ -39,6 +39,7 @@ def profile(
     markets: Sequence[str] = (),
     connections: Sequence[str] = (),
     sectors: Sequence[str] = ("ict",),
+    obstacles: Sequence[str] = (),
 ) -> Profile:
     need_vectors = np.stack([v for _, v in needs]) if needs else np.zeros((0, DIM), np.float32)
     return Profile(
@@ -50,6 +51,7 @@ def profile(
         sectors=frozenset(sectors),
         target_markets=frozenset(markets),
         connection_markets=frozenset(connections),
+        obstacles=frozenset(obstacles),
         offers=tuple(Item(t, "", c) for t, _, c in offers),
         needs=tuple(Item(t, "", None) for t, _ in needs),
         offer_vectors=np.stack([v for _, v, _ in offers]) if offers else np.zeros((0, DIM), np.float32),
@@ -213,3 +215,16 @@ def test_the_index_finds_the_same_top_partners_as_scoring_everyone() -> None:
         others = [p for p in people if p is not me]
         expected = [(p.participant_id, s.score) for p, s in scoring.top_pairs(me, others, 5)]
         assert [(p.participant_id, s.score) for p, s in index.top(me, 5)] == expected
+
+
+def test_a_partner_on_the_ground_helps_with_named_obstacles() -> None:
+    blocked = profile(
+        "blocked", needs=[("Сензори", AIR_NEED)], markets=["MX"], obstacles=["certification", "finance"]
+    )
+    local = profile("local", country="ES", offers=[("Sensores", PARKING_OFFER, None)], connections=["MX"])
+    plain, helped = scoring.gain(SEEKER, local)[0], scoring.gain(blocked, local)[0]
+    assert helped == pytest.approx(min(1.0, plain + scoring.OBSTACLE_HELP), abs=1e-6)
+    scored = scoring.pair(blocked, local)
+    assert scored is not None
+    [access] = [s for s in scored.signals if s["kind"] == "market_access"]
+    assert access["obstacles"] == ["certification"]  # finance is not what a local partner solves

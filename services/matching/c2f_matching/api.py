@@ -100,7 +100,14 @@ def explain(scored: PairScore, me: str) -> list[str]:
         if kind == "shared_markets":
             lines.append(f"both target {_names(signal['markets'])}")
         elif kind == "market_access" and signal["for"] == me:
-            lines.append(f"already works in {_names(signal['markets'])}, which you target")
+            line = f"already works in {_names(signal['markets'])}, which you target"
+            if signal.get("obstacles"):
+                line += (
+                    " — and can help with "
+                    + ", ".join(o.replace("_", " ") for o in signal["obstacles"])
+                    + " there"
+                )
+            lines.append(line)
         elif kind == "market_access":
             lines.append(f"targets {_names(signal['markets'])}, where you already work")
         elif kind == "connects_countries":

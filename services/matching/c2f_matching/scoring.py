@@ -38,6 +38,20 @@ MIN_PAIR_SCORE = 0.35  # pairs below this are not suggested
 
 W_RECIPROCAL, W_BEST = 0.6, 0.4
 MARKET_ACCESS = 0.10
+OBSTACLE_HELP = 0.05
+# Obstacles a partner already working in the market can help with.
+HELPABLE = frozenset(
+    {
+        "certification",
+        "regulation",
+        "language",
+        "market_knowledge",
+        "partners",
+        "public_procurement",
+        "culture",
+        "logistics",
+    }
+)
 SHARED_MARKET, SHARED_MARKET_MAX = 0.03, 0.09
 CROSS_BORDER, CROSS_CLUSTER, COMPLEMENTARY = 0.05, 0.03, 0.05
 
@@ -78,6 +92,7 @@ class Profile:
     sectors: frozenset[str] = frozenset()
     target_markets: frozenset[str] = frozenset()
     connection_markets: frozenset[str] = frozenset()
+    obstacles: frozenset[str] = frozenset()
     offers: tuple[Item, ...] = ()
     needs: tuple[Item, ...] = ()
     offer_vectors: Vectors = field(default_factory=lambda: np.zeros((0, 1), np.float32))
@@ -128,10 +143,13 @@ def fit(seeker: Profile, provider: Profile) -> Fit:
 
 
 def gain(seeker: Profile, provider: Profile) -> tuple[float, Fit, frozenset[str]]:
-    """What `seeker` gains from meeting `provider`: the fit, and the markets it opens."""
+    """What `seeker` gains from meeting `provider`: the fit, and the markets it opens (where
+    `provider` already works and `seeker` wants to go, more so if `seeker` names obstacles there
+    that a partner on the ground helps with)."""
     best = fit(seeker, provider)
     opens = seeker.target_markets & provider.connection_markets
-    return min(1.0, best.value + (MARKET_ACCESS if opens else 0.0)), best, opens
+    bonus = (MARKET_ACCESS + (OBSTACLE_HELP if seeker.obstacles & HELPABLE else 0.0)) if opens else 0.0
+    return min(1.0, best.value + bonus), best, opens
 
 
 @dataclass
@@ -179,14 +197,15 @@ def pair(a: Profile, b: Profile) -> PairScore | None:
         signals.append({"kind": "shared_markets", "markets": shared})
     for seeker, provider, opens in ((a, b, opens_a), (b, a, opens_b)):
         if opens:
-            signals.append(
-                {
-                    "kind": "market_access",
-                    "for": seeker.participant_id,
-                    "from": provider.participant_id,
-                    "markets": sorted(opens),
-                }
-            )
+            access: dict[str, Any] = {
+                "kind": "market_access",
+                "for": seeker.participant_id,
+                "from": provider.participant_id,
+                "markets": sorted(opens),
+            }
+            if seeker.obstacles & HELPABLE:
+                access["obstacles"] = sorted(seeker.obstacles & HELPABLE)
+            signals.append(access)
     if a.country != b.country:
         signals.append({"kind": "connects_countries", "countries": sorted({a.country, b.country})})
     if parts["complementary_sectors"]:
