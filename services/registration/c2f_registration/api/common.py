@@ -62,3 +62,19 @@ def merged(model: type[M], data: dict[str, Any]) -> M:
         raise RequestValidationError(
             [{**e, "loc": ("body", *e["loc"])} for e in error.errors(include_url=False)]
         ) from None
+
+
+async def replace(
+    runtime: Runtime,
+    collection: str,
+    doc: dict[str, Any],
+    natural_key: str,
+    data: dict[str, Any],
+    make_event: Any,
+    correlation: str,
+) -> tuple[dict[str, Any], bool]:
+    """`store.replace`, with a conflict answered as 409."""
+    try:
+        return await store.replace(runtime, collection, doc, natural_key, data, make_event, correlation)
+    except store.Conflict as conflict:
+        raise HTTPException(status.HTTP_409_CONFLICT, str(conflict)) from None

@@ -8,10 +8,10 @@ import re
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query, Response, status
+from fastapi import APIRouter, Query, Response
 
 from c2f_registration import auth, store
-from c2f_registration.api.common import CREATED, merged, not_found, register, unknown
+from c2f_registration.api.common import CREATED, merged, not_found, register, replace, unknown
 from c2f_registration.schemas import CompanyFields, CompanyIn, CompanyOut, CompanyPage, CompanyPatch
 from c2f_shared.events import CompanyErased, CompanyRegistered, CompanyUpdated
 from c2f_shared.service import Runtime, UnitOfWork
@@ -131,18 +131,15 @@ async def _replace(
 ) -> tuple[CompanyOut, bool]:
     cluster_id = doc["data"]["cluster_id"]
     data = {**fields.model_dump(mode="json"), "cluster_id": cluster_id}
-    try:
-        new_doc, changed = await store.replace(
-            runtime,
-            store.COMPANIES,
-            doc,
-            natural_key(cluster_id, data["legal_name"]),
-            data,
-            lambda revision: CompanyUpdated(company_id=doc["_id"], revision=revision, **data),
-            correlation,
-        )
-    except store.Conflict as conflict:
-        raise HTTPException(status.HTTP_409_CONFLICT, str(conflict)) from None
+    new_doc, changed = await replace(
+        runtime,
+        store.COMPANIES,
+        doc,
+        natural_key(cluster_id, data["legal_name"]),
+        data,
+        lambda revision: CompanyUpdated(company_id=doc["_id"], revision=revision, **data),
+        correlation,
+    )
     return out(new_doc), changed
 
 

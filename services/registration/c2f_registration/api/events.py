@@ -10,7 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from pymongo.errors import DuplicateKeyError
 
 from c2f_registration import auth, store
-from c2f_registration.api.common import CREATED, merged, not_found, register, unknown
+from c2f_registration.api.common import CREATED, merged, not_found, register, replace, unknown
 from c2f_registration.schemas import EventFields, EventIn, EventOut, EventPatch, ParticipantIn, ParticipantOut
 from c2f_shared.events import (
     Attendee,
@@ -123,18 +123,15 @@ async def update_event(
     changes.pop("host_cluster_id")
     fields = merged(EventFields, changes)
     data = {**fields.model_dump(mode="json"), "host_cluster_id": host}
-    try:
-        new_doc, changed = await store.replace(
-            runtime,
-            store.EVENTS,
-            doc,
-            f"{host}:{fields.name.casefold()}:{fields.starts_at.isoformat()}",
-            data,
-            lambda revision: EventUpdated(**_event_facts(event_id, revision, fields, host)),
-            correlation,
-        )
-    except store.Conflict as conflict:
-        raise HTTPException(status.HTTP_409_CONFLICT, str(conflict)) from None
+    new_doc, changed = await replace(
+        runtime,
+        store.EVENTS,
+        doc,
+        f"{host}:{fields.name.casefold()}:{fields.starts_at.isoformat()}",
+        data,
+        lambda revision: EventUpdated(**_event_facts(event_id, revision, fields, host)),
+        correlation,
+    )
     if changed:
         await runtime.db[store.EVENTS].update_one(
             {"_id": event_id}, {"$set": {"slots": fields.meeting_slots()}}
