@@ -135,7 +135,7 @@ def _print_where_to_look(config: StackConfig) -> None:
         ).json()
     except (httpx.HTTPError, ValueError):
         events = []
-    for event in events:
+    for event in (e for e in events if e["kind"] == "b2b"):
         console.print(f"  Suggestions     {event['name']}:", markup=False)
         console.print(f"                  {config.service_url('matching')}/events/{event['id']}/suggestions")
     console.print(f"  Mail sent       {c2f} mail   (files in {config.maildir}/new)")

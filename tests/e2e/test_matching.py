@@ -10,7 +10,7 @@ import pytest
 
 from c2f_cli.stack import Stack
 from c2f_shared import topics
-from tests.support import as_operator, eventually, first_on_topic
+from tests.support import as_operator, eventually, first_on_topic, settled
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="session")]
 
@@ -202,3 +202,78 @@ async def test_the_read_model_rebuilds_from_the_topics(platform: Stack) -> None:
         assert rebuilt.json()["replayed"] > 0
         after = (await matching.get("/search", params={"q": "сензори за въздух", "limit": 100})).json()
     assert after == before
+
+
+async def test_webinars_are_not_matchmaking(platform: Stack) -> None:
+    run = uuid.uuid4().hex[:6]
+    async with as_operator(platform) as operator:
+        cluster = (
+            await operator.post(
+                "/clusters",
+                json={"name": f"W {run}", "short_name": f"W{run}", "country": "GR", "sectors": ["ict"]},
+            )
+        ).json()
+        need = {
+            "title": NEED,
+            "description": "Търсим сензори.",
+            "kind": "supplier",
+            "category": "air_quality_monitoring",
+            "language": "bg",
+        }
+        offer = {
+            "title": OFFER,
+            "description": "Sensores.",
+            "category": "air_quality_monitoring",
+            "language": "es",
+        }
+        seeker = (
+            await operator.post(
+                "/companies",
+                json={
+                    "cluster_id": cluster["id"],
+                    "legal_name": f"S {run}",
+                    "country": "GR",
+                    "sectors": ["ict"],
+                    "needs": [need],
+                },
+            )
+        ).json()
+        provider = (
+            await operator.post(
+                "/companies",
+                json={
+                    "cluster_id": cluster["id"],
+                    "legal_name": f"P {run}",
+                    "country": "GR",
+                    "sectors": ["ict"],
+                    "offers": [offer],
+                },
+            )
+        ).json()
+        webinar = (
+            await operator.post(
+                "/events",
+                json={
+                    "name": f"Webinar {run}",
+                    "kind": "webinar",
+                    "topic": "Air",
+                    "host_cluster_id": cluster["id"],
+                    "city": "Athens",
+                    "country": "GR",
+                    "venue_timezone": "Europe/Athens",
+                    "starts_at": "2027-04-01T09:00:00+03:00",
+                    "ends_at": "2027-04-01T10:00:00+03:00",
+                },
+            )
+        ).json()
+        for i, company in enumerate((seeker, provider)):
+            signup = {
+                "company_id": company["id"],
+                "attendee": {"name": "N", "email": f"w{i}{run}@example.org", "language": "el"},
+            }
+            assert (
+                await operator.post(f"/events/{webinar['id']}/participants", json=signup)
+            ).status_code == 201
+    await eventually(lambda: settled(platform.config), within=60)
+    async with as_operator(platform, "matching") as matching:
+        assert (await matching.get(f"/events/{webinar['id']}/suggestions")).json() == []

@@ -118,8 +118,8 @@ async def event_profiles(uow_or_db: Any, matcher: Matcher, event_id: str, sessio
 async def suggest_for(uow: UnitOfWork, matcher: Matcher, participant: dict[str, Any]) -> None:
     """Publish `participant`'s best partners at its event that were not suggested before."""
     event = await uow.db[EVENTS].find_one({"_id": participant["event_id"]}, session=uow.session)
-    if event is None:
-        return
+    if event is None or event.get("kind") != "b2b":
+        return  # people meet one to one at B2B events (C2C delegations: issue 5; webinars: no meetings)
     profiles = await event_profiles(uow.db, matcher, participant["event_id"], uow.session)
     me = next((p for p in profiles if p.participant_id == participant["_id"]), None)
     if me is None:
