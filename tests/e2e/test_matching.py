@@ -226,30 +226,21 @@ async def test_webinars_are_not_matchmaking(platform: Stack) -> None:
             "category": "air_quality_monitoring",
             "language": "es",
         }
-        seeker = (
-            await operator.post(
-                "/companies",
-                json={
-                    "cluster_id": cluster["id"],
-                    "legal_name": f"S {run}",
-                    "country": "GR",
-                    "sectors": ["ict"],
-                    "needs": [need],
-                },
-            )
-        ).json()
-        provider = (
-            await operator.post(
-                "/companies",
-                json={
-                    "cluster_id": cluster["id"],
-                    "legal_name": f"P {run}",
-                    "country": "GR",
-                    "sectors": ["ict"],
-                    "offers": [offer],
-                },
-            )
-        ).json()
+        seeker, provider = [
+            (
+                await operator.post(
+                    "/companies",
+                    json={
+                        "cluster_id": cluster["id"],
+                        "legal_name": f"{role} {run}",
+                        "country": "GR",
+                        "sectors": ["ict"],
+                        **lists,
+                    },
+                )
+            ).json()
+            for role, lists in (("S", {"needs": [need]}), ("P", {"offers": [offer]}))
+        ]
         webinar = (
             await operator.post(
                 "/events",
