@@ -187,6 +187,11 @@ class MeetingPlan(_Value):
     slot_minutes: int
     breaks: list[Break] = []
     tables: int
+    # The organiser's rules for meeting requests (absent in older events: no limits).
+    auto_accept: bool = False
+    max_requests: int | None = None  # requests a participant may have open or accepted
+    max_meetings: int | None = None  # accepted meetings per participant
+    requests_deadline: datetime | None = None
 
 
 class _EventFacts(Event):
@@ -252,6 +257,23 @@ class ParticipantRegistered(Event):
     languages: list[str] = []
     max_meetings: int | None = None
     access_token_hash: str | None = None  # SHA-256 of the participant's secret, to check its token
+
+    def aggregate_id(self) -> str:
+        return self.participant_id
+
+
+@_register
+class ParticipantUpdated(Event):
+    """A participant changed when it can meet, how many meetings it wants, or its languages."""
+
+    TYPE = "ParticipantUpdated"
+    TOPIC = topics.PARTICIPANTS
+
+    participant_id: str
+    event_id: str
+    availability: list[str] = []  # slot ids; empty: every slot
+    languages: list[str] = []
+    max_meetings: int | None = None
 
     def aggregate_id(self) -> str:
         return self.participant_id
@@ -339,3 +361,125 @@ class MessageDeadLettered(Event):
 
     def aggregate_id(self) -> str:
         return self.service
+
+
+class _MeetingFacts(Event):
+    """A meeting request's whole state after one transition, so a consumer needs no history.
+    Keyed by event: one event's meetings stay in order."""
+
+    TOPIC = topics.MEETINGS
+
+    meeting_id: str
+    event_id: str
+    requested_by: str  # participant id
+    parties: list[str]  # participant ids, the requester first (C2C: two or more delegations)
+    answers: dict[str, str]  # invitee → requested | accepted | declined
+    status: str  # vocabulary.MeetingStatus
+    by: str  # who made this transition: a participant id, "operator" or "auto"
+    message: str | None = None
+    priority: int = 1
+
+    def aggregate_id(self) -> str:
+        return self.event_id
+
+
+@_register
+class MeetingRequested(_MeetingFacts):
+    TYPE = "MeetingRequested"
+
+
+@_register
+class MeetingAccepted(_MeetingFacts):
+    TYPE = "MeetingAccepted"
+
+
+@_register
+class MeetingDeclined(_MeetingFacts):
+    TYPE = "MeetingDeclined"
+
+
+@_register
+class MeetingCancelled(_MeetingFacts):
+    TYPE = "MeetingCancelled"
+
+
+@_register
+class MeetingScheduled(Event):
+    """A meeting has a slot and a table (new), or a different one than before (moved).
+    `sequence` grows with every change, as in iCalendar's SEQUENCE."""
+
+    TYPE = "MeetingScheduled"
+    TOPIC = topics.MEETINGS
+
+    meeting_id: str
+    event_id: str
+    parties: list[str]
+    slot_id: str
+    starts_at: datetime
+    ends_at: datetime
+    table: str
+    sequence: int
+    schedule_version: int
+    change: str  # "new" | "moved"
+
+    def aggregate_id(self) -> str:
+        return self.event_id
+
+
+@_register
+class MeetingUnscheduled(Event):
+    """A meeting that was in the published schedule is not any more, with the reason."""
+
+    TYPE = "MeetingUnscheduled"
+    TOPIC = topics.MEETINGS
+
+    meeting_id: str
+    event_id: str
+    parties: list[str]
+    sequence: int
+    schedule_version: int
+    reason: str  # "cancelled" | "no_room" (no slot left where every party is free)
+
+    def aggregate_id(self) -> str:
+        return self.event_id
+
+
+@_register
+class SchedulePublished(Event):
+    """The organiser published (a new version of) an event's schedule; the meetings it adds,
+    moves and drops follow as MeetingScheduled / MeetingUnscheduled."""
+
+    TYPE = "SchedulePublished"
+    TOPIC = topics.MEETINGS
+
+    event_id: str
+    schedule_version: int
+    accepted: int
+    scheduled: int
+    moved: int
+    unscheduled: int
+    idle_slots: int
+    method: str
+    proven_optimal: bool
+
+    def aggregate_id(self) -> str:
+        return self.event_id
+
+
+@_register
+class MeetingOutcomeRecorded(Event):
+    """One side's account of a meeting: held or not, a rating, and what followed."""
+
+    TYPE = "MeetingOutcomeRecorded"
+    TOPIC = topics.MEETINGS
+
+    meeting_id: str
+    event_id: str
+    participant_id: str
+    held: bool
+    rating: int | None = None  # 1..5
+    follow_up: str = "none"  # vocabulary.FollowUp
+    revision: int = 1
+
+    def aggregate_id(self) -> str:
+        return self.event_id

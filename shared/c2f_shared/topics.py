@@ -7,6 +7,7 @@ COMPANIES: Final = "c2f.registration.companies"
 EVENTS: Final = "c2f.registration.events"
 PARTICIPANTS: Final = "c2f.registration.participants"
 MATCH_SUGGESTIONS: Final = "c2f.matching.suggestions"
+MEETINGS: Final = "c2f.matching.meetings"  # requests, answers, schedules and outcomes, keyed by event
 NOTIFICATIONS_SENT: Final = "c2f.notifications.sent"
 DEAD_LETTERS: Final = "c2f.dead-letters"
 
@@ -16,6 +17,7 @@ ALL: Final = (
     EVENTS,
     PARTICIPANTS,
     MATCH_SUGGESTIONS,
+    MEETINGS,
     NOTIFICATIONS_SENT,
     DEAD_LETTERS,
 )

@@ -165,3 +165,21 @@ class EventMode(StrEnum):
     ON_SITE = "on_site"
     VIRTUAL = "virtual"
     HYBRID = "hybrid"
+
+
+class MeetingStatus(StrEnum):
+    """Where a meeting request stands: requested → accepted | declined; any → cancelled."""
+
+    REQUESTED = "requested"
+    ACCEPTED = "accepted"
+    DECLINED = "declined"
+    CANCELLED = "cancelled"
+
+
+class FollowUp(StrEnum):
+    """What came of a meeting, as one side sees it (agreements often come months later)."""
+
+    NONE = "none"
+    FURTHER_CONTACT = "further_contact"
+    OFFER_SENT = "offer_sent"
+    AGREEMENT_SIGNED = "agreement_signed"

@@ -1,0 +1,128 @@
+"""Fast schedules without a solver: first-come-first-served (what booking tools do) and a
+greedy with repair, which is the CP-SAT model's starting point and fallback."""
+
+import time
+from collections import defaultdict
+
+from c2f_matching.scheduling.model import Instance, Meeting, Schedule, party_load
+
+
+class _Board:
+    """Who is busy when, and how many tables each slot has left."""
+
+    def __init__(self, instance: Instance) -> None:
+        self.instance = instance
+        self.busy: dict[str, set[int]] = defaultdict(set)
+        self.used = [0] * instance.slots
+        self.slot_of: dict[str, int] = {}
+
+    def fits(self, meeting: Meeting, slot: int) -> bool:
+        return self.used[slot] < self.instance.tables and all(
+            slot not in self.busy[p] for p in meeting.parties
+        )
+
+    def place(self, meeting: Meeting, slot: int) -> None:
+        self.slot_of[meeting.id] = slot
+        self.used[slot] += 1
+        for p in meeting.parties:
+            self.busy[p].add(slot)
+
+    def lift(self, meeting: Meeting) -> None:
+        slot = self.slot_of.pop(meeting.id)
+        self.used[slot] -= 1
+        for p in meeting.parties:
+            self.busy[p].discard(slot)
+
+    def added_idle(self, meeting: Meeting, slot: int) -> int:
+        """How much waiting placing `meeting` in `slot` adds to its parties' days (or saves)."""
+        day = self.instance.day[slot]
+        change = 0
+        for p in meeting.parties:
+            same_day = [s for s in self.busy[p] if self.instance.day[s] == day]
+            if not same_day:
+                continue
+            before = max(same_day) - min(same_day) + 1 - len(same_day)
+            after = max(*same_day, slot) - min(*same_day, slot) + 1 - len(same_day) - 1
+            change += after - before
+        return change
+
+
+def first_come_first_served(instance: Instance) -> Schedule:
+    """Each meeting, in the order it was accepted, takes the earliest slot still open to all
+    its parties — how commercial matchmaking tools book."""
+    started = time.perf_counter()
+    board = _Board(instance)
+    for meeting in instance.meetings:
+        slot = next((s for s in instance.free_slots(meeting) if board.fits(meeting, s)), None)
+        if slot is not None:
+            board.place(meeting, slot)
+    return Schedule(dict(board.slot_of), method="first-come-first-served", seconds=_since(started))
+
+
+def greedy(instance: Instance) -> Schedule:
+    """Meetings already published stay where they were if they still can; then the rest, the
+    most valuable and most constrained first, each in the slot that adds least waiting; then
+    a repair pass that moves one meeting aside to let an unplaced one in."""
+    started = time.perf_counter()
+    board = _Board(instance)
+    free = {m.id: instance.free_slots(m) for m in instance.meetings}
+    load = party_load(instance.meetings)
+    for m in instance.meetings:
+        if m.previous_slot is not None and m.previous_slot in free[m.id] and board.fits(m, m.previous_slot):
+            board.place(m, m.previous_slot)
+    order = sorted(
+        (m for m in instance.meetings if m.id not in board.slot_of),
+        key=lambda m: (-m.weight, len(free[m.id]), -sum(load[p] for p in m.parties), m.id),
+    )
+    unplaced = []
+    for m in order:
+        options = [s for s in free[m.id] if board.fits(m, s)]
+        if options:
+            board.place(m, min(options, key=lambda s: (board.added_idle(m, s), s)))
+        else:
+            unplaced.append(m)
+    _repair(board, unplaced, free)
+    return Schedule(dict(board.slot_of), method="greedy", seconds=_since(started))
+
+
+def _repair(board: _Board, unplaced: list[Meeting], free: dict[str, list[int]]) -> None:
+    """For each unplaced meeting, look for a slot where moving one meeting elsewhere makes room."""
+    meetings = {m.id: m for m in board.instance.meetings}
+    at: dict[tuple[str, int], str] = {}
+    for mid, s in board.slot_of.items():
+        for p in meetings[mid].parties:
+            at[(p, s)] = mid
+    for m in unplaced:
+        done = False
+        for s in free[m.id]:
+            blockers = {at[(p, s)] for p in m.parties if (p, s) in at}
+            if len(blockers) > 1 or (not blockers and board.used[s] < board.instance.tables):
+                continue
+            if not blockers:  # table shortage: move any meeting of this slot away
+                candidates = [mid for mid, slot in board.slot_of.items() if slot == s]
+            else:
+                candidates = list(blockers)
+            for blocker_id in candidates:
+                blocker = meetings[blocker_id]
+                board.lift(blocker)
+                target = next(
+                    (t for t in free[blocker_id] if t != s and board.fits(blocker, t)),
+                    None,
+                )
+                if target is not None and board.fits(m, s):
+                    board.place(blocker, target)
+                    board.place(m, s)
+                    for p in blocker.parties:
+                        at.pop((p, s), None)
+                        at[(p, target)] = blocker_id
+                    for p in m.parties:
+                        at[(p, s)] = m.id
+                    done = True
+                    break
+                board.place(blocker, s)
+            if done:
+                break
+
+
+def _since(started: float) -> float:
+    return time.perf_counter() - started
