@@ -167,6 +167,10 @@ EXPECTED_REPORT = {
     "events": 1,
     "participants": 3,
     "match_suggestions": 1,
+    "meeting_requests": 0,
+    "meetings_accepted": 0,
+    "meetings_scheduled": 0,
+    "meetings_held": 0,
     "notifications_sent": 2,
     "dead_letters": 0,
 }
@@ -378,7 +382,14 @@ async def test_each_service_documents_itself_and_reports_health(scenario: Scenar
     addresses = {channel["address"] for channel in asyncapi["channels"].values()}
     expected = {
         "registration": {topics.CLUSTERS, topics.COMPANIES, topics.EVENTS, topics.PARTICIPANTS},
-        "matching": {topics.COMPANIES, topics.EVENTS, topics.PARTICIPANTS, topics.MATCH_SUGGESTIONS},
+        "matching": {
+            topics.CLUSTERS,
+            topics.COMPANIES,
+            topics.EVENTS,
+            topics.PARTICIPANTS,
+            topics.MATCH_SUGGESTIONS,
+            topics.MEETINGS,
+        },
         "notifications": {
             topics.PARTICIPANTS,
             topics.MATCH_SUGGESTIONS,

@@ -10,7 +10,17 @@ from c2f_matching.config import Settings
 from c2f_matching.embedder import EMBEDDINGS, E5Embedder
 from c2f_matching.matcher import Matcher
 from c2f_shared import topics
-from c2f_shared.events import MatchSuggested
+from c2f_shared.events import (
+    MatchSuggested,
+    MeetingAccepted,
+    MeetingCancelled,
+    MeetingDeclined,
+    MeetingOutcomeRecorded,
+    MeetingRequested,
+    MeetingScheduled,
+    MeetingUnscheduled,
+    SchedulePublished,
+)
 from c2f_shared.service import Runtime
 from c2f_shared.service.http import service_app
 
@@ -26,14 +36,26 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await matcher.background()
 
     runtime.on_start(on_start)
-    sources = [topics.COMPANIES, topics.EVENTS, topics.PARTICIPANTS]
+    sources = [topics.CLUSTERS, topics.COMPANIES, topics.EVENTS, topics.PARTICIPANTS]
     handle = handlers.make_handler(matcher)
     runtime.consume(sources, handle, name="registrations", only=handlers.HANDLES)
-    runtime.publishes(MatchSuggested)
+    runtime.publishes(
+        MatchSuggested,
+        MeetingRequested,
+        MeetingAccepted,
+        MeetingDeclined,
+        MeetingCancelled,
+        MeetingScheduled,
+        MeetingUnscheduled,
+        SchedulePublished,
+        MeetingOutcomeRecorded,
+    )
     app = service_app(
         runtime,
-        description="Suggests who should meet whom at an event, across languages, with the reasons. "
-        "Reads registrations; publishes match suggestions.",
+        description="Suggests who should meet whom at an event, across languages, with the reasons; "
+        "takes meeting requests and answers, schedules the accepted meetings into slots and tables, "
+        "and serves each participant's agenda (JSON, .ics, printable). Reads registrations; publishes "
+        "match suggestions and the meeting lifecycle.",
         router=api.router,
     )
     app.state.matcher = matcher

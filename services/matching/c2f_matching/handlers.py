@@ -1,16 +1,18 @@
 """Matching's consumers: keep the read model of registration's facts (profiles with their
-text vectors, events, participants) and suggest each participant its best partners at
-its event when a participant, a company or an event becomes known or changes."""
+text vectors, clusters, events, participants) and suggest each participant its best partners
+at its event when a participant, a company or an event becomes known or changes."""
 
 import re
-import uuid
 from datetime import UTC, datetime
 from typing import Any
 
+from c2f_matching import meetings
 from c2f_matching.matcher import Matcher
 from c2f_matching.scoring import top_pairs
+from c2f_matching.store import CLUSTERS, COMPANIES, EVENTS, PARTICIPANTS, SUGGESTIONS, suggestion_id
 from c2f_shared.envelope import Envelope
 from c2f_shared.events import (
+    ClusterRegistered,
     CompanyErased,
     CompanyRegistered,
     CompanyUpdated,
@@ -20,37 +22,29 @@ from c2f_shared.events import (
     MatchParty,
     MatchSuggested,
     ParticipantRegistered,
+    ParticipantUpdated,
     ParticipantWithdrawn,
 )
 from c2f_shared.service import UnitOfWork
 from c2f_shared.service.runtime import Handler
 
-COMPANIES = "companies"
-PARTICIPANTS = "participants"
-EVENTS = "events"
-SUGGESTIONS = "suggestions"
-READ_MODEL = (COMPANIES, PARTICIPANTS, EVENTS)  # what a rebuild starts afresh; suggestions made stay
+# What a rebuild starts afresh; suggestions made and meetings (matching's own facts) stay.
+READ_MODEL = (COMPANIES, CLUSTERS, PARTICIPANTS, EVENTS)
 
 # Each participant is suggested at most its TOP_K best partners, each pair once.
 TOP_K = 5
 
 HANDLES = (
+    ClusterRegistered,
     CompanyRegistered,
     CompanyUpdated,
     CompanyErased,
     EventCreated,
     EventUpdated,
     ParticipantRegistered,
+    ParticipantUpdated,
     ParticipantWithdrawn,
 )
-
-_SUGGESTION_NS = uuid.UUID("6f1c7e0a-3f7e-4c52-9a53-6c2f0d1c2f00")
-
-
-def suggestion_id(event_id: str, participant_a: str, participant_b: str) -> str:
-    """The same pair at the same event always gets the same suggestion id."""
-    first, second = sorted((participant_a, participant_b))
-    return str(uuid.uuid5(_SUGGESTION_NS, f"{event_id}/{first}/{second}"))
 
 
 def make_handler(matcher: Matcher) -> Handler:
@@ -71,26 +65,55 @@ def make_handler(matcher: Matcher) -> Handler:
                 await suggest_for(uow, matcher, participant)
         elif isinstance(event, CompanyErased):
             await _forget_company(uow, event.company_id)
+        elif isinstance(event, ClusterRegistered):
+            await _upsert(uow, CLUSTERS, event.cluster_id, {"name": event.name, "country": event.country})
         elif isinstance(event, ParticipantRegistered):
-            if event.company_id is None:
-                return  # C2C delegations are matched by the meetings work (issue 5)
             doc = {
                 "event_id": event.event_id,
-                "company_id": event.company_id,
+                "company_id": event.company_id,  # None for a C2C delegation
+                "cluster_id": event.cluster_id,
                 "token_hash": event.access_token_hash,
+                "availability": event.availability,
+                "max_meetings": event.max_meetings,
+                "languages": event.languages,
+                # Shown to the people it meets only with the attendee's consent.
+                "attendee": event.attendee.name if event.consent_share_contact else None,
             }
             await _upsert(uow, PARTICIPANTS, event.participant_id, doc)
-            await suggest_for(uow, matcher, {"_id": event.participant_id, **doc})
+            if event.company_id is not None:
+                await suggest_for(uow, matcher, {"_id": event.participant_id, **doc})
+        elif isinstance(event, ParticipantUpdated):
+            changes = {"availability": event.availability, "max_meetings": event.max_meetings}
+            await _upsert(uow, PARTICIPANTS, event.participant_id, {**changes, "languages": event.languages})
+            await meetings.schedule_is_stale(uow, event.event_id)
         elif isinstance(event, ParticipantWithdrawn):
+            await meetings.withdraw(uow, event.participant_id)
             await uow.db[PARTICIPANTS].delete_one({"_id": event.participant_id}, session=uow.session)
         elif isinstance(event, EventCreated | EventUpdated):
-            await _upsert(uow, EVENTS, event.event_id, {"name": event.name, "kind": event.kind})
+            doc = event.model_dump(mode="json", include=EVENT_FIELDS)
+            await _upsert(uow, EVENTS, event.event_id, doc)
             async for participant in uow.db[PARTICIPANTS].find(
-                {"event_id": event.event_id}, session=uow.session
+                {"event_id": event.event_id, "company_id": {"$ne": None}}, session=uow.session
             ):
                 await suggest_for(uow, matcher, participant)
 
     return handle
+
+
+EVENT_FIELDS = {
+    "name",
+    "kind",
+    "mode",
+    "venue",
+    "city",
+    "country",
+    "venue_timezone",
+    "starts_at",
+    "ends_at",
+    "meetings",
+    "slots",
+    "link",
+}
 
 
 async def _upsert(uow: UnitOfWork, collection: str, doc_id: str, doc: dict[str, Any]) -> None:
@@ -102,7 +125,11 @@ async def _upsert(uow: UnitOfWork, collection: str, doc_id: str, doc: dict[str, 
 async def event_profiles(uow_or_db: Any, matcher: Matcher, event_id: str, session: Any = None) -> list[Any]:
     """Every participant of the event whose company is known, as scoring profiles."""
     db = uow_or_db
-    participants = await db[PARTICIPANTS].find({"event_id": event_id}, session=session).to_list(None)
+    participants = (
+        await db[PARTICIPANTS]
+        .find({"event_id": event_id, "company_id": {"$ne": None}}, session=session)
+        .to_list(None)
+    )
     company_ids = list({p["company_id"] for p in participants})
     companies = {
         c["_id"]: c
@@ -119,7 +146,7 @@ async def suggest_for(uow: UnitOfWork, matcher: Matcher, participant: dict[str, 
     """Publish `participant`'s best partners at its event that were not suggested before."""
     event = await uow.db[EVENTS].find_one({"_id": participant["event_id"]}, session=uow.session)
     if event is None or event.get("kind") != "b2b":
-        return  # people meet one to one at B2B events (C2C delegations: issue 5; webinars: no meetings)
+        return  # companies meet one to one at B2B events (delegations choose at C2C; webinars: none)
     profiles = await event_profiles(uow.db, matcher, participant["event_id"], uow.session)
     me = next((p for p in profiles if p.participant_id == participant["_id"]), None)
     if me is None:
@@ -154,12 +181,14 @@ async def suggest_for(uow: UnitOfWork, matcher: Matcher, participant: dict[str, 
 
 
 async def _forget_company(uow: UnitOfWork, company_id: str) -> None:
-    """Erasure: the company, its participants and every suggestion naming them go."""
+    """Erasure: the company, its participants and every suggestion and meeting naming them go
+    (the other parties hear that their meetings are cancelled)."""
     participant_ids = [
         p["_id"]
         async for p in uow.db[PARTICIPANTS].find({"company_id": company_id}, {"_id": 1}, session=uow.session)
     ]
     await uow.db[SUGGESTIONS].delete_many({"participant_ids": {"$in": participant_ids}}, session=uow.session)
+    await meetings.forget(uow, participant_ids)
     await uow.outbox.forget({"payload": {"$regex": re.escape(company_id)}}, uow.session)
     await uow.db[PARTICIPANTS].delete_many({"company_id": company_id}, session=uow.session)
     await uow.db[COMPANIES].delete_one({"_id": company_id}, session=uow.session)
@@ -175,6 +204,7 @@ def _party(profile: Any) -> MatchParty:
 
 
 async def ensure_indexes(db: Any) -> None:
+    await meetings.ensure_indexes(db)
     await db[PARTICIPANTS].create_index("event_id")
     await db[PARTICIPANTS].create_index("company_id")
     await db[SUGGESTIONS].create_index("event_id")

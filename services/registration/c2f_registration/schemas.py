@@ -262,11 +262,21 @@ class MeetingPlan(_In):
     slot_minutes: Annotated[int, Field(ge=5, le=240)] = 20
     breaks: Annotated[list[BreakIn], Field(max_length=10)] = []
     tables: Annotated[int, Field(ge=1, le=1000, description="Meetings that can run at once")] = 10
+    auto_accept: bool = Field(False, description="Accept every meeting request at once")
+    max_requests: Annotated[int, Field(ge=1, le=200)] | None = Field(
+        None, description="Requests a participant may have open or accepted"
+    )
+    max_meetings: Annotated[int, Field(ge=1, le=200)] | None = Field(
+        None, description="Accepted meetings per participant"
+    )
+    requests_deadline: datetime | None = Field(None, description="No meeting requests after this moment")
 
     @model_validator(mode="after")
     def _sane_day(self) -> Self:
         if self.day_end <= self.day_start:
             raise ValueError("day_end must be after day_start")
+        if self.requests_deadline is not None and self.requests_deadline.tzinfo is None:
+            raise ValueError("requests_deadline needs a UTC offset, e.g. 2027-03-10T18:00:00+02:00")
         for pause in self.breaks:
             if not self.day_start <= pause.start < pause.end <= self.day_end:
                 raise ValueError(f"break {pause.start:%H:%M}-{pause.end:%H:%M} must lie within the day")
@@ -407,6 +417,16 @@ class ParticipantIn(_In):
         if (self.company_id is None) == (self.delegation_of is None):
             raise ValueError("give either company_id (B2B, webinar) or delegation_of (C2C)")
         return self
+
+
+class ParticipantPatch(_In):
+    """What a participant may change after signing up; the schedule adapts."""
+
+    availability: Annotated[list[str], Field(max_length=500), Unique] | None = Field(
+        None, description="Slot ids the participant can meet in; empty list: every slot"
+    )
+    languages: Languages | None = None
+    max_meetings: Annotated[int, Field(ge=1, le=100)] | None = None
 
 
 class ParticipantOut(ParticipantIn):

@@ -15,6 +15,10 @@ class PartnershipReport(BaseModel):
     events: int
     participants: int
     match_suggestions: int
+    meeting_requests: int = Field(description="Requests made (whatever became of them)")
+    meetings_accepted: int
+    meetings_scheduled: int
+    meetings_held: int = Field(description="Meetings at least one side reported as held")
     notifications_sent: int
     dead_letters: int = Field(description="Messages a service could not process (see the logs).")
 
@@ -30,6 +34,10 @@ async def partnership(runtime: RuntimeDep) -> PartnershipReport:
         events=await db["events"].count_documents({}),
         participants=await db["participants"].count_documents({"status": "registered"}),
         match_suggestions=await db["match_suggestions"].count_documents({}),
+        meeting_requests=await db["meetings"].count_documents({}),
+        meetings_accepted=await db["meetings"].count_documents({"status": "accepted"}),
+        meetings_scheduled=await db["meetings"].count_documents({"status": "accepted", "scheduled": True}),
+        meetings_held=len(await db["outcomes"].distinct("meeting_id", {"held": True})),
         notifications_sent=await db["notifications"].count_documents({}),
         dead_letters=await db["dead_letters"].count_documents({}),
     )

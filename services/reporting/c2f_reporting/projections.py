@@ -10,11 +10,15 @@ from c2f_shared.events import (
     EventCreated,
     EventUpdated,
     MatchSuggested,
+    MeetingOutcomeRecorded,
+    MeetingScheduled,
+    MeetingUnscheduled,
     MessageDeadLettered,
     NotificationSent,
     ParticipantRegistered,
     ParticipantWithdrawn,
     PartnershipAgreementSigned,
+    _MeetingFacts,
 )
 from c2f_shared.service import UnitOfWork
 
@@ -42,6 +46,9 @@ async def project(event: Event, envelope: Envelope, uow: UnitOfWork) -> None:
             {"_id": event.participant_id}, {"$set": {"status": "withdrawn"}}, session=uow.session
         )
         return
+    if isinstance(event, _MeetingFacts | MeetingScheduled | MeetingUnscheduled | MeetingOutcomeRecorded):
+        await _meeting(uow, event)
+        return
     where = PROJECTIONS.get(type(event))
     if where is None:
         return
@@ -63,6 +70,36 @@ async def project(event: Event, envelope: Envelope, uow: UnitOfWork) -> None:
     )
 
 
+async def _meeting(uow: UnitOfWork, event: Event) -> None:
+    """One document per meeting (its latest state, whether it is in the schedule) and one per
+    side's outcome. Facts of one event arrive in order (they are keyed by event)."""
+    if isinstance(event, MeetingOutcomeRecorded):
+        key = f"{event.meeting_id}:{event.participant_id}"
+        data = event.model_dump(mode="json")
+        await uow.db["outcomes"].update_one(
+            {"_id": key, "revision": {"$not": {"$gt": event.revision}}},
+            {"$set": data},
+            upsert=True,
+            session=uow.session,
+        )
+        return
+    changes: dict[str, object]
+    if isinstance(event, MeetingScheduled):
+        changes = {"scheduled": True, "slot_id": event.slot_id, "table": event.table}
+    elif isinstance(event, MeetingUnscheduled):
+        changes = {"scheduled": False}
+    else:
+        assert isinstance(event, _MeetingFacts)
+        changes = {"status": event.status, "requested_by": event.requested_by}
+    changes |= {"event_id": event.event_id, "parties": event.parties}
+    await uow.db["meetings"].update_one(
+        {"_id": event.meeting_id},
+        {"$set": changes},
+        upsert=True,
+        session=uow.session,
+    )
+
+
 async def _forget_company(uow: UnitOfWork, company_id: str) -> None:
     """Erasure: the company disappears from every report, with its participants and matches."""
     db, session = uow.db, uow.session
@@ -72,5 +109,7 @@ async def _forget_company(uow: UnitOfWork, company_id: str) -> None:
     ]
     await db["match_suggestions"].delete_many({"parties.company_id": company_id}, session=session)
     await db["notifications"].delete_many({"recipient_participant_id": {"$in": people}}, session=session)
+    await db["meetings"].delete_many({"parties": {"$in": people}}, session=session)
+    await db["outcomes"].delete_many({"participant_id": {"$in": people}}, session=session)
     await db["participants"].delete_many({"company_id": company_id}, session=session)
     await db["companies"].delete_one({"_id": company_id}, session=session)

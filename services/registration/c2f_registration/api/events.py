@@ -11,12 +11,21 @@ from pymongo.errors import DuplicateKeyError
 
 from c2f_registration import auth, store
 from c2f_registration.api.common import CREATED, merged, not_found, register, replace, unknown
-from c2f_registration.schemas import EventFields, EventIn, EventOut, EventPatch, ParticipantIn, ParticipantOut
+from c2f_registration.schemas import (
+    EventFields,
+    EventIn,
+    EventOut,
+    EventPatch,
+    ParticipantIn,
+    ParticipantOut,
+    ParticipantPatch,
+)
 from c2f_shared.events import (
     Attendee,
     EventCreated,
     EventUpdated,
     ParticipantRegistered,
+    ParticipantUpdated,
     ParticipantWithdrawn,
 )
 from c2f_shared.service import Runtime, UnitOfWork
@@ -191,18 +200,7 @@ async def register_participant(
             raise unknown("company_id", "company", body.company_id)
         cluster_id, who = company["data"]["cluster_id"], f"company:{body.company_id}"
     auth.require_may_act_for(caller, cluster_id)
-    slot_ids = {slot["id"] for slot in event.get("slots", [])}
-    wrong = [s for s in body.availability or [] if s not in slot_ids]
-    if wrong:
-        raise RequestValidationError(
-            [
-                {
-                    "loc": ("body", "availability"),
-                    "msg": f"not slots of this event: {wrong[:5]}",
-                    "type": "value_error",
-                }
-            ]
-        )
+    _check_slots(event, body.availability)
     deadline = event["data"].get("registration_deadline")
     if deadline is not None and datetime.now(UTC) > datetime.fromisoformat(deadline):
         raise _closed(f"registration closed at {deadline}")
@@ -319,3 +317,61 @@ async def withdraw_participant(
         uow.emit(ParticipantWithdrawn(participant_id=participant_id, event_id=event_id))
 
     await runtime.transact(work, correlation)
+
+
+def _check_slots(event: dict[str, Any], availability: list[str] | None) -> None:
+    slot_ids = {slot["id"] for slot in event.get("slots", [])}
+    wrong = [s for s in availability or [] if s not in slot_ids]
+    if wrong:
+        raise RequestValidationError(
+            [
+                {
+                    "loc": ("body", "availability"),
+                    "msg": f"not slots of this event: {wrong[:5]}",
+                    "type": "value_error",
+                }
+            ]
+        )
+
+
+@router.patch(
+    "/events/{event_id}/participants/{participant_id}",
+    response_model=ParticipantOut,
+    tags=["participants"],
+    responses={404: {"description": "No such participant at this event"}},
+)
+async def update_participant(
+    event_id: str,
+    participant_id: str,
+    body: ParticipantPatch,
+    runtime: RuntimeDep,
+    correlation: CorrelationId,
+    caller: auth.Caller,
+) -> ParticipantOut:
+    """Change when the participant can meet (slot ids), its languages or its most meetings.
+    Matching reschedules what no longer fits, moving as few meetings as it can."""
+    event = await _event(runtime, event_id)
+    _check_slots(event, body.availability)
+    changes = body.model_dump(mode="json", exclude_unset=True)
+
+    async def work(uow: UnitOfWork) -> dict[str, Any]:
+        participants = uow.db[store.PARTICIPANTS]
+        doc = await participants.find_one({"_id": participant_id, "event_id": event_id}, session=uow.session)
+        if doc is None or doc["status"] != "registered" or not caller.may_act_for(doc["cluster_id"]):
+            raise not_found("participant", participant_id)
+        data = {**doc["data"], **changes}
+        if data == doc["data"]:
+            return doc
+        await participants.update_one({"_id": participant_id}, {"$set": {"data": data}}, session=uow.session)
+        uow.emit(
+            ParticipantUpdated(
+                participant_id=participant_id,
+                event_id=event_id,
+                availability=data["availability"] or [],
+                languages=data["languages"],
+                max_meetings=data["max_meetings"],
+            )
+        )
+        return {**doc, "data": data}
+
+    return _participant_out(await runtime.transact(work, correlation))

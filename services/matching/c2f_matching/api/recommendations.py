@@ -1,67 +1,21 @@
-"""Matching's HTTP API: recommendations for a participant, pairs for organisers, and the
+"""Recommendations for a participant, pairs for organisers, partner search, and the
 suggestions already published."""
 
-import hashlib
-import hmac
 from typing import Annotated, Any
 
 import numpy as np
-from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, Field
 
-from c2f_matching.handlers import COMPANIES, PARTICIPANTS, SUGGESTIONS, event_profiles
+from c2f_matching.api.access import Token, any_participant_or_operator, may_see, require_operator
+from c2f_matching.handlers import event_profiles
 from c2f_matching.matcher import Matcher
 from c2f_matching.scoring import MIN_PAIR_SCORE, PairScore, Profile, calibrate, pair, squash, top_pairs
+from c2f_matching.store import COMPANIES, SUGGESTIONS
 from c2f_shared.service.http import RuntimeDep
 
 router = APIRouter()
 Limit = Annotated[int, Query(ge=1, le=500)]
-_bearer = HTTPBearer(auto_error=False, description="A participant's access token, or the operator's token")
-
-
-def _digest(secret: str) -> str:
-    return hashlib.sha256(secret.encode()).hexdigest()
-
-
-def _is_operator(request: Request, token: str) -> bool:
-    operator: str | None = request.app.state.operator_digest
-    return operator is not None and hmac.compare_digest(_digest(token), operator)
-
-
-async def _caller(
-    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
-) -> str:
-    if credentials is None:
-        raise HTTPException(
-            status.HTTP_401_UNAUTHORIZED,
-            "send a token as 'Authorization: Bearer <token>'",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
-    return credentials.credentials
-
-
-Token = Annotated[str, Depends(_caller)]
-
-
-async def _may_see(request: Request, runtime: Any, token: str, participant_id: str) -> dict[str, Any]:
-    """The participant, if `token` is its own access token or the operator's."""
-    participant: dict[str, Any] | None = await runtime.db[PARTICIPANTS].find_one({"_id": participant_id})
-    if participant is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no participant {participant_id!r}")
-    if _is_operator(request, token):
-        return participant
-    prefix, _, rest = token.partition(".")
-    pid, _, secret = rest.partition(".")
-    stored = participant.get("token_hash")
-    if (
-        prefix != "c2fp"
-        or pid != participant_id
-        or stored is None
-        or not hmac.compare_digest(_digest(secret), stored)
-    ):
-        raise HTTPException(status.HTTP_403_FORBIDDEN, "this token is not this participant's")
-    return participant
 
 
 COUNTRIES = {
@@ -155,7 +109,7 @@ async def recommendations(
 ) -> list[Recommendation]:
     """The participant's best partners at its event, best first, with reasons in terms of its
     own profile (its own access token, or the operator's)."""
-    participant = await _may_see(request, runtime, token, participant_id)
+    participant = await may_see(request, runtime, token, participant_id)
     matcher: Matcher = request.app.state.matcher
     profiles = await event_profiles(runtime.db, matcher, participant["event_id"])
     me = next((p for p in profiles if p.participant_id == participant_id), None)
@@ -181,8 +135,7 @@ async def event_pairs(
     limit: Limit = 200,
 ) -> list[Pair]:
     """For organisers (operator token): every pair at the event scoring at least `min_score`."""
-    if not _is_operator(request, token):
-        raise HTTPException(status.HTTP_403_FORBIDDEN, "only the partnership's operator may see every pair")
+    require_operator(request, token, "see every pair")
     matcher: Matcher = request.app.state.matcher
     profiles = await event_profiles(runtime.db, matcher, event_id)
     pairs = []
@@ -235,17 +188,6 @@ class SearchHit(BaseModel):
     offer_description: str
 
 
-async def _any_participant_or_operator(request: Request, runtime: Any, token: str) -> None:
-    if _is_operator(request, token):
-        return
-    prefix, _, rest = token.partition(".")
-    pid, _, secret = rest.partition(".")
-    participant = await runtime.db[PARTICIPANTS].find_one({"_id": pid}) if prefix == "c2fp" else None
-    stored = participant.get("token_hash") if participant else None
-    if stored is None or not hmac.compare_digest(_digest(secret), stored):
-        raise HTTPException(status.HTTP_403_FORBIDDEN, "search is for participants and the operator")
-
-
 @router.get("/search", response_model=list[SearchHit], tags=["search"])
 async def search(
     request: Request,
@@ -259,7 +201,7 @@ async def search(
 ) -> list[SearchHit]:
     """Partner search across the partnership's member profiles: the offers whose meaning is
     closest to `q`, in any of the six languages, with optional filters."""
-    await _any_participant_or_operator(request, runtime, token)
+    await any_participant_or_operator(request, runtime, token)
     query: dict[str, Any] = {"offers.0": {"$exists": True}}
     if sector:
         query["sectors"] = sector
@@ -299,7 +241,6 @@ async def search(
 async def rebuild(request: Request, runtime: RuntimeDep, token: Token) -> dict[str, int]:
     """Rebuild matching's read model (profiles, events, participants) from the topics
     (operator). Suggestions already made stay, so nothing is announced twice."""
-    if not _is_operator(request, token):
-        raise HTTPException(status.HTTP_403_FORBIDDEN, "only the partnership's operator may rebuild")
+    require_operator(request, token, "rebuild")
     replayed: int = await request.app.state.rebuild()
     return {"replayed": replayed, "companies": await runtime.db[COMPANIES].count_documents({})}
