@@ -192,6 +192,7 @@ class MeetingPlan(_Value):
     max_requests: int | None = None  # requests a participant may have open or accepted
     max_meetings: int | None = None  # accepted meetings per participant
     requests_deadline: datetime | None = None
+    auto_reschedule: bool = False  # publish a new schedule version by itself after changes
 
 
 class _EventFacts(Event):

@@ -112,6 +112,7 @@ async def test_a_need_in_bulgarian_meets_an_offer_in_spanish(platform: Stack) ->
                 "venue_timezone": "Europe/Sofia",
                 "starts_at": "2027-04-01T09:00:00+03:00",
                 "ends_at": "2027-04-01T17:00:00+03:00",
+                "meetings": {"days": ["2027-04-01"], "day_start": "09:00", "day_end": "12:00"},
             },
         )
         attendee = {"name": "N", "email": f"n{run}@example.org", "language": "bg"}
@@ -146,6 +147,16 @@ async def test_a_need_in_bulgarian_meets_an_offer_in_spanish(platform: Stack) ->
         assert "connects Bulgaria and Spain" in recommended[0]["reasons"]
         scores = {r["company_id"]: r["score"] for r in recommended}
         assert scores[provider["id"]] > scores.get(lookalike["id"], 0.0)
+
+        # Once asked for a meeting, a partner is no longer news; back after a cancellation.
+        partner = recommended[0]["participant_id"]
+        asked = await matching.post(f"/participants/{me['id']}/meetings", json={"with": [partner]})
+        assert asked.status_code == 201, asked.text
+        now = (await matching.get(f"/participants/{me['id']}/recommendations")).json()
+        assert partner not in [r["participant_id"] for r in now]
+        assert (await matching.post(f"/meetings/{asked.json()['id']}/cancel")).status_code == 200
+        now = (await matching.get(f"/participants/{me['id']}/recommendations")).json()
+        assert now[0]["participant_id"] == partner
 
         matching.headers["Authorization"] = "Bearer c2fp.someone.else"
         assert (await matching.get(f"/participants/{me['id']}/recommendations")).status_code == 403

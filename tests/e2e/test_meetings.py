@@ -285,3 +285,27 @@ async def test_organiser_rules_and_c2c_delegations(scene: Scene) -> None:
     assert done["status"] == "accepted" and [x["participant_id"] for x in done["parties"]] == [d1, d2]
     published = await scene.schedule(c2c, seconds=0)
     assert published["scheduled"] == 1 and published["method"] == "greedy"
+
+
+async def test_auto_reschedule_publishes_a_new_version_by_itself(scene: Scene) -> None:
+    host = await scene.cluster("BG")
+    tomorrow = (datetime.now(UTC) + timedelta(days=1)).date().isoformat()
+    event = await scene.event(host, day=tomorrow, auto_accept=True, auto_reschedule=True)
+    x, y, z = [await scene.sign_up(event, {"company_id": await scene.company(host, n)}) for n in "PQR"]
+    xy, xz = await scene.ask(x, y), await scene.ask(x, z)
+    await scene.schedule(event)
+    before = await scene.placements(event)
+    slots = [f"{tomorrow}T{t}" for t in SLOTS if f"{tomorrow}T{t}" != before[xy["id"]][0]]
+    changed = await scene.registration.patch(
+        f"/events/{event}/participants/{y}", json={"availability": slots}
+    )
+    assert changed.status_code == 200, changed.text
+
+    async def republished() -> bool:
+        grid = (await scene.as_operator().get(f"/events/{event}/schedule")).json()
+        return bool(grid["schedule_version"] == 2 and not grid["stale"])
+
+    await eventually(republished)
+    after = await scene.placements(event)
+    assert after[xy["id"]][0] in slots and len(after) == 2
+    assert xz["id"] in after

@@ -1,11 +1,13 @@
 """Matching's process: consumers of registration's topics and the recommendations API.
 Run with `uvicorn c2f_matching.app:create_app --factory`."""
 
+import asyncio
 import hashlib
+import logging
 
 from fastapi import FastAPI
 
-from c2f_matching import api, handlers
+from c2f_matching import api, handlers, meetings
 from c2f_matching.config import Settings
 from c2f_matching.embedder import EMBEDDINGS, E5Embedder
 from c2f_matching.matcher import Matcher
@@ -24,6 +26,8 @@ from c2f_shared.events import (
 from c2f_shared.service import Runtime
 from c2f_shared.service.http import service_app
 
+log = logging.getLogger("c2f.matching")
+
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
@@ -36,6 +40,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await matcher.background()
 
     runtime.on_start(on_start)
+
+    async def replan() -> None:
+        while True:
+            try:
+                await meetings.replan_stale(
+                    runtime, settings.reschedule_solver_seconds, settings.reschedule_quiet_seconds
+                )
+            except Exception:  # the loop must outlive one bad round; the next one tries again
+                log.exception("automatic rescheduling failed")
+            await asyncio.sleep(1)
+
+    runtime.background(replan)
     sources = [topics.CLUSTERS, topics.COMPANIES, topics.EVENTS, topics.PARTICIPANTS]
     handle = handlers.make_handler(matcher)
     runtime.consume(sources, handle, name="registrations", only=handlers.HANDLES)

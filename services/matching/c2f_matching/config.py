@@ -16,3 +16,9 @@ class Settings(ServiceSettings):
         validation_alias=AliasChoices("C2F_MATCHING_OPERATOR_TOKEN", "C2F_OPERATOR_TOKEN"),
         description="Bearer token of the partnership's operators (organisers' views).",
     )
+    reschedule_quiet_seconds: float = Field(
+        5.0, ge=0, description="Auto-reschedule once an event's changes have paused this long"
+    )
+    reschedule_solver_seconds: float = Field(
+        5.0, ge=0, description="Solver time for an automatic new version"
+    )

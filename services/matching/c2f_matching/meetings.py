@@ -9,7 +9,7 @@ import asyncio
 import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from c2f_matching.scheduling import Instance, Meeting, idle_slots, plan
@@ -200,6 +200,8 @@ async def _cancel(uow: UnitOfWork, meeting: dict[str, Any], by: str) -> dict[str
     if placed is not None:
         version = await _schedule_version(uow, meeting["event_id"])
         uow.emit(_unscheduled(meeting, version, "cancelled"))
+    if meeting["answers"] and "accepted" in meeting["answers"].values():
+        await schedule_is_stale(uow, meeting["event_id"])  # its slot may fit one left out
     return meeting
 
 
@@ -220,10 +222,45 @@ async def forget(uow: UnitOfWork, participant_ids: list[str]) -> None:
 
 
 async def schedule_is_stale(uow: UnitOfWork, event_id: str) -> None:
-    """Something the published schedule depends on changed: it needs a new version."""
+    """Something the published schedule depends on changed: it needs a new version (which
+    `replan_stale` publishes by itself at events whose organiser chose auto-reschedule)."""
+    event = await uow.db[EVENTS].find_one({"_id": event_id}, {"meetings": 1}, session=uow.session)
+    auto = bool(((event or {}).get("meetings") or {}).get("auto_reschedule"))
     await uow.db[SCHEDULES].update_one(
-        {"_id": event_id}, {"$set": {"stale": True, "stale_since": _now()}}, session=uow.session
+        {"_id": event_id}, {"$set": {"stale": True, "stale_since": _now(), "auto": auto}}, session=uow.session
     )
+
+
+async def replan_stale(runtime: Runtime, seconds: float, quiet: float) -> list[str]:
+    """Publish a new version of each auto-rescheduled schedule that has been stale for `quiet`
+    seconds (changes come in bursts). An instance claims an event with a lease first, so
+    several matching instances never replan the same event at once."""
+    done: list[str] = []
+    tried: list[str] = []
+    while True:
+        now = _now()
+        claimed = await runtime.db[SCHEDULES].find_one_and_update(
+            {
+                "_id": {"$nin": tried},
+                "stale": True,
+                "auto": True,
+                "stale_since": {"$lte": now - timedelta(seconds=quiet)},
+                "$or": [{"replanning_until": None}, {"replanning_until": {"$lt": now}}],
+            },
+            {"$set": {"replanning_until": now + timedelta(seconds=3 * seconds + 30)}},
+        )
+        if claimed is None:
+            return done
+        tried.append(claimed["_id"])
+        try:
+            await publish_schedule(runtime, claimed["_id"], seconds)
+            done.append(claimed["_id"])
+        except Refused:
+            pass  # changed meanwhile: still stale, replanned on a later round
+        finally:
+            await runtime.db[SCHEDULES].update_one(
+                {"_id": claimed["_id"]}, {"$set": {"replanning_until": None}}
+            )
 
 
 async def _room_for_one_more(uow: UnitOfWork, event: dict[str, Any], participant_id: str) -> bool:

@@ -270,6 +270,11 @@ class MeetingPlan(_In):
         None, description="Accepted meetings per participant"
     )
     requests_deadline: datetime | None = Field(None, description="No meeting requests after this moment")
+    auto_reschedule: bool = Field(
+        False,
+        description="Once a schedule is published, publish a new version by itself a few seconds "
+        "after late accepts, cancellations or availability changes (moving as few meetings as it can)",
+    )
 
     @model_validator(mode="after")
     def _sane_day(self) -> Self:

@@ -11,7 +11,7 @@ from c2f_matching.api.access import Token, any_participant_or_operator, may_see,
 from c2f_matching.handlers import event_profiles
 from c2f_matching.matcher import Matcher
 from c2f_matching.scoring import MIN_PAIR_SCORE, PairScore, Profile, calibrate, pair, squash, top_pairs
-from c2f_matching.store import COMPANIES, SUGGESTIONS
+from c2f_matching.store import COMPANIES, MEETINGS, SUGGESTIONS
 from c2f_shared.service.http import RuntimeDep
 
 router = APIRouter()
@@ -108,14 +108,23 @@ async def recommendations(
     k: Annotated[int, Query(ge=1, le=50)] = 10,
 ) -> list[Recommendation]:
     """The participant's best partners at its event, best first, with reasons in terms of its
-    own profile (its own access token, or the operator's)."""
+    own profile (its own access token, or the operator's); those it already has a meeting
+    request with (either way, or declined) are left out."""
     participant = await may_see(request, runtime, token, participant_id)
     matcher: Matcher = request.app.state.matcher
     profiles = await event_profiles(runtime.db, matcher, participant["event_id"])
     me = next((p for p in profiles if p.participant_id == participant_id), None)
     if me is None:
         return []
-    others = [p for p in profiles if p.participant_id != participant_id]
+    # Whom it already asked, was asked by, or was turned down by is not news.
+    asked = {
+        p
+        async for m in runtime.db[MEETINGS].find(
+            {"parties": participant_id, "status": {"$ne": "cancelled"}}, {"parties": 1}
+        )
+        for p in m["parties"]
+    }
+    others = [p for p in profiles if p.participant_id != participant_id and p.participant_id not in asked]
     return [_recommendation(me, other, scored) for other, scored in top_pairs(me, others, k)]
 
 

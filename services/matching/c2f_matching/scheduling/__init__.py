@@ -1,6 +1,8 @@
 """Meeting scheduling: slots and tables for accepted meetings, as many as possible, with few
 idle gaps, and stable when the published schedule changes."""
 
+import time
+
 from c2f_matching.scheduling.heuristics import first_come_first_served, greedy
 from c2f_matching.scheduling.model import (
     Instance,
@@ -12,7 +14,7 @@ from c2f_matching.scheduling.model import (
     violations,
     weighted,
 )
-from c2f_matching.scheduling.solver import solve, value_of
+from c2f_matching.scheduling.solver import solve, worth
 
 __all__ = [
     "Instance",
@@ -30,25 +32,33 @@ __all__ = [
 
 
 def plan(instance: Instance, seconds: float = 10.0) -> Schedule:
-    """The best schedule found within `seconds`: CP-SAT started from the greedy schedule, the
-    greedy one if the solver finds nothing better; always valid, tables assigned."""
+    """The best schedule found within `seconds` in all: CP-SAT started from the greedy
+    schedule, or the greedy one if the solver finds nothing better; always valid, with tables."""
+    started = time.perf_counter()
     start = greedy(instance)
     best = start
-    if seconds > 0 and instance.meetings:
-        solved = solve(instance, seconds, hint=start.slot_of)
+    budget = seconds - (time.perf_counter() - started) - _MARGIN
+    if budget > 0 and instance.meetings:
+        solved = solve(instance, budget, hint=start.slot_of)
         if solved is not None and _better(instance, solved, start):
-            solved.seconds += start.seconds
             best = solved
     problems = violations(instance, best)
     if problems:  # never publish an invalid schedule
         raise AssertionError(f"{best.method} produced an invalid schedule: {problems[:3]}")
     best.table_of = assign_tables(instance, best.slot_of)
+    best.seconds = time.perf_counter() - started
     return best
+
+
+_MARGIN = 0.25  # seconds kept for checking the result and assigning tables
 
 
 def _better(instance: Instance, a: Schedule, b: Schedule) -> bool:
     def key(s: Schedule) -> tuple[int, int, int]:
-        value = sum(value_of(instance, m) for m in instance.meetings if m.id in s.slot_of)
-        return (value, -len(moved(instance, s.slot_of)), -idle_slots(instance, s.slot_of))
+        return (
+            worth(instance, s.slot_of),
+            -len(moved(instance, s.slot_of)),
+            -idle_slots(instance, s.slot_of),
+        )
 
     return key(a) >= key(b)

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 
 from ortools.sat.python import cp_model
 
-from c2f_matching.scheduling.model import Instance, Meeting, Schedule
+from c2f_matching.scheduling.heuristics import compact
+from c2f_matching.scheduling.model import Instance, Schedule, idle_slots, moved
 
 
 @dataclass
@@ -26,11 +27,16 @@ class Phase:
     optimal: bool
 
 
-def value_of(instance: Instance, meeting: Meeting) -> int:
-    """What placing `meeting` is worth: its weight, plus the heaviest weight if it was already
-    published (keeping a promise beats adding any one new meeting)."""
+def values(instance: Instance) -> dict[str, int]:
+    """What placing each meeting is worth: its weight, plus the heaviest weight if it was
+    already published (keeping a promise beats adding any one new meeting)."""
     keep = max((m.weight for m in instance.meetings), default=1)
-    return meeting.weight + (keep if meeting.previous_slot is not None else 0)
+    return {m.id: m.weight + (keep if m.previous_slot is not None else 0) for m in instance.meetings}
+
+
+def worth(instance: Instance, slot_of: dict[str, int]) -> int:
+    value = values(instance)
+    return sum(value[mid] for mid in slot_of)
 
 
 class _Model:
@@ -56,15 +62,13 @@ class _Model:
                 self.model.add_at_most_one(vars_)
         for vars_ in by_slot.values():
             if len(vars_) > instance.tables:
-                self.model.add(sum(vars_) <= instance.tables)
+                self.model.add(cp_model.LinearExpr.sum(vars_) <= instance.tables)
         self.by_party_slot = by_party_slot
         self.chains: list[tuple[str, list[int], dict[int, cp_model.IntVar], dict[int, cp_model.IntVar]]] = []
         self.idle: dict[tuple[str, int], cp_model.IntVar] = {}
-        self.worth = sum(
-            value_of(instance, m) * self.x[(m.id, s)]
-            for m in instance.meetings
-            for s in instance.free_slots(m)
-        )
+        value = values(instance)
+        keys = list(self.x)
+        self.worth = cp_model.LinearExpr.weighted_sum([self.x[k] for k in keys], [value[k[0]] for k in keys])
 
     def hint(self, slot_of: dict[str, int]) -> None:
         """A complete starting point: the placement and every counting variable it implies."""
@@ -162,29 +166,47 @@ def solve(
     """Both phases within `seconds` in all; None if not even a first solution was found."""
     started = time.perf_counter()
     workers = workers or _workers()
-    first = maximise_meetings(instance, seconds * 0.6, hint, workers)
-    if first is None:
-        return None
     model = _Model(instance)
+    if hint:
+        model.hint(hint)
+    model.model.maximize(model.worth)
+    solver, status = model.solve(seconds * 0.5 - (time.perf_counter() - started), workers)
+    if status in (cp_model.OPTIMAL, cp_model.FEASIBLE):
+        first = Phase(
+            model.read(solver),
+            round(solver.objective_value),
+            solver.best_objective_bound,
+            status == cp_model.OPTIMAL,
+        )
+    elif hint:  # out of time before a first solution (very large days): improve the hint's gaps
+        first = Phase(hint, worth(instance, hint), float("inf"), False)
+    else:
+        return None
+    # Phase 2 on the same model: keep that value, then fewest moves, then fewest idle slots.
     model.model.add(model.worth >= first.value)
     model.model.minimize(model.add_idle_and_moves())
-    # Start from the hint if it is worth as much (the greedy day has fewer gaps), else phase 1's.
-    start = hint if hint and _worth(instance, hint) >= first.value else first.slot_of
+    # Start from the better-compacted of the hint (if worth as much) and phase 1's answer.
+    start = compact(instance, first.slot_of)
+    if (
+        hint
+        and worth(instance, hint) >= first.value
+        and idle_slots(instance, hint) < idle_slots(instance, start)
+    ):
+        start = hint
     model.hint(start)
-    left = seconds - (time.perf_counter() - started)
-    solver, status = model.solve(left, workers)
+    solver, status = model.solve(seconds - (time.perf_counter() - started), workers)
     slot_of = model.read(solver) if status in (cp_model.OPTIMAL, cp_model.FEASIBLE) else start
+    if idle_slots(instance, slot_of) > idle_slots(instance, start) and len(moved(instance, slot_of)) >= len(
+        moved(instance, start)
+    ):
+        slot_of = start
     return Schedule(
         slot_of,
         method="cp-sat",
         seconds=time.perf_counter() - started,
         proven_optimal=first.optimal,
-        bound=first.bound,
+        bound=first.bound if first.bound != float("inf") else None,
     )
-
-
-def _worth(instance: Instance, slot_of: dict[str, int]) -> int:
-    return sum(value_of(instance, m) for m in instance.meetings if m.id in slot_of)
 
 
 def _workers() -> int:
