@@ -15,6 +15,7 @@ import pytest
 
 from c2f_cli.stack import Stack
 from c2f_shared import topics
+from tests.browser import chromium, output
 from tests.support import as_operator, eventually, first_on_topic
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="session")]
@@ -116,6 +117,23 @@ class Scene:
         return {m["id"]: (m["placement"]["slot_id"], m["placement"]["table"]) for m in grid["meetings"]}
 
 
+async def printable_agenda(scene: Scene, pid: str) -> str:
+    """Open the participant's printable agenda in Chromium as a person would (with its token),
+    save a screenshot and the printed PDF, and answer the text a person sees."""
+    url = f"{scene.platform.config.service_url('matching')}/participants/{pid}/agenda.html"
+    async with chromium() as browser:
+        context = await browser.new_context(
+            extra_http_headers={"Authorization": f"Bearer {scene.tokens[pid]}"}
+        )
+        page = await context.new_page()
+        response = await page.goto(url)
+        assert response is not None and response.ok
+        await page.screenshot(path=output("agenda.png"), full_page=True)
+        pdf = await page.pdf(format="A4", path=output("agenda.pdf"))
+        assert pdf.startswith(b"%PDF")
+        return await page.inner_text("body")
+
+
 @pytest.fixture
 async def scene(platform: Stack) -> Any:
     async with as_operator(platform) as registration, as_operator(platform, "matching") as matching:
@@ -201,8 +219,13 @@ async def test_requests_answers_schedule_agenda_and_outcomes(scene: Scene) -> No
     assert first.decoded("SEQUENCE") == 0 and str(first["STATUS"]) == "CONFIRMED"
     assert placed[ab["id"]][1] in str(first["LOCATION"])
     assert any(c.name == "VTIMEZONE" for c in calendar.subcomponents)
-    page = await scene.as_(p["Alfa"]).get(f"/participants/{p['Alfa']}/agenda.html")
-    assert f"Beta {scene.run}" in page.text and TZ in page.text and placed[ab["id"]][1] in page.text
+    seen = await printable_agenda(scene, p["Alfa"])
+    assert (
+        f"Agenda of Alfa {scene.run}" in seen and f"Beta {scene.run}" in seen and f"Delta {scene.run}" in seen
+    )
+    assert f"times in {TZ}" in seen and placed[ab["id"]][1] in seen
+    slot = placed[ab["id"]][0][11:]
+    assert slot in seen, f"the meeting's venue time {slot} is on the page"
     assert (await scene.as_(p["Beta"]).get(f"/participants/{p['Alfa']}/agenda.ics")).status_code == 403
 
     # Beta cancels its meeting with Alfa: it leaves the schedule at once; nothing else moves.

@@ -4,7 +4,7 @@ Times are shown in the venue's time zone and labelled with it. Each meeting keep
 its whole life; SEQUENCE grows with every move, and a meeting that was called off stays in
 the calendar as STATUS:CANCELLED, so calendar programs update rather than duplicate."""
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from html import escape
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -92,7 +92,8 @@ def html(agenda: Agenda) -> str:
             continue
         if item.local_start[:10] != day:
             day = item.local_start[:10]
-            rows.append(f'<tr class="day"><th colspan="3">{escape(day)}</th></tr>')
+            label = date.fromisoformat(day).strftime("%A %d %B %Y")
+            rows.append(f'<tr class="day"><th colspan="3">{escape(label)}</th></tr>')
         who = "<br>".join(
             f"<strong>{escape(p['name'])}</strong>"
             + (f" · {escape(p['country'])}" if p.get("country") else "")
