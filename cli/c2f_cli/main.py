@@ -7,9 +7,10 @@ import sys
 import threading
 import time
 import uuid
+from collections import Counter
 from pathlib import Path
 from types import FrameType
-from typing import Annotated
+from typing import Annotated, Any
 
 import httpx
 import typer
@@ -17,6 +18,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
+from c2f_cli import meetings as meeting_cli
 from c2f_cli import seed as seeding
 from c2f_cli.config import SERVICES, StackConfig
 from c2f_cli.mail import read_mail
@@ -98,6 +100,7 @@ def up(
         stack.start()
         if seed:
             _seed(config.service_url("registration"), data, config.operator_token())
+            _demo_meetings(config)
         _print_where_to_look(config)
         while True:
             for child in stack.children:
@@ -108,7 +111,7 @@ def up(
     except StartupFailed as error:
         console.print(f"[red]Could not start:[/red] {error}")
         raise typer.Exit(1) from None
-    except seeding.SeedError as error:
+    except (seeding.SeedError, meeting_cli.MeetingsError) as error:
         console.print(f"[red]Seeding failed:[/red] {error}")
         raise typer.Exit(1) from None
     except KeyboardInterrupt:
@@ -120,6 +123,37 @@ def up(
         console.print("Stopped every process it started.")
 
 
+def _operator(config: StackConfig, service: str) -> httpx.Client:
+    return httpx.Client(
+        base_url=config.service_url(service),
+        headers={"Authorization": f"Bearer {config.operator_token()}"},
+        timeout=30,
+    )
+
+
+def _b2b_events(config: StackConfig) -> list[dict[str, Any]]:
+    try:
+        with _operator(config, "registration") as registration:
+            events: list[dict[str, Any]] = registration.get("/events", timeout=5).json()
+    except (httpx.HTTPError, ValueError):
+        return []
+    return [e for e in events if e["kind"] == "b2b"]
+
+
+def _demo_meetings(config: StackConfig) -> None:
+    """The demo's meetings: each suggested pair asks, most accept, and a schedule is published."""
+    with _operator(config, "matching") as matching:
+        for event in _b2b_events(config):
+            outcomes: Counter[str] = Counter()
+            with console.status(f"Demo meetings at {event['name']}: waiting for the suggestions…"):
+                for step in meeting_cli.demo(matching, event["id"]):
+                    outcomes[step] += 1
+            said = ", ".join(f"{n} {k}" for k, n in outcomes.items() if k != "scheduled")
+            console.print(
+                f"Demo meetings at {event['name']}: {said or 'none'}; schedule published.", markup=False
+            )
+
+
 def _print_where_to_look(config: StackConfig) -> None:
     c2f = os.path.relpath(Path(sys.argv[0]).resolve()) if Path(sys.argv[0]).exists() else "c2f"
     others = ", ".join(f":{config.service_ports[name]}" for name in SERVICES[1:])
@@ -127,17 +161,10 @@ def _print_where_to_look(config: StackConfig) -> None:
     console.print("[bold]C2Future Match is running.[/bold] Where to look:")
     console.print(f"  API docs        {config.service_url('registration')}/docs  (and {others})")
     console.print(f"  Partnership     {config.service_url('reporting')}/reports/partnership")
-    try:
-        events = httpx.get(
-            f"{config.service_url('registration')}/events",
-            headers={"Authorization": f"Bearer {config.operator_token()}"},
-            timeout=5,
-        ).json()
-    except (httpx.HTTPError, ValueError):
-        events = []
-    for event in (e for e in events if e["kind"] == "b2b"):
-        console.print(f"  Suggestions     {event['name']}:", markup=False)
-        console.print(f"                  {config.service_url('matching')}/events/{event['id']}/suggestions")
+    for event in _b2b_events(config):
+        console.print(f"  {event['name']}:", markup=False)
+        console.print(f"    Suggestions   {config.service_url('matching')}/events/{event['id']}/suggestions")
+        console.print(f"    Schedule      {c2f} schedule {event['id']} --show")
     console.print(f"  Mail sent       {c2f} mail   (files in {config.maildir}/new)")
     console.print(f"  Status          {c2f} status")
     console.print(f"  Logs            {config.home / 'logs'}")
@@ -391,4 +418,46 @@ def rebuild(
     result = response.json()
     console.print(
         f"Rebuilt {service}: {result['replayed']} events replayed, {result['companies']} companies known."
+    )
+
+
+@app.command()
+def schedule(
+    event_id: Annotated[str, typer.Argument(help="The event's id (see `c2f status` or GET /events).")],
+    seconds: Annotated[
+        float, typer.Option(help="Time the solver may take; 0: the fast heuristic alone.")
+    ] = 10,
+    show: Annotated[bool, typer.Option("--show", help="Only show the published schedule.")] = False,
+) -> None:
+    """Schedule an event's accepted meetings into slots and tables (operator token), or show
+    the published schedule. A new version moves as few published meetings as it can."""
+    config = StackConfig.from_env()
+    with _operator(config, "matching") as matching:
+        if not show:
+            with console.status(f"Scheduling (up to {seconds:g} s)…"):
+                try:
+                    meeting_cli.schedule(matching, event_id, seconds)
+                except (meeting_cli.MeetingsError, httpx.HTTPError) as error:
+                    console.print(f"[red]Could not schedule:[/red] {error}")
+                    raise typer.Exit(1) from None
+        response = matching.get(f"/events/{event_id}/schedule")
+    if response.status_code != 200:
+        console.print(f"[red]matching answered {response.status_code}:[/red] {response.text}")
+        raise typer.Exit(1)
+    grid = response.json()
+    table = Table(
+        title=f"Schedule v{grid['schedule_version']} of {event_id}" + (" (stale)" if grid["stale"] else "")
+    )
+    for column in ("slot", "table", "who"):
+        table.add_column(column)
+    for meeting in grid["meetings"]:
+        placement = meeting["placement"]
+        table.add_row(
+            placement["slot_id"], placement["table"], " ↔ ".join(p["name"] for p in meeting["parties"])
+        )
+    console.print(table)
+    console.print(
+        f"{grid['scheduled']} of {grid['accepted']} accepted meetings scheduled, {grid['moved']} moved, "
+        f"{grid['unscheduled']} dropped, {grid['idle_slots']} idle slots; "
+        f"{grid['method']}{' (proven optimal)' if grid['proven_optimal'] else ''}, {grid['seconds']:g} s."
     )

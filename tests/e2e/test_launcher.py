@@ -104,6 +104,14 @@ def test_up_seeds_the_demo_and_stops_everything_on_sigint(env, launcher) -> None
 
     config = StackConfig.from_env(env)
 
+    def running() -> bool:
+        # What a person waits for: the printout that says where to look (after the demo's
+        # meetings were requested, answered and scheduled).
+        logs = sorted(Path(env["C2F_HOME"]).glob("launcher-*.log"))
+        return "C2Future Match is running." in logs[-1].read_text(errors="replace")
+
+    wait_for(running, what="the launcher's 'running' printout")
+
     def seeded_and_settled() -> dict[str, int] | None:
         numbers = report(env)
         if not numbers or numbers["participants"] != sum(len(e["participants"]) for e in DEMO.events):
@@ -118,6 +126,7 @@ def test_up_seeds_the_demo_and_stops_everything_on_sigint(env, launcher) -> None
     assert numbers["clusters"] == len(DEMO.clusters)
     assert numbers["companies"] == len(DEMO.companies)
     assert numbers["events"] == len(DEMO.events)
+    assert 0 < numbers["meetings_scheduled"] <= numbers["meetings_accepted"] < numbers["meeting_requests"]
     assert len(read_mail(Path(env["C2F_HOME"]) / "mail")) == numbers["notifications_sent"]
     SEEN["report"] = numbers
     stop_and_check(launcher, children, signal.SIGINT)

@@ -9,7 +9,9 @@ from c2f_cli.processes import free_port
 runner = CliRunner()
 
 
-@pytest.mark.parametrize("command", [[], ["up"], ["seed"], ["status"], ["mail"], ["import"], ["rebuild"]])
+@pytest.mark.parametrize(
+    "command", [[], ["up"], ["seed"], ["status"], ["mail"], ["import"], ["rebuild"], ["schedule"]]
+)
 def test_every_command_has_help(command: list[str]) -> None:
     result = runner.invoke(app, [*command, "--help"])
     assert result.exit_code == 0
@@ -36,3 +38,11 @@ def test_mail_with_an_empty_sink(monkeypatch: pytest.MonkeyPatch, tmp_path) -> N
     result = runner.invoke(app, ["mail"])
     assert result.exit_code == 0
     assert "No mail" in result.output
+
+
+def test_schedule_says_what_is_unreachable_and_fails(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("C2F_MATCHING_PORT", str(free_port()))
+    monkeypatch.setenv("C2F_OPERATOR_TOKEN", "x")
+    result = runner.invoke(app, ["schedule", "some-event", "--seconds", "1"])
+    assert result.exit_code == 1
+    assert "Could not schedule" in result.output
