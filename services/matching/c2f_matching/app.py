@@ -12,17 +12,7 @@ from c2f_matching.config import Settings
 from c2f_matching.embedder import EMBEDDINGS, E5Embedder
 from c2f_matching.matcher import Matcher
 from c2f_shared import topics
-from c2f_shared.events import (
-    MatchSuggested,
-    MeetingAccepted,
-    MeetingCancelled,
-    MeetingDeclined,
-    MeetingOutcomeRecorded,
-    MeetingRequested,
-    MeetingScheduled,
-    MeetingUnscheduled,
-    SchedulePublished,
-)
+from c2f_shared.events import MatchSuggested
 from c2f_shared.service import Runtime
 from c2f_shared.service.http import service_app
 
@@ -55,17 +45,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     sources = [topics.CLUSTERS, topics.COMPANIES, topics.EVENTS, topics.PARTICIPANTS]
     handle = handlers.make_handler(matcher)
     runtime.consume(sources, handle, name="registrations", only=handlers.HANDLES)
-    runtime.publishes(
-        MatchSuggested,
-        MeetingRequested,
-        MeetingAccepted,
-        MeetingDeclined,
-        MeetingCancelled,
-        MeetingScheduled,
-        MeetingUnscheduled,
-        SchedulePublished,
-        MeetingOutcomeRecorded,
-    )
+    runtime.publishes(MatchSuggested, *meetings.PUBLISHES)
     app = service_app(
         runtime,
         description="Suggests who should meet whom at an event, across languages, with the reasons; "

@@ -8,7 +8,6 @@ read-model documents, so concurrent transactions on the same participant conflic
 import asyncio
 import hashlib
 from collections.abc import Iterable
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -30,6 +29,18 @@ from c2f_shared.vocabulary import EventKind, MeetingStatus
 
 ACTIVE = (MeetingStatus.REQUESTED.value, MeetingStatus.ACCEPTED.value)
 OPERATOR = "operator"
+
+# Everything matching publishes about meetings (all on topics.MEETINGS).
+PUBLISHES = (
+    MeetingRequested,
+    MeetingAccepted,
+    MeetingDeclined,
+    MeetingCancelled,
+    MeetingScheduled,
+    MeetingUnscheduled,
+    SchedulePublished,
+    MeetingOutcomeRecorded,
+)
 
 MUTUAL_BONUS = 3  # both sides asked: the strongest sign of interest
 
@@ -278,23 +289,9 @@ async def _room_for_one_more(uow: UnitOfWork, event: dict[str, Any], participant
 # -- the schedule ----------------------------------------------------------------
 
 
-@dataclass
-class Published:
-    event_id: str
-    schedule_version: int
-    accepted: int
-    scheduled: int
-    moved: int
-    unscheduled: int
-    idle_slots: int
-    method: str
-    proven_optimal: bool
-    seconds: float
-
-
 async def publish_schedule(
     runtime: Runtime, event_id: str, seconds: float, correlation: str | None = None
-) -> Published:
+) -> dict[str, Any]:
     """Compute the best schedule for the event's accepted meetings within `seconds`, keeping
     the published one as far as possible, and publish what changed."""
     event = await runtime.db[EVENTS].find_one({"_id": event_id})
@@ -310,7 +307,7 @@ async def publish_schedule(
     taken = (datetime.now(UTC) - started).total_seconds()
     seen = {d["_id"]: d["version"] for d in docs}
 
-    async def work(uow: UnitOfWork) -> Published:
+    async def work(uow: UnitOfWork) -> dict[str, Any]:
         current = (
             await uow.db[MEETINGS]
             .find({"event_id": event_id, "status": "accepted"}, {"version": 1}, session=uow.session)
@@ -337,7 +334,7 @@ async def publish_schedule(
             doc = await _save(uow, doc, {"placement": new, "sequence": doc["sequence"] + 1})
             uow.emit(_scheduled(doc, version, "new" if old is None else "moved"))
             changed += old is not None
-        summary = Published(
+        published = SchedulePublished(
             event_id=event_id,
             schedule_version=version,
             accepted=len(docs),
@@ -347,15 +344,15 @@ async def publish_schedule(
             idle_slots=idle_slots(instance, schedule.slot_of),
             method=schedule.method,
             proven_optimal=schedule.proven_optimal,
-            seconds=round(taken, 3),
         )
+        summary = {**published.model_dump(), "seconds": round(taken, 3)}
         await uow.db[SCHEDULES].update_one(
             {"_id": event_id},
-            {"$set": {**summary.__dict__, "stale": False, "published_at": _now()}},
+            {"$set": {**summary, "stale": False, "published_at": _now()}},
             upsert=True,
             session=uow.session,
         )
-        uow.emit(SchedulePublished(**{k: v for k, v in summary.__dict__.items() if k != "seconds"}))
+        uow.emit(published)
         return summary
 
     return await runtime.transact(work, correlation)

@@ -49,6 +49,7 @@ T = TypeVar("T")
 # aside as a dead letter, so one bad message never stops a consumer.
 MAX_ATTEMPTS = 5
 RETRY_PAUSE_S = 0.5
+SHUTDOWN_SECONDS = 10.0  # longest wait for the broker or the database to close
 
 
 class PoisonMessage(Exception):
@@ -212,8 +213,13 @@ class Runtime:
             for task in self._tasks:
                 task.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)
-            await self.broker.stop()
-            await self._client.close()
+            # Shutdown is bounded: a send still in flight is abandoned, not waited for (the
+            # outbox has not marked it published, so the next start sends it again).
+            for what, closing in (("broker", self.broker.stop()), ("database", self._client.close())):
+                try:
+                    await asyncio.wait_for(closing, SHUTDOWN_SECONDS)
+                except TimeoutError:
+                    log.warning("closing the %s took over %s s; left behind", what, SHUTDOWN_SECONDS)
             self._client = None
 
     # -- state changes --------------------------------------------------------

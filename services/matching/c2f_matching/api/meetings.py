@@ -1,7 +1,7 @@
 """Meeting requests and answers, the organiser's schedule, and each side's outcome."""
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Query, Request, Response, status
 from fastapi.exceptions import RequestValidationError
@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from c2f_matching import meetings
 from c2f_matching.api.access import OPERATOR, Token, is_operator, may_see, participant_of, require_operator
-from c2f_matching.meetings import Published, Refused
+from c2f_matching.meetings import Refused
 from c2f_matching.store import CLUSTERS, COMPANIES, MEETINGS, PARTICIPANTS, SCHEDULES
 from c2f_shared.service import UnitOfWork
 from c2f_shared.service.http import CorrelationId, RuntimeDep
@@ -199,15 +199,21 @@ async def request_meeting(
     return (await meetings_out(runtime.db, [doc]))[0]
 
 
-async def _transition(
-    request: Request,
-    runtime: Any,
-    token: str,
-    correlation: str,
+@router.post(
+    "/meetings/{meeting_id}/{action}", response_model=MeetingOut, tags=["meetings"], responses=MEETING_ERRORS
+)
+async def transition(
     meeting_id: str,
-    body: ActingFor | None,
-    action: str,
+    action: Literal["accept", "decline", "cancel"],
+    request: Request,
+    runtime: RuntimeDep,
+    token: Token,
+    correlation: CorrelationId,
+    body: ActingFor | None = None,
 ) -> MeetingOut:
+    """`accept` or `decline` a request you were invited to; `cancel` a request or an accepted
+    meeting (either party, or the operator). A cancelled meeting leaves the schedule at once;
+    no other meeting moves."""
     who, by = await _acting(request, runtime, token, body, alone=action == "cancel")
 
     async def work(uow: UnitOfWork) -> dict[str, Any]:
@@ -220,52 +226,6 @@ async def _transition(
     except Refused as error:
         raise refused(error) from None
     return (await meetings_out(runtime.db, [doc]))[0]
-
-
-@router.post(
-    "/meetings/{meeting_id}/accept", response_model=MeetingOut, tags=["meetings"], responses=MEETING_ERRORS
-)
-async def accept(
-    meeting_id: str,
-    request: Request,
-    runtime: RuntimeDep,
-    token: Token,
-    correlation: CorrelationId,
-    body: ActingFor | None = None,
-) -> MeetingOut:
-    """Accept a request you were invited to."""
-    return await _transition(request, runtime, token, correlation, meeting_id, body, "accept")
-
-
-@router.post(
-    "/meetings/{meeting_id}/decline", response_model=MeetingOut, tags=["meetings"], responses=MEETING_ERRORS
-)
-async def decline(
-    meeting_id: str,
-    request: Request,
-    runtime: RuntimeDep,
-    token: Token,
-    correlation: CorrelationId,
-    body: ActingFor | None = None,
-) -> MeetingOut:
-    """Decline a request you were invited to."""
-    return await _transition(request, runtime, token, correlation, meeting_id, body, "decline")
-
-
-@router.post(
-    "/meetings/{meeting_id}/cancel", response_model=MeetingOut, tags=["meetings"], responses=MEETING_ERRORS
-)
-async def cancel(
-    meeting_id: str,
-    request: Request,
-    runtime: RuntimeDep,
-    token: Token,
-    correlation: CorrelationId,
-    body: ActingFor | None = None,
-) -> MeetingOut:
-    """Call off a request or an accepted meeting (either party, or the operator). A scheduled
-    meeting leaves the schedule at once; no other meeting moves."""
-    return await _transition(request, runtime, token, correlation, meeting_id, body, "cancel")
 
 
 @router.get("/meetings/{meeting_id}", response_model=MeetingOut, tags=["meetings"], responses=MEETING_ERRORS)
@@ -375,12 +335,12 @@ async def publish_schedule(
     meetings as it can. Publishes every meeting placed, moved or dropped."""
     require_operator(request, token, "publish a schedule")
     try:
-        published: Published = await meetings.publish_schedule(
+        published = await meetings.publish_schedule(
             runtime, event_id, (body or ScheduleIn()).seconds, correlation
         )
     except Refused as error:
         raise refused(error) from None
-    return ScheduleOut(**published.__dict__)
+    return ScheduleOut(**published)
 
 
 @router.get("/events/{event_id}/schedule", response_model=ScheduleOut, tags=["schedule"])
