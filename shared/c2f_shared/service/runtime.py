@@ -212,12 +212,18 @@ class Runtime:
         finally:
             for task in self._tasks:
                 task.cancel()
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+            if self._tasks:
+                _, stuck = await asyncio.wait(self._tasks, timeout=SHUTDOWN_SECONDS)
+                for task in stuck:
+                    log.warning(
+                        "task %s did not stop within %s s; left behind", task.get_name(), SHUTDOWN_SECONDS
+                    )
             # Shutdown is bounded: a send still in flight is abandoned, not waited for (the
             # outbox has not marked it published, so the next start sends it again).
             for what, closing in (("broker", self.broker.stop()), ("database", self._client.close())):
                 try:
-                    await asyncio.wait_for(closing, SHUTDOWN_SECONDS)
+                    async with asyncio.timeout(SHUTDOWN_SECONDS):
+                        await closing
                 except TimeoutError:
                     log.warning("closing the %s took over %s s; left behind", what, SHUTDOWN_SECONDS)
             self._client = None
@@ -434,7 +440,8 @@ class Runtime:
         checks: dict[str, Any] = {}
         try:
             assert self._client is not None
-            await asyncio.wait_for(self._client.admin.command("ping"), timeout=2)
+            async with asyncio.timeout(2):
+                await self._client.admin.command("ping")
             checks["database"] = "ok"
         except Exception as error:  # noqa: BLE001 - any failure means not ready
             checks["database"] = f"unreachable: {type(error).__name__}"

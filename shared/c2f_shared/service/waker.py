@@ -12,6 +12,9 @@ class Waker:
         self._event.set()
 
     async def sleep(self, seconds: float) -> None:
+        # asyncio.timeout, not wait_for: on Python 3.11, wait_for can swallow a cancellation
+        # that arrives as the event is set, and a worker being stopped would carry on forever.
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._event.wait(), timeout=seconds)
+            async with asyncio.timeout(seconds):
+                await self._event.wait()
         self._event.clear()
