@@ -1,11 +1,15 @@
 """Fixtures shared by the integration and end-to-end tests."""
 
+import os
 from collections.abc import Iterator
 
 import pytest
 
 from c2f_cli.stack import Stack
 from tests.infra import running_stack
+
+# Suggestion digests wait a minute to gather suggestions; tests need not.
+os.environ.setdefault("C2F_NOTIFICATIONS_DIGEST_DELAY_SECONDS", "1")
 
 
 @pytest.fixture(scope="session")

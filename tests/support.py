@@ -128,3 +128,16 @@ def isolated_settings(infra: "Stack", name: str) -> "ServiceSettings":
         mongo_db=f"{name}_{suffix}",
         consumer_group=f"{name}-{suffix}",
     )
+
+
+def of_kind(messages: Iterable[EmailMessage], kind: str) -> list[EmailMessage]:
+    """The e-mails of one kind (notifications label each with X-C2F-Kind)."""
+    return [m for m in messages if m["X-C2F-Kind"] == kind]
+
+
+def text_of(message: EmailMessage) -> str:
+    """The plain-text part of an e-mail."""
+    part = message.get_body(("plain",))
+    assert part is not None, "no plain-text part"
+    text: str = part.get_content()
+    return text

@@ -35,6 +35,7 @@ class StackConfig:
     external_mongo: str | None = None
     external_smtp: str | None = None
     given_operator_token: str | None = None
+    given_link_secret: str | None = None
     service_ports: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_SERVICE_PORTS))
 
     @classmethod
@@ -49,6 +50,7 @@ class StackConfig:
             external_mongo=env.get("C2F_MONGO_URI") or None,
             external_smtp=env.get("C2F_SMTP_HOST") or None,
             given_operator_token=env.get("C2F_OPERATOR_TOKEN") or None,
+            given_link_secret=env.get("C2F_LINK_SECRET") or None,
             service_ports={
                 name: _int(env, f"C2F_{name.upper()}_PORT", port)
                 for name, port in DEFAULT_SERVICE_PORTS.items()
@@ -91,9 +93,14 @@ class StackConfig:
 
     def operator_token(self) -> str:
         """C2F_OPERATOR_TOKEN, or the local stack's own, made once in $C2F_HOME/operator-token."""
-        if self.given_operator_token:
-            return self.given_operator_token
-        path = self.home / "operator-token"
+        return self.given_operator_token or self._secret("operator-token")
+
+    def link_secret(self) -> str:
+        """C2F_LINK_SECRET (signs links in e-mails), or the local stack's own in $C2F_HOME."""
+        return self.given_link_secret or self._secret("link-secret")
+
+    def _secret(self, name: str) -> str:
+        path = self.home / name
         if not path.exists():
             self.home.mkdir(parents=True, exist_ok=True)
             path.touch(mode=0o600)

@@ -62,6 +62,9 @@ class Stack:
             "C2F_SMTP_PORT": str(self.config.smtp_port),
             "C2F_KAFKA_TIMEOUTS": os.environ.get("C2F_KAFKA_TIMEOUTS", "fast"),
             "C2F_OPERATOR_TOKEN": self.config.operator_token(),
+            "C2F_LINK_SECRET": self.config.link_secret(),
+            "C2F_PUBLIC_MATCHING_URL": self.config.service_url("matching"),
+            "C2F_PUBLIC_NOTIFICATIONS_URL": self.config.service_url("notifications"),
         }
 
     def _claim(self, what: str, port: int) -> None:

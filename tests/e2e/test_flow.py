@@ -17,7 +17,16 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from c2f_cli.stack import Stack
 from c2f_shared import topics
-from tests.support import as_operator, committed_offsets, eventually, first_on_topic, read_mail, recipients
+from tests.support import (
+    as_operator,
+    committed_offsets,
+    eventually,
+    first_on_topic,
+    of_kind,
+    read_mail,
+    recipients,
+    text_of,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="session")]
 
@@ -160,6 +169,7 @@ async def _report(scenario: Scenario) -> dict[str, int]:
         return report
 
 
+MAILS = 3 + 2  # a confirmation to each of the three participants, a digest to each side of the match
 EXPECTED_REPORT = {
     "clusters": 2,
     "agreements": 0,
@@ -171,27 +181,32 @@ EXPECTED_REPORT = {
     "meetings_accepted": 0,
     "meetings_scheduled": 0,
     "meetings_held": 0,
-    "notifications_sent": 2,
+    "notifications_sent": MAILS,
     "dead_letters": 0,
 }
 
 
 async def test_both_sides_of_a_match_are_emailed(scenario: Scenario) -> None:
     maildir = scenario.platform.config.maildir
-    await eventually(lambda: len(read_mail(maildir)) >= 2)
-    mail = read_mail(maildir)
+    await eventually(lambda: len(of_kind(read_mail(maildir), "suggestions_digest")) >= 2)
+    mail = of_kind(read_mail(maildir), "suggestions_digest")
     assert recipients(mail) == sorted([AIRDATA_EMAIL, SENSORES_EMAIL])
     by_recipient = {m["To"].addresses[0].addr_spec: m for m in mail}
     to_airdata = by_recipient[AIRDATA_EMAIL]
     to_sensores = by_recipient[SENSORES_EMAIL]
-    assert "Sensores Bizkaia S.L." in to_airdata["Subject"]
-    body = to_airdata.get_content()
-    assert "they offer “Sensores de calidad del aire”, which fits your need" in body
+    # Each in its reader's language: Ivana reads Bulgarian, Elena Spanish.
+    assert (to_airdata["Content-Language"], to_sensores["Content-Language"]) == ("bg", "es")
+    body = text_of(to_airdata)
+    assert "Sensores Bizkaia S.L." in body
+    assert "Sensores de calidad del aire" in body and "Сензори за качество на въздуха" in body
     # Sensores consented to share its contact; AirData did not.
     assert SENSORES_EMAIL in body
-    sensores_body = to_sensores.get_content()
-    assert "you offer “Sensores de calidad del aire”" in sensores_body
+    sensores_body = text_of(to_sensores)
+    assert "Sensores de calidad del aire" in sensores_body
     assert AIRDATA_EMAIL not in sensores_body
+    # Everyone who signed up was told so, once.
+    confirmed = of_kind(read_mail(maildir), "registration_confirmed")
+    assert recipients(confirmed) == sorted([AIRDATA_EMAIL, SENSORES_EMAIL, PANELES_EMAIL])
 
 
 async def test_the_report_counts_everything(scenario: Scenario) -> None:
@@ -237,7 +252,7 @@ async def test_posting_the_same_registration_twice_creates_nothing(scenario: Sce
         assert len(listed.json()) == 3
         ready = (await client.get("/readyz")).json()
         assert ready["checks"]["outbox_pending"] == 0
-    assert len(read_mail(scenario.platform.config.maildir)) == 2
+    assert len(read_mail(scenario.platform.config.maildir)) == MAILS
 
 
 async def test_redelivered_events_change_nothing_and_send_nothing(scenario: Scenario) -> None:
@@ -275,7 +290,7 @@ async def test_redelivered_events_change_nothing_and_send_nothing(scenario: Scen
         return True
 
     await eventually(all_consumed)
-    assert len(read_mail(scenario.platform.config.maildir)) == 2
+    assert len(read_mail(scenario.platform.config.maildir)) == MAILS
     assert await _report(scenario) == EXPECTED_REPORT
 
 
@@ -391,10 +406,14 @@ async def test_each_service_documents_itself_and_reports_health(scenario: Scenar
             topics.MEETINGS,
         },
         "notifications": {
+            topics.CLUSTERS,
+            topics.COMPANIES,
+            topics.EVENTS,
             topics.PARTICIPANTS,
             topics.MATCH_SUGGESTIONS,
-            topics.COMPANIES,
+            topics.MEETINGS,
             topics.NOTIFICATIONS_SENT,
+            topics.DEAD_LETTERS,
         },
         "reporting": set(topics.ALL),
     }[service]

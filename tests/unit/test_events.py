@@ -73,3 +73,27 @@ def test_every_event_type_has_a_known_topic_and_is_keyed_by_its_aggregate() -> N
         consent_share_contact=False,
     )
     assert Envelope.wrap(participant, producer="p", correlation_id="c").key == "p1"
+
+
+def test_a_signed_link_says_what_it_allows_and_refuses_tampering() -> None:
+    from c2f_shared import links
+
+    token = links.sign("s3cret", "accept", "mt-1", "p-1")
+    assert links.verify("s3cret", token) == links.Link(
+        "accept", "mt-1", "p-1", links.verify("s3cret", token).expires
+    )
+    _, _, mac = token.partition(".")
+    forged = links.sign("other", "decline", "mt-1", "p-1").split(".")[0] + "." + mac
+    for bad in (forged, token[:-2] + "xx", "nonsense", links.sign("other", "accept", "mt-1", "p-1")):
+        try:
+            links.verify("s3cret", bad)
+        except links.BadLink:
+            continue
+        raise AssertionError(f"accepted {bad}")
+    expired = links.sign("s3cret", "accept", "mt-1", "p-1", valid_days=-1)
+    try:
+        links.verify("s3cret", expired)
+    except links.BadLink as error:
+        assert "expired" in str(error)
+    else:
+        raise AssertionError("accepted an expired link")

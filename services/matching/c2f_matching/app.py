@@ -60,6 +60,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return await runtime.replay(sources, handle, forget=handlers.READ_MODEL, only=handlers.HANDLES)
 
     app.state.rebuild = rebuild
+    app.state.link_secret = settings.link_secret.get_secret_value() if settings.link_secret else None
     token = settings.operator_token
     app.state.operator_digest = (
         hashlib.sha256(token.get_secret_value().encode()).hexdigest() if token else None

@@ -22,3 +22,8 @@ class Settings(ServiceSettings):
     reschedule_solver_seconds: float = Field(
         5.0, ge=0, description="Solver time for an automatic new version"
     )
+    link_secret: SecretStr | None = Field(
+        None,
+        validation_alias=AliasChoices("C2F_MATCHING_LINK_SECRET", "C2F_LINK_SECRET"),
+        description="Checks the accept/decline/outcome links in notification e-mails.",
+    )

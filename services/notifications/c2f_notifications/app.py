@@ -1,5 +1,8 @@
-"""Notifications' process: consumers that queue messages, and the SMTP delivery loop.
-Run with `uvicorn c2f_notifications.app:create_app --factory`."""
+"""Notifications' process: consumers that keep what messages need and queue them, and the
+loop that fires timers and sends over SMTP. Run with
+`uvicorn c2f_notifications.app:create_app --factory`."""
+
+import hashlib
 
 from fastapi import FastAPI
 
@@ -7,7 +10,7 @@ from c2f_notifications import api, handlers
 from c2f_notifications.config import Settings
 from c2f_notifications.delivery import Delivery
 from c2f_shared import topics
-from c2f_shared.events import NotificationSent
+from c2f_shared.events import MessageDeadLettered, NotificationSent
 from c2f_shared.service import Runtime
 from c2f_shared.service.http import service_app
 
@@ -22,16 +25,32 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     runtime.on_start(on_start)
     runtime.consume(
-        [topics.PARTICIPANTS, topics.MATCH_SUGGESTIONS, topics.COMPANIES],
-        handlers.make_handler(delivery.wake),
+        [
+            topics.CLUSTERS,
+            topics.COMPANIES,
+            topics.EVENTS,
+            topics.PARTICIPANTS,
+            topics.MATCH_SUGGESTIONS,
+            topics.MEETINGS,
+        ],
+        handlers.make_handler(settings, delivery.wake),
         name="facts",
         only=handlers.HANDLES,
     )
     runtime.background(delivery.run_forever)
-    runtime.publishes(NotificationSent)
-    return service_app(
+    runtime.publishes(NotificationSent, MessageDeadLettered)
+    app = service_app(
         runtime,
-        description="E-mails participants about what concerns them, exactly once. "
-        "Reads participants and match suggestions; publishes what was sent.",
+        description="E-mails each participant what concerns it, in its language, exactly once: "
+        "registration, suggestion digests, meeting requests and answers, agendas with calendar "
+        "invitations, moves and cancellations, reminders, outcome requests, recordings. Reads "
+        "registrations and matching's facts; publishes what was sent and what could not be.",
         router=api.router,
     )
+    token = settings.operator_token
+    app.state.operator_digest = (
+        hashlib.sha256(token.get_secret_value().encode()).hexdigest() if token else None
+    )
+    app.state.link_secret = delivery.link_secret
+    app.state.wake = delivery.wake
+    return app

@@ -1,6 +1,6 @@
 """Notifications settings (env prefix C2F_NOTIFICATIONS_; SMTP also from C2F_SMTP_*)."""
 
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import SettingsConfigDict
 
 from c2f_shared.service import ServiceSettings
@@ -30,3 +30,42 @@ class Settings(ServiceSettings):
 
     max_attempts: int = Field(8, description="SMTP attempts before a message is dead-lettered.")
     retry_base_s: float = Field(1.0, description="First retry delay; doubles each attempt, with jitter.")
+
+    # Who may see the queue and re-drive dead letters, and how links in mails are signed.
+    operator_token: SecretStr | None = Field(
+        None, validation_alias=AliasChoices("C2F_NOTIFICATIONS_OPERATOR_TOKEN", "C2F_OPERATOR_TOKEN")
+    )
+    link_secret: SecretStr | None = Field(
+        None,
+        validation_alias=AliasChoices("C2F_NOTIFICATIONS_LINK_SECRET", "C2F_LINK_SECRET"),
+        description="Signs the accept/decline/outcome/unsubscribe links; shared with matching.",
+    )
+    public_matching_url: str = Field("http://127.0.0.1:8002", validation_alias=_env("PUBLIC_MATCHING_URL"))
+    public_notifications_url: str = Field(
+        "http://127.0.0.1:8003", validation_alias=_env("PUBLIC_NOTIFICATIONS_URL")
+    )
+
+    # When messages go out.
+    digest_hours: float = Field(24, description="At most one suggestions digest per participant per period.")
+    digest_delay_seconds: float = Field(
+        60, description="Gather suggestions this long before the first digest."
+    )
+    reminders: str = Field("1d,15m", description="Reminders before each meeting, e.g. '1d,15m' (d, h, m, s).")
+    nudge_after_hours: float = Field(48, description="Remind an invitee of a request still unanswered.")
+    outcome_after_hours: float = Field(2, description="Ask for outcomes this long after the event ends.")
+
+    def reminder_offsets(self) -> list[int]:
+        """The reminder lead times, in seconds, longest first."""
+        units = {"d": 86400, "h": 3600, "m": 60, "s": 1}
+        offsets = []
+        for part in filter(None, (p.strip() for p in self.reminders.split(","))):
+            offsets.append(int(float(part[:-1]) * units[part[-1]]))
+        return sorted(offsets, reverse=True)
+
+    @field_validator("reminders")
+    @classmethod
+    def _valid_reminders(cls, value: str) -> str:
+        for part in filter(None, (p.strip() for p in value.split(","))):
+            if part[-1:] not in ("d", "h", "m", "s") or not part[:-1].replace(".", "", 1).isdigit():
+                raise ValueError(f"reminder {part!r}: write a number and d, h, m or s, e.g. 1d,15m")
+        return value

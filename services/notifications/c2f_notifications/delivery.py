@@ -1,24 +1,31 @@
-"""Sending what is queued: claim a message, send it over SMTP, record it, once.
+"""Sending what is queued: claim a message, write it in the recipient's language, send it
+over SMTP, record it, once.
 
-A message is claimed atomically (pending → sending, with a lease), so several
-instances never send the same message; SMTP failures back off exponentially with
-jitter, and after `max_attempts` the message is marked failed with the reason.
+A message is claimed atomically (pending → sending, with a lease), so several instances
+never send the same message; SMTP failures back off exponentially with jitter, and after
+`max_attempts` the message is dead-lettered with the reason (and can be re-driven). Due
+timers (digests, reminders, nudges, outcome requests) fire in the same loop.
 """
 
 import asyncio
 import logging
 import random
+import secrets
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import aiosmtplib
 from pymongo import ReturnDocument
 
-from c2f_notifications import messages
+from c2f_notifications import messages, timers
 from c2f_notifications.config import Settings
-from c2f_notifications.handlers import OUTGOING, RECIPIENTS
-from c2f_shared.events import NotificationSent
+from c2f_notifications.i18n import Words
+from c2f_notifications.messages import ESSENTIAL
+from c2f_notifications.store import CLUSTERS, COMPANIES, EVENTS, OUTGOING, RECIPIENTS
+from c2f_shared import links
+from c2f_shared.events import MessageDeadLettered, NotificationSent
 from c2f_shared.service import Runtime, UnitOfWork
 from c2f_shared.service.logs import log_context
 from c2f_shared.service.waker import Waker
@@ -35,6 +42,10 @@ class Delivery:
         self._runtime = runtime
         self._settings = settings
         self._waker = Waker()
+        secret = settings.link_secret.get_secret_value() if settings.link_secret else None
+        if secret is None:
+            log.warning("no C2F_LINK_SECRET: links in mails will not work in other services")
+        self.link_secret = secret or secrets.token_urlsafe(32)
 
     def wake(self) -> None:
         self._waker.wake()
@@ -42,11 +53,14 @@ class Delivery:
     async def ensure_indexes(self) -> None:
         await self._runtime.db[OUTGOING].create_index([("status", 1), ("next_attempt_at", 1)])
         await self._runtime.db[OUTGOING].create_index("recipient_id")
+        await self._runtime.db["timers"].create_index([("status", 1), ("due_at", 1)])
+        await self._runtime.db["digest_items"].create_index([("recipient_id", 1), ("digest", 1)])
 
     async def run_forever(self, idle_poll: float = 1.0) -> None:
         while True:
             try:
                 await self._release_expired_leases()
+                await timers.fire_due(self._runtime)
                 while await self.deliver_one():
                     pass
             except asyncio.CancelledError:
@@ -78,24 +92,39 @@ class Delivery:
         return True
 
     async def _deliver(self, msg: dict[str, Any]) -> None:
-        recipients = self._runtime.db[RECIPIENTS]
-        me = await recipients.find_one({"_id": msg["recipient_id"]})
+        db = self._runtime.db
+        me = await db[RECIPIENTS].find_one({"_id": msg["recipient_id"]})
         if me is None:
             await self._wait_for_recipient(msg)
             return
-        fact = msg["fact"]
-        other_id = next(
-            p["participant_id"] for p in fact["parties"] if p["participant_id"] != msg["recipient_id"]
-        )
-        other = await recipients.find_one({"_id": other_id})
-        subject, body = messages.match_suggestion(me, other, fact, msg["recipient_id"])
-        email = messages.build_email(
+        if me.get("status") == "withdrawn":
+            await self._drop(msg, "the participant withdrew")
+            return
+        if msg["kind"] not in ESSENTIAL and msg["kind"] in me.get("muted", []):
+            await self._drop(msg, "the recipient unsubscribed")
+            return
+        data = msg.get("data") or {}
+        event = await db[EVENTS].find_one({"_id": data.get("event_id") or me["event_id"]})
+        if event is None:
+            await self._wait_for_recipient(msg)  # the event's facts have not reached us yet
+            return
+        ctx = messages.Context(
+            words=Words(me.get("language", "en")),
+            recipient=me,
+            event=event,
+            party=await self._parties(_mentioned(data) | {me["_id"]}),
+            link=lambda action, subject: self._link(action, subject, me["_id"]),
             sender=self._settings.mail_from,
-            to_name=me["name"],
-            to_email=me["email"],
-            subject=subject,
-            body=body,
+        )
+        message = messages.compose(msg["kind"], data, ctx)
+        optional = msg["kind"] not in ESSENTIAL
+        email = messages.render(
+            message,
+            ctx,
+            to=f"{me['name']} <{me['email']}>",
             message_id=str(uuid.uuid5(_NOTIFICATION_NS, msg["_id"])),
+            preferences_url=self._page("preferences", "*", me["_id"]),
+            unsubscribe_url=self._page("unsubscribe", msg["kind"], me["_id"]) if optional else None,
         )
         try:
             await aiosmtplib.send(
@@ -110,15 +139,63 @@ class Delivery:
         except (aiosmtplib.SMTPException, OSError) as error:
             await self._failed(msg, f"{type(error).__name__}: {error}")
             return
-        await self._sent(msg)
+        await self._sent(msg, message.subject)
 
-    async def _sent(self, msg: dict[str, Any]) -> None:
+    async def _parties(self, ids: set[str]) -> Callable[[str], messages.Party]:
+        """How each participant mentioned may be shown: its company's (or cluster's) name and
+        country, and its attendee's name and e-mail only if the attendee agreed."""
+        db = self._runtime.db
+        people = {p["_id"]: p async for p in db[RECIPIENTS].find({"_id": {"$in": list(ids)}})}
+        companies = {
+            c["_id"]: c
+            async for c in db[COMPANIES].find(
+                {"_id": {"$in": [p.get("company_id") for p in people.values()]}}
+            )
+        }
+        clusters = {
+            c["_id"]: c
+            async for c in db[CLUSTERS].find({"_id": {"$in": [p.get("cluster_id") for p in people.values()]}})
+        }
+
+        def party(pid: str) -> messages.Party:
+            person = people.get(pid)
+            if person is None:
+                return messages.Party(name="—")
+            owner = companies.get(person.get("company_id")) or clusters.get(person.get("cluster_id")) or {}
+            shared = bool(person.get("consent_share_contact"))
+            return messages.Party(
+                name=owner.get("name", "—"),
+                country=owner.get("country"),
+                attendee=person["name"] if shared else None,
+                email=person["email"] if shared else None,
+            )
+
+        return party
+
+    def _link(self, action: str, subject: str, participant_id: str) -> str:
+        token = links.sign(self.link_secret, action, subject, participant_id)
+        return f"{self._settings.public_matching_url}/act/{token}"
+
+    def _page(self, action: str, subject: str, participant_id: str) -> str:
+        token = links.sign(self.link_secret, action, subject, participant_id, valid_days=365)
+        return f"{self._settings.public_notifications_url}/{action}/{token}"
+
+    async def _drop(self, msg: dict[str, Any], reason: str) -> None:
+        await self._runtime.db[OUTGOING].update_one(
+            {"_id": msg["_id"]}, {"$set": {"status": "cancelled", "reason": reason}}
+        )
+
+    async def _sent(self, msg: dict[str, Any], subject: str) -> None:
         sent_at = datetime.now(UTC)
 
         async def work(uow: UnitOfWork) -> None:
             await uow.db[OUTGOING].update_one(
                 {"_id": msg["_id"]},
-                {"$set": {"status": "sent", "sent_at": sent_at}, "$inc": {"attempts": 1}},
+                {
+                    "$set": {"status": "sent", "sent_at": sent_at, "subject": subject},
+                    "$inc": {"attempts": 1},
+                    "$push": {"tries": {"at": sent_at, "result": "sent"}},
+                },
                 session=uow.session,
             )
             notification_id = str(uuid.uuid5(_NOTIFICATION_NS, msg["_id"]))
@@ -138,19 +215,55 @@ class Delivery:
 
     async def _failed(self, msg: dict[str, Any], reason: str) -> None:
         attempts = msg["attempts"] + 1
+        now = datetime.now(UTC)
+        tried = {"at": now, "result": reason}
         if attempts >= self._settings.max_attempts:
-            update: dict[str, Any] = {"status": "failed", "reason": reason, "attempts": attempts}
             log.error("giving up after %d attempts: %s", attempts, reason)
-        else:
-            delay = self._settings.retry_base_s * 2 ** (attempts - 1) * random.uniform(0.5, 1.5)
-            update = {
-                "status": "pending",
-                "reason": reason,
-                "attempts": attempts,
-                "next_attempt_at": datetime.now(UTC) + timedelta(seconds=delay),
-            }
-            log.warning("send failed (%s); retry in %.1fs", reason, delay)
-        await self._runtime.db[OUTGOING].update_one({"_id": msg["_id"]}, {"$set": update})
+            await self._dead_letter(msg, attempts, tried, reason)
+            return
+        delay = self._settings.retry_base_s * 2 ** (attempts - 1) * random.uniform(0.5, 1.5)
+        update = {
+            "status": "pending",
+            "reason": reason,
+            "attempts": attempts,
+            "next_attempt_at": now + timedelta(seconds=delay),
+        }
+        log.warning("send failed (%s); retry in %.1fs", reason, delay)
+        await self._runtime.db[OUTGOING].update_one(
+            {"_id": msg["_id"]}, {"$set": update, "$push": {"tries": tried}}
+        )
+
+    async def _dead_letter(
+        self, msg: dict[str, Any], attempts: int, tried: dict[str, Any], reason: str
+    ) -> None:
+        """Set aside, visible to operators (GET /outgoing?status=failed, the dead-letter topic),
+        and re-drivable (POST /outgoing/{id}/redrive)."""
+        dead_letter_id = str(uuid.uuid5(_NOTIFICATION_NS, f"dead:{msg['_id']}:{attempts}"))
+        final = f"{attempts} attempts failed; last: {reason}"
+
+        async def work(uow: UnitOfWork) -> None:
+            await uow.db[OUTGOING].update_one(
+                {"_id": msg["_id"]},
+                {
+                    "$set": {"status": "failed", "reason": final, "attempts": attempts},
+                    "$push": {"tries": tried},
+                },
+                session=uow.session,
+            )
+            uow.emit(
+                MessageDeadLettered(
+                    dead_letter_id=dead_letter_id,
+                    service="notifications",
+                    topic="smtp",
+                    partition=-1,
+                    offset=-1,
+                    reason=final,
+                    payload=msg["_id"],
+                ),
+                event_id=dead_letter_id,
+            )
+
+        await self._runtime.transact(work, msg.get("correlation_id"))
 
     async def _wait_for_recipient(self, msg: dict[str, Any]) -> None:
         # The participant's registration may simply not have reached us yet.
@@ -164,3 +277,19 @@ class Delivery:
                 "next_attempt_at": datetime.now(UTC) + timedelta(seconds=min(2**waits, 600)),
             }
         await self._runtime.db[OUTGOING].update_one({"_id": msg["_id"]}, {"$set": update})
+
+
+def _mentioned(data: dict[str, Any]) -> set[str]:
+    """Every participant id a message's data names."""
+    ids: set[str] = set()
+    for key in ("parties",):
+        ids.update(data.get(key) or [])
+    if data.get("requester"):
+        ids.add(data["requester"])
+    for meeting in data.get("meetings", []):
+        ids.update(meeting.get("parties") or [])
+        if meeting.get("requester"):
+            ids.add(meeting["requester"])
+    for fact in data.get("items", []):
+        ids.update(p["participant_id"] for p in fact["parties"])
+    return ids

@@ -1,59 +1,406 @@
-"""What a person reads: the e-mail for a match suggestion, worded for its recipient.
+"""What a person reads: each kind of message composed in the recipient's language, rendered
+with the Jinja2 templates in `templates/` as plain text and HTML, with calendar invitations
+attached where a meeting is concerned."""
 
-English only for now; issue 6 brings templates in the partnership's languages.
-"""
-
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
 from email.message import EmailMessage
 from typing import Any
 
+from jinja2 import Environment, PackageLoader, select_autoescape
 
-def match_suggestion(
-    me: dict[str, Any], other: dict[str, Any] | None, suggestion: dict[str, Any], recipient_id: str
-) -> tuple[str, str]:
-    """Subject and plain-text body telling `me` whom to meet and why."""
-    parties = suggestion["parties"]
-    mine = next(p for p in parties if p["participant_id"] == recipient_id)
-    theirs = next(p for p in parties if p["participant_id"] != recipient_id)
-    lines = [f"Dear {me['name']},", ""]
-    lines.append(
-        f"At {suggestion['event_name']} we suggest that {mine['company_name']} meets "
-        f"{theirs['company_name']} ({theirs['country']})."
-    )
-    lines += ["", "Why:"]
-    for reason in suggestion["reasons"]:
-        if reason["offered_by"] == recipient_id:
-            lines.append(
-                f"  - you offer “{reason['offer_title']}”, which fits their need “{reason['need_title']}”"
-            )
-        else:
-            lines.append(
-                f"  - they offer “{reason['offer_title']}”, which fits your need “{reason['need_title']}”"
-            )
-    for signal in suggestion.get("signals", []):
-        if signal["kind"] == "shared_markets":
-            lines.append(f"  - you both target {', '.join(signal['markets'])}")
-        elif signal["kind"] == "market_access" and signal["for"] == recipient_id:
-            lines.append(f"  - they already work in {', '.join(signal['markets'])}, which you target")
-        elif signal["kind"] == "connects_countries":
-            lines.append(f"  - it connects {' and '.join(signal['countries'])}")
-    lines.append("")
-    if other is not None and other.get("consent_share_contact"):
-        lines.append(f"Contact: {other['name']} <{other['email']}>")
+from c2f_notifications import calendar
+from c2f_notifications.i18n import Words
+
+# Sent whatever the recipient's preferences: they concern its registration or its meetings.
+ESSENTIAL = frozenset(
+    {
+        "registration_confirmed",
+        "meeting_request",
+        "meeting_accepted",
+        "meeting_declined",
+        "meeting_cancelled",
+        "meeting_dropped",
+        "schedule_published",
+        "meeting_scheduled",
+        "meeting_moved",
+    }
+)
+OPTIONAL = frozenset({"suggestions_digest", "reminder", "outcome_request", "recording_available", "nudge"})
+KINDS = ESSENTIAL | OPTIONAL
+
+_templates = Environment(
+    loader=PackageLoader("c2f_notifications", "templates"),
+    autoescape=select_autoescape(enabled_extensions=("html.j2",), default_for_string=False),
+    trim_blocks=False,
+    keep_trailing_newline=True,
+)
+
+
+@dataclass
+class Block:
+    text: str = ""
+    items: list[str] = field(default_factory=list)
+    actions: list[tuple[str, str]] = field(default_factory=list)
+
+
+@dataclass
+class Attachment:
+    filename: str
+    content: bytes
+    method: str  # iTIP method: REQUEST, CANCEL
+
+
+@dataclass
+class Message:
+    kind: str
+    subject: str
+    blocks: list[Block]
+    attachments: list[Attachment] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Party:
+    name: str
+    country: str | None = None
+    attendee: str | None = None  # with consent only
+    email: str | None = None  # with consent only
+
+    def label(self) -> str:
+        who = f"{self.name} ({self.country})" if self.country else self.name
+        return f"{who}, {self.attendee}" if self.attendee else who
+
+
+@dataclass
+class Context:
+    """Everything a message may mention, resolved at sending time."""
+
+    words: Words
+    recipient: dict[str, Any]
+    event: dict[str, Any]
+    party: Callable[[str], Party]  # participant id → how others may see it
+    link: Callable[[str, str], str]  # (action, subject) → a signed URL
+    sender: str
+
+    @property
+    def tz(self) -> str:
+        return str(self.event.get("venue_timezone") or "UTC")
+
+    def when(self, moment: Any) -> str:
+        return self.words.when(_moment(moment), self.tz)
+
+    def others(self, parties: list[str]) -> str:
+        return self.words.join([self.party(p).label() for p in parties if p != self.recipient["_id"]])
+
+
+def _moment(value: Any) -> datetime:
+    return value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
+
+
+def compose(kind: str, data: dict[str, Any], ctx: Context) -> Message:
+    return _COMPOSERS[kind](data, ctx)
+
+
+def _registration_confirmed(data: dict[str, Any], ctx: Context) -> Message:
+    t, event = ctx.words, ctx.event
+    who = ctx.party(ctx.recipient["_id"]).name
+    where = ", ".join(x for x in (event.get("venue"), event.get("city")) if x)
+    if event.get("mode") == "virtual" or not where:
+        intro = t(
+            "registration_confirmed.online", who=who, event=event["name"], when=ctx.when(event["starts_at"])
+        )
     else:
-        lines.append("Their contact details are not shared; ask for a meeting through the event's agenda.")
-    lines += ["", "— C2Future Match, the European Strategic Cluster Partnership for smart cities"]
-    subject = f"Meet {theirs['company_name']} at {suggestion['event_name']}"
-    return subject, "\n".join(lines)
+        intro = t(
+            "registration_confirmed.intro",
+            who=who,
+            event=event["name"],
+            when=ctx.when(event["starts_at"]),
+            where=where,
+        )
+    nxt = t(
+        "registration_confirmed.webinar" if event.get("kind") == "webinar" else "registration_confirmed.next"
+    )
+    return Message(
+        "registration_confirmed",
+        t("registration_confirmed.subject", event=event["name"]),
+        [Block(intro), Block(nxt)],
+    )
 
 
-def build_email(
-    *, sender: str, to_name: str, to_email: str, subject: str, body: str, message_id: str
+def _suggestions_digest(data: dict[str, Any], ctx: Context) -> Message:
+    t, me = ctx.words, ctx.recipient["_id"]
+    items = []
+    for fact in data["items"]:
+        theirs = next(p for p in fact["parties"] if p["participant_id"] != me)
+        other = ctx.party(theirs["participant_id"])
+        why = []
+        for reason in fact["reasons"]:
+            key = (
+                "suggestions_digest.reason_yours"
+                if reason["offered_by"] == me
+                else "suggestions_digest.reason_theirs"
+            )
+            why.append(t(key, offer=reason["offer_title"], need=reason["need_title"]))
+        for signal in fact.get("signals", []):
+            if signal["kind"] == "shared_markets":
+                why.append(t("suggestions_digest.shared_markets", markets=t.join(signal["markets"])))
+            elif signal["kind"] == "market_access" and signal.get("for") == me:
+                why.append(t("suggestions_digest.market_access", markets=t.join(signal["markets"])))
+            elif signal["kind"] == "connects_countries":
+                why.append(t("suggestions_digest.connects", countries=t.join(signal["countries"])))
+        line = f"{theirs['company_name']} ({theirs['country']}): " + "; ".join(why)
+        if other.email:
+            line += ". " + t(
+                "suggestions_digest.contact", name=other.attendee or other.name, email=other.email
+            )
+        items.append(line)
+    event = ctx.event["name"]
+    return Message(
+        "suggestions_digest",
+        t("suggestions_digest.subject", count=len(items), event=event),
+        [Block(t("suggestions_digest.intro", event=event), items=items), Block(t("suggestions_digest.next"))],
+    )
+
+
+def _meeting_request(data: dict[str, Any], ctx: Context) -> Message:
+    t = ctx.words
+    requester = ctx.party(data["requester"])
+    event = ctx.event["name"]
+    blocks = [
+        Block(
+            t(
+                "meeting_request.intro",
+                requester=requester.label(),
+                country=requester.country or "",
+                event=event,
+            )
+        )
+    ]
+    if data.get("message"):
+        blocks.append(Block(t("meeting_request.message", message=data["message"])))
+    meeting = data["meeting_id"]
+    blocks.append(
+        Block(
+            actions=[
+                (t("meeting_request.accept"), ctx.link("accept", meeting)),
+                (t("meeting_request.decline"), ctx.link("decline", meeting)),
+            ]
+        )
+    )
+    return Message(
+        "meeting_request", t("meeting_request.subject", requester=requester.name, event=event), blocks
+    )
+
+
+def _answered(kind: str) -> Callable[[dict[str, Any], Context], Message]:
+    def compose_answer(data: dict[str, Any], ctx: Context) -> Message:
+        t, event = ctx.words, ctx.event["name"]
+        other = ctx.others(data["parties"])
+        blocks = [Block(t(f"{kind}.intro", other=other, event=event))]
+        if kind == "meeting_accepted":
+            blocks.append(Block(t("meeting_accepted.next")))
+        return Message(kind, t(f"{kind}.subject", other=other, event=event), blocks)
+
+    return compose_answer
+
+
+def _one_meeting(kind: str) -> Callable[[dict[str, Any], Context], Message]:
+    """A meeting placed, moved, cancelled or dropped: the words and the calendar update."""
+
+    def compose_meeting(data: dict[str, Any], ctx: Context) -> Message:
+        t, event = ctx.words, ctx.event["name"]
+        other = ctx.others(data["parties"])
+        placed = data.get("placement")
+        values = {"other": other, "event": event}
+        if placed:
+            values |= {"when": ctx.when(placed["starts_at"]), "table": placed["table"]}
+        blocks = [Block(t(f"{kind}.intro", **values))]
+        if kind == "meeting_cancelled" and placed:
+            blocks.append(Block(t("meeting_cancelled.slot", **values)))
+        message = Message(kind, t(f"{kind}.subject", **values), blocks)
+        if placed:
+            method = "CANCEL" if kind in ("meeting_cancelled", "meeting_dropped") else "REQUEST"
+            message.attachments.append(_invite(ctx, method, [data]))
+        message.notes.append(t("times_in", tz=ctx.tz))
+        return message
+
+    return compose_meeting
+
+
+def _schedule_published(data: dict[str, Any], ctx: Context) -> Message:
+    t, event = ctx.words, ctx.event["name"]
+    meetings = sorted(data["meetings"], key=lambda m: str(m["placement"]["starts_at"]))
+    items = [
+        t(
+            "schedule_published.item",
+            when=ctx.when(m["placement"]["starts_at"]),
+            table=m["placement"]["table"],
+            **{"with": ctx.others(m["parties"])},
+        )
+        for m in meetings
+    ]
+    message = Message(
+        "schedule_published",
+        t("schedule_published.subject", event=event),
+        [
+            Block(t("schedule_published.intro", event=event), items=items),
+            Block(t("schedule_published.print")),
+        ],
+        notes=[t("times_in", tz=ctx.tz)],
+    )
+    message.attachments.append(_invite(ctx, "REQUEST", meetings))
+    return message
+
+
+def _reminder(data: dict[str, Any], ctx: Context) -> Message:
+    t, placed = ctx.words, data["placement"]
+    values = {
+        "other": ctx.others(data["parties"]),
+        "event": ctx.event["name"],
+        "when": ctx.when(placed["starts_at"]),
+        "table": placed["table"],
+        "lead": t.lead(data["offset"]),
+    }
+    return Message(
+        "reminder",
+        t("reminder.subject", **values),
+        [Block(t("reminder.intro", **values))],
+        notes=[t("times_in", tz=ctx.tz)],
+    )
+
+
+def _outcome_request(data: dict[str, Any], ctx: Context) -> Message:
+    t, event = ctx.words, ctx.event["name"]
+    blocks = [Block(t("outcome_request.intro"))]
+    for m in sorted(data["meetings"], key=lambda m: str(m["placement"]["starts_at"])):
+        label = t(
+            "outcome_request.item",
+            when=ctx.when(m["placement"]["starts_at"]),
+            **{"with": ctx.others(m["parties"])},
+        )
+        blocks.append(Block(label, actions=[(t("outcome_request.record"), ctx.link("outcome", m["id"]))]))
+    return Message("outcome_request", t("outcome_request.subject", event=event), blocks)
+
+
+def _recording_available(data: dict[str, Any], ctx: Context) -> Message:
+    t, event = ctx.words, ctx.event["name"]
+    return Message(
+        "recording_available",
+        t("recording_available.subject", event=event),
+        [Block(t("recording_available.intro", event=event), actions=[(data["url"], data["url"])])],
+    )
+
+
+def _nudge(data: dict[str, Any], ctx: Context) -> Message:
+    t, event = ctx.words, ctx.event["name"]
+    blocks = [Block(t("nudge.intro", event=event))]
+    for m in data["meetings"]:
+        blocks.append(
+            Block(
+                ctx.party(m["requester"]).label(),
+                actions=[
+                    (t("meeting_request.accept"), ctx.link("accept", m["id"])),
+                    (t("meeting_request.decline"), ctx.link("decline", m["id"])),
+                ],
+            )
+        )
+    return Message("nudge", t("nudge.subject", count=len(data["meetings"])), blocks)
+
+
+def _invite(ctx: Context, method: str, meetings: list[dict[str, Any]]) -> Attachment:
+    event = ctx.event
+    entries = []
+    for m in meetings:
+        placed = m["placement"]
+        other = ctx.others(m["parties"])
+        entries.append(
+            {
+                "id": m["id"],
+                "sequence": m["sequence"],
+                "starts_at": _moment(placed["starts_at"]),
+                "ends_at": _moment(placed["ends_at"]),
+                "summary": f"{event['name']}: {other}",
+                "location": ", ".join(
+                    x for x in (placed["table"], event.get("venue"), event.get("city")) if x
+                ),
+                "description": f"{event['name']} · {placed['table']} · {other}",
+            }
+        )
+    content = calendar.invitation(method, entries, ctx.tz, _address(ctx.sender), ctx.recipient["email"])
+    name = "cancel.ics" if method == "CANCEL" else "invite.ics"
+    return Attachment(name, content, method)
+
+
+def _address(sender: str) -> str:
+    return sender.rsplit("<", 1)[-1].rstrip(">").strip()
+
+
+_COMPOSERS: dict[str, Callable[[dict[str, Any], Context], Message]] = {
+    "registration_confirmed": _registration_confirmed,
+    "suggestions_digest": _suggestions_digest,
+    "meeting_request": _meeting_request,
+    "meeting_accepted": _answered("meeting_accepted"),
+    "meeting_declined": _answered("meeting_declined"),
+    "meeting_cancelled": _one_meeting("meeting_cancelled"),
+    "meeting_dropped": _one_meeting("meeting_dropped"),
+    "meeting_scheduled": _one_meeting("meeting_scheduled"),
+    "meeting_moved": _one_meeting("meeting_moved"),
+    "schedule_published": _schedule_published,
+    "reminder": _reminder,
+    "outcome_request": _outcome_request,
+    "recording_available": _recording_available,
+    "nudge": _nudge,
+}
+
+
+def render(
+    message: Message,
+    ctx: Context,
+    *,
+    to: str,
+    message_id: str,
+    preferences_url: str,
+    unsubscribe_url: str | None,
 ) -> EmailMessage:
+    """The e-mail: plain text and HTML alternatives, then the calendar files."""
+    t = ctx.words
+    footer = [t("footer_why", event=ctx.event["name"])]
+    links = [(t("footer_preferences"), preferences_url)]
+    if unsubscribe_url is None:
+        footer.append(t("essential"))
+    else:
+        links.append((t("footer_unsubscribe"), unsubscribe_url))
+    values = {
+        "language": t.language,
+        "subject": message.subject,
+        "greeting": t("greeting", name=ctx.recipient["name"]),
+        "blocks": message.blocks,
+        "notes": message.notes,
+        "signature": t("signature"),
+        "footer": footer + [f"{label}: {url}" for label, url in links],
+        "footer_links": links,
+    }
     email = EmailMessage()
-    email["From"] = sender
-    email["To"] = f"{to_name} <{to_email}>"
-    email["Subject"] = subject
+    email["From"] = ctx.sender
+    email["To"] = to
+    email["Subject"] = message.subject
     # A stable Message-ID lets a mail system recognise a resend of the same message.
     email["Message-ID"] = f"<{message_id}@c2future-match>"
-    email.set_content(body)
+    email["X-C2F-Kind"] = message.kind
+    if unsubscribe_url is not None:
+        email["List-Unsubscribe"] = f"<{unsubscribe_url}>"
+    email.set_content(_templates.get_template("message.txt.j2").render(values))
+    html_values = {**values, "footer": footer}
+    email.add_alternative(_templates.get_template("message.html.j2").render(html_values), subtype="html")
+    for attachment in message.attachments:
+        email.add_attachment(
+            attachment.content,
+            maintype="text",
+            subtype="calendar",
+            filename=attachment.filename,
+            params={"method": attachment.method},
+        )
+    email["Content-Language"] = t.language  # after the parts: setting content resets Content-* headers
     return email

@@ -2,9 +2,10 @@
 
 from fastapi import APIRouter
 
-from c2f_matching.api import agenda, meetings, recommendations
+from c2f_matching.api import act, agenda, meetings, recommendations
 
 router = APIRouter()
 router.include_router(recommendations.router)
 router.include_router(meetings.router)
 router.include_router(agenda.router)
+router.include_router(act.router)

@@ -1,0 +1,109 @@
+"""Messages that come later: stored timers (so they survive restarts), fired when due. A
+timer checks that its reason still holds (the meeting still at that time, the request still
+unanswered) before it queues anything; several instances never fire the same timer."""
+
+import hashlib
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from pymongo import ReturnDocument
+
+from c2f_notifications.handlers import queue
+from c2f_notifications.store import DIGEST_ITEMS, MEETINGS, RECIPIENTS, TIMERS
+from c2f_shared.service import Runtime, UnitOfWork
+
+LEASE = timedelta(seconds=60)
+
+
+async def fire_due(runtime: Runtime) -> int:
+    """Fire every timer that is due; returns how many fired."""
+    now = datetime.now(UTC)
+    await runtime.db[TIMERS].update_many(
+        {"status": "firing", "lease_until": {"$lt": now}}, {"$set": {"status": "pending"}}
+    )
+    fired = 0
+    while True:
+        claimed = await runtime.db[TIMERS].find_one_and_update(
+            {"status": "pending", "due_at": {"$lte": datetime.now(UTC)}},
+            {"$set": {"status": "firing", "lease_until": datetime.now(UTC) + LEASE}},
+            sort=[("due_at", 1)],
+            return_document=ReturnDocument.AFTER,
+        )
+        if claimed is None:
+            return fired
+
+        async def work(uow: UnitOfWork, claimed: dict[str, Any] = claimed) -> None:
+            await _FIRE[claimed["kind"]](uow, claimed)
+            await uow.db[TIMERS].update_one(
+                {"_id": claimed["_id"], "status": "firing"},
+                {"$set": {"status": "done", "fired_at": datetime.now(UTC)}},
+                session=uow.session,
+            )
+
+        await runtime.transact(work)
+        fired += 1
+
+
+async def _digest(uow: UnitOfWork, timer: dict[str, Any]) -> None:
+    recipient = timer["recipient_id"]
+    items = (
+        await uow.db[DIGEST_ITEMS]
+        .find({"recipient_id": recipient, "digest": None}, session=uow.session)
+        .sort("created_at", 1)
+        .to_list(None)
+    )
+    if not items:
+        return
+    digest = hashlib.sha256("|".join(sorted(i["_id"] for i in items)).encode()).hexdigest()[:16]
+    facts = [i["fact"] for i in items]
+    await queue(
+        uow, "suggestions_digest", digest, recipient, {"event_id": facts[0]["event_id"], "items": facts}
+    )
+    await uow.db[DIGEST_ITEMS].update_many(
+        {"_id": {"$in": [i["_id"] for i in items]}}, {"$set": {"digest": digest}}, session=uow.session
+    )
+    await uow.db[RECIPIENTS].update_one(
+        {"_id": recipient}, {"$set": {"last_digest_at": datetime.now(UTC)}}, session=uow.session
+    )
+
+
+async def _reminder(uow: UnitOfWork, timer: dict[str, Any]) -> None:
+    data = timer["data"]
+    meeting = await uow.db[MEETINGS].find_one({"_id": data["meeting_id"]}, session=uow.session)
+    if meeting is None or meeting.get("status") == "cancelled" or meeting.get("sequence") != data["sequence"]:
+        return  # moved (a new reminder was set) or called off
+    about = f"{data['meeting_id']}:{data['offset']}:{data['sequence']}"
+    await queue(uow, "reminder", about, timer["recipient_id"], data)
+
+
+async def _nudge(uow: UnitOfWork, timer: dict[str, Any]) -> None:
+    data, me = timer["data"], timer["recipient_id"]
+    meeting = await uow.db[MEETINGS].find_one({"_id": data["meeting_id"]}, session=uow.session)
+    if meeting is None or meeting.get("status") != "requested" or meeting["answers"].get(me) != "requested":
+        return
+    nudge = {
+        "event_id": meeting["event_id"],
+        "meetings": [{"id": meeting["_id"], "requester": meeting["requested_by"]}],
+    }
+    await queue(uow, "nudge", meeting["_id"], me, nudge)
+
+
+async def _outcome_request(uow: UnitOfWork, timer: dict[str, Any]) -> None:
+    me, event_id = timer["recipient_id"], timer["data"]["event_id"]
+    meetings = [
+        {"id": m["_id"], "parties": m["parties"], "placement": m["placement"]}
+        async for m in uow.db[MEETINGS].find(
+            {"event_id": event_id, "parties": me, "placement": {"$ne": None}, "status": {"$ne": "cancelled"}},
+            session=uow.session,
+        )
+    ]
+    if meetings:
+        await queue(uow, "outcome_request", event_id, me, {"event_id": event_id, "meetings": meetings})
+
+
+_FIRE = {
+    "suggestions_digest": _digest,
+    "reminder": _reminder,
+    "nudge": _nudge,
+    "outcome_request": _outcome_request,
+}
