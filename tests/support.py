@@ -81,8 +81,11 @@ async def settled(config: "StackConfig") -> bool:
             groups[f"c2f-{name}"] = {
                 t.split("[")[0] for t in assigned.replace("assigned ", "").split(",") if "[" in t
             }
-        queue = (await client.get(f"{config.service_url('notifications')}/outgoing/summary")).json()
-        if queue["pending"] or queue["sending"]:
+        operator = {"Authorization": f"Bearer {config.operator_token()}"}
+        queue = (
+            await client.get(f"{config.service_url('notifications')}/outgoing/summary", headers=operator)
+        ).json()
+        if queue["pending"] or queue["sending"] or queue["timers_due_soon"]:
             return False
     probe = Consumer(bootstrap_servers=config.kafka_bootstrap)
     await probe.start()

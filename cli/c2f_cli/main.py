@@ -259,10 +259,19 @@ def mail(
         body = message.get_body(preferencelist=("plain",))
         console.print()
         console.print(body.get_content() if body is not None else "(no text part)", markup=False)
+        for attachment in message.iter_attachments():
+            kind = f"{attachment.get_content_type()} {attachment.get_param('method') or ''}".strip()
+            console.print(f"[bold]Attached:[/bold] {attachment.get_filename()} ({kind})")
         return
-    table = Table("#", "to", "subject", title=f"{len(messages)} newest messages in {maildir}")
+    table = Table("#", "kind", "lang", "to", "subject", title=f"{len(messages)} newest messages in {maildir}")
     for number, message in enumerate(messages, start=1):
-        table.add_row(str(number), str(message["To"]), str(message["Subject"]))
+        table.add_row(
+            str(number),
+            str(message["X-C2F-Kind"] or ""),
+            str(message["Content-Language"] or ""),
+            str(message["To"]),
+            str(message["Subject"]),
+        )
     console.print(table)
 
 

@@ -4,15 +4,22 @@ real browser; the agenda, the move and the cancellation as calendar files (parse
 icalendar: METHOD, UID, SEQUENCE, times in the venue's zone); the inbox API; unsubscribing
 through a signed link; and every message exactly once."""
 
+import asyncio
+import hashlib
+import hmac
+import json
 import re
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
+from typing import Any
 
 import httpx
 import icalendar
 import pytest
+import uvicorn
 
+from c2f_cli.processes import free_port
 from tests.browser import chromium, output
 from tests.e2e.scene import SLOTS, TZ, Scene
 from tests.support import eventually, of_kind, read_mail, text_of
@@ -210,3 +217,63 @@ async def test_unsubscribing_from_digests_through_the_signed_link(scene: Scene) 
         operator = {"Authorization": f"Bearer {scene.platform.config.operator_token()}"}
         summary = (await client.get("/outgoing/summary", headers=operator)).json()
     assert summary["sent"] > 0
+
+
+class Receiver:
+    """A cluster's own system: an HTTP endpoint on 127.0.0.1 that refuses its first call
+    (to prove the retry) and keeps the rest."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[dict[str, str], bytes]] = []
+        self.refused = 0
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        status = 503 if self.refused == 0 else 204
+        if status == 503:
+            self.refused += 1
+        else:
+            self.calls.append(({k.decode(): v.decode() for k, v in scope["headers"]}, body))
+        await send({"type": "http.response.start", "status": status, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+
+async def test_a_clusters_webhook_hears_its_participants_facts_signed(scene: Scene) -> None:
+    receiver = Receiver()
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(receiver, host="127.0.0.1", port=port, log_level="warning"))
+    serving = asyncio.create_task(server.serve())
+    try:
+        host = await scene.cluster("RS")
+        base = scene.platform.config.service_url("notifications")
+        operator = {"Authorization": f"Bearer {scene.platform.config.operator_token()}"}
+        async with httpx.AsyncClient(base_url=base, headers=operator) as client:
+            made = await client.put(f"/clusters/{host}/webhook", json={"url": f"http://127.0.0.1:{port}/c2f"})
+            assert made.status_code == 200, made.text
+            secret = made.json()["secret"]
+            assert "secret" not in (await client.get(f"/clusters/{host}/webhook")).json() or (
+                (await client.get(f"/clusters/{host}/webhook")).json()["secret"] is None
+            )
+            bad = await client.put(f"/clusters/{host}/webhook", json={"url": "not a url"})
+            assert bad.status_code == 422 and "url" in bad.text
+        event = await scene.event(host, day=(datetime.now(UTC) + timedelta(days=3)).date().isoformat())
+        pid = await scene.sign_up(event, {"company_id": await scene.company(host, "Hook")}, language="sr")
+        await eventually(lambda: len(receiver.calls) >= 1)
+        headers, body = receiver.calls[0]
+        stamp = headers["x-c2f-timestamp"]
+        expected = hmac.new(secret.encode(), stamp.encode() + b"." + body, hashlib.sha256).hexdigest()
+        assert headers["x-c2f-signature"] == f"sha256={expected}"
+        fact = json.loads(body)
+        assert (fact["kind"], fact["participant_id"]) == ("registration_confirmed", pid)
+        assert scene.emails[pid] not in body.decode(), "no contact data to the webhook"
+        assert receiver.refused == 1, "the first call was refused and retried"
+    finally:
+        server.should_exit = True
+        await serving

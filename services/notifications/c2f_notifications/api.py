@@ -4,18 +4,19 @@ with re-drive of dead letters."""
 
 import hashlib
 import hmac
-from datetime import UTC, datetime
+import secrets
+from datetime import UTC, datetime, timedelta
 from html import escape
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Form, HTTPException, Query, Request, status
 from fastapi.responses import HTMLResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, HttpUrl
 
 from c2f_notifications.i18n import Words
-from c2f_notifications.messages import ESSENTIAL, OPTIONAL
-from c2f_notifications.store import OUTGOING, RECIPIENTS, TIMERS
+from c2f_notifications.messages import OPTIONAL
+from c2f_notifications.store import OUTGOING, RECIPIENTS, TIMERS, WEBHOOKS
 from c2f_shared import links
 from c2f_shared.service.http import RuntimeDep
 
@@ -48,7 +49,7 @@ def _is_operator(request: Request, token: str) -> bool:
 
 def _operator(request: Request, token: str) -> None:
     if not _is_operator(request, token):
-        raise HTTPException(status.HTTP_403_FORBIDDEN, "only the partnership's operator may see the queue")
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "only the partnership's operator may do this")
 
 
 async def _participant(request: Request, runtime: Any, token: str, participant_id: str) -> dict[str, Any]:
@@ -230,11 +231,16 @@ async def save_preferences(
 
 @router.get("/outgoing/summary", tags=["outgoing"])
 async def summary(request: Request, runtime: RuntimeDep, token: Token) -> dict[str, int]:
-    """How many messages are pending, being sent, sent, failed (dead letters) and cancelled."""
+    """How many messages are pending, being sent, sent, failed (dead letters) and cancelled,
+    and how many timers (digests, reminders, …) fall due within 5 seconds."""
     _operator(request, token)
     counts = {"pending": 0, "sending": 0, "sent": 0, "failed": 0, "cancelled": 0}
     async for row in await runtime.db[OUTGOING].aggregate([{"$group": {"_id": "$status", "n": {"$sum": 1}}}]):
         counts[row["_id"]] = row["n"]
+    soon = datetime.now(UTC) + timedelta(seconds=5)
+    counts["timers_due_soon"] = await runtime.db[TIMERS].count_documents(
+        {"status": {"$in": ["pending", "firing"]}, "due_at": {"$lte": soon}}
+    )
     return counts
 
 
@@ -275,4 +281,45 @@ async def redrive(message_id: str, request: Request, runtime: RuntimeDep, token:
     return {"id": message_id, "status": "pending"}
 
 
-__all__ = ["ESSENTIAL", "router"]
+class WebhookIn(BaseModel):
+    url: HttpUrl = Field(description="Where the cluster's system receives the facts (POST, JSON)")
+
+
+class WebhookOut(BaseModel):
+    cluster_id: str
+    url: str
+    created_at: datetime
+    secret: str | None = Field(
+        None,
+        description="Shown once: the key to check X-C2F-Signature = sha256=HMAC-SHA256(key, "
+        "'<X-C2F-Timestamp>.<body>'). Setting the webhook again makes a new key.",
+    )
+
+
+@router.put("/clusters/{cluster_id}/webhook", response_model=WebhookOut, tags=["webhooks"])
+async def set_webhook(
+    cluster_id: str, body: WebhookIn, request: Request, runtime: RuntimeDep, token: Token
+) -> WebhookOut:
+    """Send every message meant for the cluster's participants to the cluster's own system
+    too (operator): signed with a key the cluster holds, retried with backoff, dead-lettered
+    like e-mails. No contact data travels."""
+    _operator(request, token)
+    secret = secrets.token_urlsafe(32)
+    doc = {"url": str(body.url), "secret": secret, "created_at": datetime.now(UTC)}
+    await runtime.db[WEBHOOKS].update_one({"_id": cluster_id}, {"$set": doc}, upsert=True)
+    return WebhookOut(cluster_id=cluster_id, url=doc["url"], created_at=doc["created_at"], secret=secret)
+
+
+@router.get("/clusters/{cluster_id}/webhook", response_model=WebhookOut, tags=["webhooks"])
+async def get_webhook(cluster_id: str, request: Request, runtime: RuntimeDep, token: Token) -> WebhookOut:
+    _operator(request, token)
+    doc = await runtime.db[WEBHOOKS].find_one({"_id": cluster_id})
+    if doc is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"cluster {cluster_id!r} has no webhook")
+    return WebhookOut(cluster_id=cluster_id, url=doc["url"], created_at=doc["created_at"])
+
+
+@router.delete("/clusters/{cluster_id}/webhook", status_code=204, tags=["webhooks"])
+async def delete_webhook(cluster_id: str, request: Request, runtime: RuntimeDep, token: Token) -> None:
+    _operator(request, token)
+    await runtime.db[WEBHOOKS].delete_one({"_id": cluster_id})

@@ -8,22 +8,27 @@ timers (digests, reminders, nudges, outcome requests) fire in the same loop.
 """
 
 import asyncio
+import hashlib
+import hmac
+import json
 import logging
 import random
 import secrets
+import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import aiosmtplib
+import httpx
 from pymongo import ReturnDocument
 
 from c2f_notifications import messages, timers
 from c2f_notifications.config import Settings
 from c2f_notifications.i18n import Words
 from c2f_notifications.messages import ESSENTIAL
-from c2f_notifications.store import CLUSTERS, COMPANIES, EVENTS, OUTGOING, RECIPIENTS
+from c2f_notifications.store import CLUSTERS, COMPANIES, EVENTS, OUTGOING, RECIPIENTS, WEBHOOKS
 from c2f_shared import links
 from c2f_shared.events import MessageDeadLettered, NotificationSent
 from c2f_shared.service import Runtime, UnitOfWork
@@ -92,6 +97,9 @@ class Delivery:
         return True
 
     async def _deliver(self, msg: dict[str, Any]) -> None:
+        if msg.get("channel") == "webhook":
+            await self._post_webhook(msg)
+            return
         db = self._runtime.db
         me = await db[RECIPIENTS].find_one({"_id": msg["recipient_id"]})
         if me is None:
@@ -140,6 +148,42 @@ class Delivery:
             await self._failed(msg, f"{type(error).__name__}: {error}")
             return
         await self._sent(msg, message.subject)
+
+    async def _post_webhook(self, msg: dict[str, Any]) -> None:
+        """POST the fact to the cluster's endpoint, signed: X-C2F-Signature is
+        sha256=HMAC-SHA256(key, "<X-C2F-Timestamp>.<body>") with the key the cluster holds."""
+        hook = await self._runtime.db[WEBHOOKS].find_one({"_id": msg["cluster_id"]})
+        if hook is None:
+            await self._drop(msg, "the cluster removed its webhook")
+            return
+        body = json.dumps(
+            {
+                "id": msg["_id"],
+                "kind": msg["kind"],
+                "participant_id": msg["recipient_id"],
+                "about_id": msg["about_id"],
+                "event_id": msg.get("event_id"),
+                "data": msg.get("data") or {},
+            },
+            default=str,
+            separators=(",", ":"),
+        ).encode()
+        stamp = str(int(time.time()))
+        mac = hmac.new(hook["secret"].encode(), stamp.encode() + b"." + body, hashlib.sha256).hexdigest()
+        headers = {
+            "Content-Type": "application/json",
+            "X-C2F-Delivery": msg["_id"],
+            "X-C2F-Timestamp": stamp,
+            "X-C2F-Signature": f"sha256={mac}",
+        }
+        try:
+            async with httpx.AsyncClient(timeout=10) as client:
+                response = await client.post(hook["url"], content=body, headers=headers)
+            response.raise_for_status()
+        except httpx.HTTPError as error:
+            await self._failed(msg, f"webhook: {type(error).__name__}: {error}")
+            return
+        await self._sent(msg, f"webhook {response.status_code}")
 
     async def _parties(self, ids: set[str]) -> Callable[[str], messages.Party]:
         """How each participant mentioned may be shown: its company's (or cluster's) name and
@@ -198,6 +242,8 @@ class Delivery:
                 },
                 session=uow.session,
             )
+            if msg.get("channel") == "webhook":
+                return  # reports count e-mails to people
             notification_id = str(uuid.uuid5(_NOTIFICATION_NS, msg["_id"]))
             uow.emit(
                 NotificationSent(

@@ -21,6 +21,7 @@ from c2f_notifications.store import (
     OUTGOING,
     RECIPIENTS,
     TIMERS,
+    WEBHOOKS,
 )
 from c2f_shared.envelope import Envelope
 from c2f_shared.events import (
@@ -115,7 +116,34 @@ async def queue(
         upsert=True,
         session=uow.session,
     )
-    return result.upserted_id is not None
+    if result.upserted_id is None:
+        return False
+    hook = await uow.db[WEBHOOKS].find_one({"_id": (recipient or {}).get("cluster_id")}, session=uow.session)
+    if hook is not None:
+        # The cluster's own system hears the same fact (ids and what happened; no contact data).
+        await uow.db[OUTGOING].update_one(
+            {"_id": f"webhook:{key}"},
+            {
+                "$setOnInsert": {
+                    "kind": kind,
+                    "channel": "webhook",
+                    "cluster_id": hook["_id"],
+                    "about_id": about_id,
+                    "recipient_id": recipient_id,
+                    "event_id": data.get("event_id") or (recipient or {}).get("event_id"),
+                    "data": data,
+                    "correlation_id": correlation_id,
+                    "status": "pending",
+                    "attempts": 0,
+                    "tries": [],
+                    "next_attempt_at": now,
+                    "created_at": now,
+                }
+            },
+            upsert=True,
+            session=uow.session,
+        )
+    return True
 
 
 async def timer(
