@@ -2,7 +2,6 @@
 Run with `uvicorn c2f_matching.app:create_app --factory`."""
 
 import asyncio
-import hashlib
 import logging
 
 from fastapi import FastAPI
@@ -14,6 +13,7 @@ from c2f_matching.matcher import Matcher
 from c2f_shared import topics
 from c2f_shared.events import MatchSuggested
 from c2f_shared.service import Runtime
+from c2f_shared.service.access import operator_digest
 from c2f_shared.service.http import service_app
 
 log = logging.getLogger("c2f.matching")
@@ -61,8 +61,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app.state.rebuild = rebuild
     app.state.link_secret = settings.link_secret.get_secret_value() if settings.link_secret else None
-    token = settings.operator_token
-    app.state.operator_digest = (
-        hashlib.sha256(token.get_secret_value().encode()).hexdigest() if token else None
-    )
+    app.state.operator_digest = operator_digest(settings.operator_token)
     return app

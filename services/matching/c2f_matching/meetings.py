@@ -25,6 +25,7 @@ from c2f_shared.events import (
     _MeetingFacts,
 )
 from c2f_shared.service import Runtime, UnitOfWork
+from c2f_shared.times import now, utc
 from c2f_shared.vocabulary import EventKind, MeetingStatus
 
 ACTIVE = (MeetingStatus.REQUESTED.value, MeetingStatus.ACCEPTED.value)
@@ -53,15 +54,6 @@ class Refused(Exception):
         self.status, self.detail, self.field = status, detail, field
 
 
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
-def _as_utc(value: Any) -> datetime:
-    moment = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
 # -- requests and answers -------------------------------------------------------
 
 
@@ -79,7 +71,7 @@ async def request(
     if len(invitees) > 1 and kind != EventKind.C2C:
         raise Refused(422, "only C2C events have meetings of more than two parties", "with")
     deadline = rules.get("requests_deadline")
-    if deadline is not None and _now() > _as_utc(deadline):
+    if deadline is not None and now() > utc(deadline):
         raise Refused(409, f"meeting requests closed at {deadline}")
     found = (
         await uow.db[PARTICIPANTS]
@@ -143,8 +135,8 @@ async def request(
         "version": 1,
         "sequence": -1,
         "placement": None,
-        "created_at": _now(),
-        "updated_at": _now(),
+        "created_at": now(),
+        "updated_at": now(),
     }
     await uow.db[MEETINGS].insert_one(doc, session=uow.session)
     uow.emit(_fact(MeetingRequested, doc, by))
@@ -181,7 +173,7 @@ async def _answer(
         parties = [p for p in meeting["parties"] if answers.get(p, "accepted") == "accepted"]
     else:
         parties = meeting["parties"]
-    changes = {"answers": answers, "status": status, "parties": parties, "updated_at": _now()}
+    changes = {"answers": answers, "status": status, "parties": parties, "updated_at": now()}
     meeting = await _save(uow, meeting, changes)
     fact = MeetingDeclined if not accept else MeetingAccepted
     if not accept or status == MeetingStatus.ACCEPTED:
@@ -202,7 +194,7 @@ async def cancel(uow: UnitOfWork, meeting_id: str, who: str, by: str) -> dict[st
 
 
 async def _cancel(uow: UnitOfWork, meeting: dict[str, Any], by: str) -> dict[str, Any]:
-    changes: dict[str, Any] = {"status": MeetingStatus.CANCELLED.value, "updated_at": _now()}
+    changes: dict[str, Any] = {"status": MeetingStatus.CANCELLED.value, "updated_at": now()}
     placed = meeting.get("placement")
     if placed is not None:
         changes |= {"placement": None, "last_placement": placed, "sequence": meeting["sequence"] + 1}
@@ -238,7 +230,7 @@ async def schedule_is_stale(uow: UnitOfWork, event_id: str) -> None:
     event = await uow.db[EVENTS].find_one({"_id": event_id}, {"meetings": 1}, session=uow.session)
     auto = bool(((event or {}).get("meetings") or {}).get("auto_reschedule"))
     await uow.db[SCHEDULES].update_one(
-        {"_id": event_id}, {"$set": {"stale": True, "stale_since": _now(), "auto": auto}}, session=uow.session
+        {"_id": event_id}, {"$set": {"stale": True, "stale_since": now(), "auto": auto}}, session=uow.session
     )
 
 
@@ -249,16 +241,16 @@ async def replan_stale(runtime: Runtime, seconds: float, quiet: float) -> list[s
     done: list[str] = []
     tried: list[str] = []
     while True:
-        now = _now()
+        at = now()
         claimed = await runtime.db[SCHEDULES].find_one_and_update(
             {
                 "_id": {"$nin": tried},
                 "stale": True,
                 "auto": True,
-                "stale_since": {"$lte": now - timedelta(seconds=quiet)},
-                "$or": [{"replanning_until": None}, {"replanning_until": {"$lt": now}}],
+                "stale_since": {"$lte": at - timedelta(seconds=quiet)},
+                "$or": [{"replanning_until": None}, {"replanning_until": {"$lt": at}}],
             },
-            {"$set": {"replanning_until": now + timedelta(seconds=3 * seconds + 30)}},
+            {"$set": {"replanning_until": at + timedelta(seconds=3 * seconds + 30)}},
         )
         if claimed is None:
             return done
@@ -348,7 +340,7 @@ async def publish_schedule(
         summary = {**published.model_dump(), "seconds": round(taken, 3)}
         await uow.db[SCHEDULES].update_one(
             {"_id": event_id},
-            {"$set": {**summary, "stale": False, "published_at": _now()}},
+            {"$set": {**summary, "stale": False, "published_at": now()}},
             upsert=True,
             session=uow.session,
         )
@@ -388,8 +380,8 @@ def _placement(event: dict[str, Any], slot: dict[str, Any], table: int) -> dict[
     room = "Room" if event.get("mode") == "virtual" else "Table"
     return {
         "slot_id": slot["id"],
-        "starts_at": _as_utc(slot["starts_at"]),
-        "ends_at": _as_utc(slot["ends_at"]),
+        "starts_at": utc(slot["starts_at"]),
+        "ends_at": utc(slot["ends_at"]),
         "table": f"{room} {table + 1}",
     }
 
@@ -444,7 +436,7 @@ async def record_outcome(
     placed = meeting.get("placement")
     if meeting["status"] != MeetingStatus.ACCEPTED or placed is None:
         raise Refused(409, "only a scheduled meeting has an outcome")
-    if _as_utc(placed["starts_at"]) > _now():
+    if utc(placed["starts_at"]) > now():
         raise Refused(409, f"the meeting has not started yet (it starts at {placed['starts_at']})")
     key = f"{meeting_id}:{participant_id}"
     facts = {"held": held, "rating": rating, "follow_up": follow_up}
@@ -458,7 +450,7 @@ async def record_outcome(
         "event_id": meeting["event_id"],
         "participant_id": participant_id,
         "revision": revision,
-        "updated_at": _now(),
+        "updated_at": now(),
     }
     await uow.db[OUTCOMES].update_one({"_id": key}, {"$set": doc}, upsert=True, session=uow.session)
     uow.emit(MeetingOutcomeRecorded(**{k: v for k, v in doc.items() if k != "updated_at"}))

@@ -2,54 +2,28 @@
 signed links in mails open (unsubscribe, preferences), and the operator's view of the queue
 with re-drive of dead letters."""
 
-import hashlib
-import hmac
 import secrets
 from datetime import UTC, datetime, timedelta
 from html import escape
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Form, HTTPException, Query, Request, status
+from fastapi import APIRouter, Form, HTTPException, Query, Request, status
 from fastapi.responses import HTMLResponse
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field, HttpUrl
 
 from c2f_notifications.i18n import Words
 from c2f_notifications.messages import OPTIONAL
 from c2f_notifications.store import OUTGOING, RECIPIENTS, TIMERS, WEBHOOKS
 from c2f_shared import links
+from c2f_shared.service.access import Token, is_operator, owns, require_operator
 from c2f_shared.service.http import RuntimeDep
 
 router = APIRouter()
-_bearer = HTTPBearer(auto_error=False, description="A participant's access token, or the operator's token")
 Status = Literal["pending", "sending", "sent", "failed", "cancelled"]
 
 
-def _digest(secret: str) -> str:
-    return hashlib.sha256(secret.encode()).hexdigest()
-
-
-async def _token(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> str:
-    if credentials is None:
-        raise HTTPException(
-            status.HTTP_401_UNAUTHORIZED,
-            "send a token as 'Authorization: Bearer <token>'",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
-    return credentials.credentials
-
-
-Token = Annotated[str, Depends(_token)]
-
-
-def _is_operator(request: Request, token: str) -> bool:
-    operator: str | None = request.app.state.operator_digest
-    return operator is not None and hmac.compare_digest(_digest(token), operator)
-
-
 def _operator(request: Request, token: str) -> None:
-    if not _is_operator(request, token):
-        raise HTTPException(status.HTTP_403_FORBIDDEN, "only the partnership's operator may do this")
+    require_operator(request, token, "do this")
 
 
 async def _participant(request: Request, runtime: Any, token: str, participant_id: str) -> dict[str, Any]:
@@ -57,19 +31,9 @@ async def _participant(request: Request, runtime: Any, token: str, participant_i
     person: dict[str, Any] | None = await runtime.db[RECIPIENTS].find_one({"_id": participant_id})
     if person is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no participant {participant_id!r}")
-    if _is_operator(request, token):
+    if is_operator(request, token) or owns(token, participant_id, person.get("token_hash")):
         return person
-    prefix, _, rest = token.partition(".")
-    pid, _, secret = rest.partition(".")
-    stored = person.get("token_hash")
-    if (
-        prefix != "c2fp"
-        or pid != participant_id
-        or not stored
-        or not hmac.compare_digest(_digest(secret), stored)
-    ):
-        raise HTTPException(status.HTTP_403_FORBIDDEN, "this token is not this participant's")
-    return person
+    raise HTTPException(status.HTTP_403_FORBIDDEN, "this token is not this participant's")
 
 
 class InboxItem(BaseModel):

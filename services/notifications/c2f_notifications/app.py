@@ -2,8 +2,6 @@
 loop that fires timers and sends over SMTP. Run with
 `uvicorn c2f_notifications.app:create_app --factory`."""
 
-import hashlib
-
 from fastapi import FastAPI
 
 from c2f_notifications import api, handlers
@@ -12,6 +10,7 @@ from c2f_notifications.delivery import Delivery
 from c2f_shared import topics
 from c2f_shared.events import MessageDeadLettered, NotificationSent
 from c2f_shared.service import Runtime
+from c2f_shared.service.access import operator_digest
 from c2f_shared.service.http import service_app
 
 
@@ -47,10 +46,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         "registrations and matching's facts; publishes what was sent and what could not be.",
         router=api.router,
     )
-    token = settings.operator_token
-    app.state.operator_digest = (
-        hashlib.sha256(token.get_secret_value().encode()).hexdigest() if token else None
-    )
+    app.state.operator_digest = operator_digest(settings.operator_token)
     app.state.link_secret = delivery.link_secret
     app.state.wake = delivery.wake
     return app

@@ -7,7 +7,7 @@ nothing new and the same person is never told the same thing twice.
 """
 
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from c2f_notifications.config import Settings
@@ -45,6 +45,7 @@ from c2f_shared.events import (
 )
 from c2f_shared.service import UnitOfWork
 from c2f_shared.service.runtime import Handler
+from c2f_shared.times import now, utc
 
 HANDLES = (
     ParticipantRegistered,
@@ -70,15 +71,6 @@ def dedupe_key(kind: str, about_id: str, recipient_id: str) -> str:
     return f"{kind}:{about_id}:{recipient_id}"
 
 
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
-def _at(value: Any) -> datetime:
-    moment = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
 async def queue(
     uow: UnitOfWork,
     kind: str,
@@ -92,7 +84,7 @@ async def queue(
     recipient = await uow.db[RECIPIENTS].find_one({"_id": recipient_id}, session=uow.session)
     if recipient is not None and kind not in ESSENTIAL and kind in recipient.get("muted", []):
         return False
-    now = _now()
+    at = now()
     key = dedupe_key(kind, about_id, recipient_id)
     result = await uow.db[OUTGOING].update_one(
         {"_id": key},
@@ -109,8 +101,8 @@ async def queue(
                 "attempts": 0,
                 "waits": 0,
                 "tries": [],
-                "next_attempt_at": now,
-                "created_at": now,
+                "next_attempt_at": at,
+                "created_at": at,
             }
         },
         upsert=True,
@@ -136,8 +128,8 @@ async def queue(
                     "status": "pending",
                     "attempts": 0,
                     "tries": [],
-                    "next_attempt_at": now,
-                    "created_at": now,
+                    "next_attempt_at": at,
+                    "created_at": at,
                 }
             },
             upsert=True,
@@ -160,7 +152,7 @@ async def timer(
                 "data": data,
                 "status": "pending",
             },
-            "$setOnInsert": {"created_at": _now()},
+            "$setOnInsert": {"created_at": now()},
         },
         upsert=True,
         session=uow.session,
@@ -302,7 +294,7 @@ async def _collect_for_digest(
                 "event_id": event.event_id,
                 "fact": event.model_dump(mode="json"),
                 "digest": None,
-                "created_at": _now(),
+                "created_at": now(),
             }
         },
         upsert=True,
@@ -316,9 +308,9 @@ async def _collect_for_digest(
     person = await db[RECIPIENTS].find_one({"_id": recipient_id}, session=session) or {}
     period = timedelta(hours=float(person.get("digest_hours") or settings.digest_hours))
     last = person.get("last_digest_at")
-    due = _now() + timedelta(seconds=settings.digest_delay_seconds)
+    due = now() + timedelta(seconds=settings.digest_delay_seconds)
     if last is not None:
-        due = max(due, _at(last) + period)
+        due = max(due, utc(last) + period)
     await timer(
         uow, f"digest:{recipient_id}", "suggestions_digest", recipient_id, due, {"event_id": event.event_id}
     )
@@ -366,7 +358,7 @@ async def _meeting_changed(uow: UnitOfWork, settings: Settings, event: Any, tell
                     invitee,
                     {**base, "requester": event.requested_by, "message": event.message},
                 )
-                due = _now() + timedelta(hours=settings.nudge_after_hours)
+                due = now() + timedelta(hours=settings.nudge_after_hours)
                 await timer(uow, f"nudge:{event.meeting_id}:{invitee}", "nudge", invitee, due, base)
     elif isinstance(event, MeetingAccepted | MeetingDeclined):
         kind = "meeting_accepted" if isinstance(event, MeetingAccepted) else "meeting_declined"
@@ -412,17 +404,17 @@ async def _meeting_scheduled(
         kind = "meeting_moved" if event.change == "moved" else "meeting_scheduled"
         for party in event.parties:
             await tell(kind, f"{event.meeting_id}#{event.sequence}", party, data)
-    now = _now()
+    at = now()
     for party in event.parties:
         for offset in settings.reminder_offsets():
             due = event.starts_at - timedelta(seconds=offset)
             timer_id = f"reminder:{event.meeting_id}:{offset}:{party}"
-            if due > now:
+            if due > at:
                 await timer(uow, timer_id, "reminder", party, due, {**data, "offset": offset})
             else:
                 await cancel_timers(uow, {"_id": timer_id})
         found = await db["events"].find_one({"_id": event.event_id}, {"ends_at": 1}, session=session)
-        ends = _at(found["ends_at"]) if found and found.get("ends_at") else event.ends_at
+        ends = utc(found["ends_at"]) if found and found.get("ends_at") else event.ends_at
         await db[TIMERS].update_one(
             {"_id": f"outcome:{event.event_id}:{party}"},
             {
@@ -432,7 +424,7 @@ async def _meeting_scheduled(
                     "due_at": ends + timedelta(hours=settings.outcome_after_hours),
                     "data": {"event_id": event.event_id},
                     "status": "pending",
-                    "created_at": now,
+                    "created_at": at,
                 }
             },
             upsert=True,
