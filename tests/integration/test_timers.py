@@ -1,0 +1,192 @@
+"""Timers on the real database: a reminder is stored (so it survives a restart), moves when
+its meeting moves, fires once when due and never for a meeting that was called off; the
+digest gathers every suggestion that came meanwhile into one message."""
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+import pytest_asyncio
+from fastapi import FastAPI
+
+from c2f_cli.stack import Stack
+from c2f_notifications import handlers, timers
+from c2f_notifications.config import Settings
+from c2f_notifications.store import OUTGOING, TIMERS
+from c2f_shared.envelope import Envelope
+from c2f_shared.events import (
+    Attendee,
+    Event,
+    EventCreated,
+    MatchParty,
+    MatchSuggested,
+    MeetingCancelled,
+    MeetingScheduled,
+    ParticipantRegistered,
+)
+from c2f_shared.service import Runtime, UnitOfWork
+from tests.support import isolated_settings
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def runtime(infra: Stack) -> AsyncIterator[Runtime]:
+    base = isolated_settings(infra, "timers")
+    runtime = Runtime(base, service="notifications-test")
+    async with runtime.lifespan(FastAPI()):
+        yield runtime
+
+
+def settings(**values: Any) -> Settings:
+    return Settings(link_secret="s", **values)
+
+
+async def deliver(runtime: Runtime, handle: Any, event: Event) -> None:
+    envelope = Envelope.wrap(event, producer="test", correlation_id="c")
+
+    async def work(uow: UnitOfWork) -> None:
+        await handle(event, envelope, uow)
+
+    await runtime.transact(work)
+
+
+async def people(runtime: Runtime, handle: Any, event_id: str, *pids: str) -> None:
+    starts = datetime.now(UTC) + timedelta(days=1)
+    await deliver(
+        runtime,
+        handle,
+        EventCreated(
+            event_id=event_id,
+            name="Day",
+            kind="b2b",
+            host_cluster_id="h",
+            city="Sofia",
+            country="BG",
+            venue_timezone="Europe/Sofia",
+            starts_at=starts,
+            ends_at=starts + timedelta(hours=8),
+        ),
+    )
+    for pid in pids:
+        attendee = Attendee(name=pid, email=f"{pid}@example.org", language="bg")
+        await deliver(
+            runtime,
+            handle,
+            ParticipantRegistered(
+                participant_id=pid,
+                event_id=event_id,
+                company_id=None,
+                cluster_id="h",
+                attendee=attendee,
+                consent_share_contact=False,
+            ),
+        )
+
+
+def scheduled(meeting: str, event_id: str, starts: datetime, sequence: int) -> MeetingScheduled:
+    return MeetingScheduled(
+        meeting_id=meeting,
+        event_id=event_id,
+        parties=["a", "b"],
+        slot_id=starts.strftime("%Y-%m-%dT%H:%M"),
+        starts_at=starts,
+        ends_at=starts + timedelta(minutes=20),
+        table="Table 1",
+        sequence=sequence,
+        schedule_version=2,
+        change="moved" if sequence else "new",
+    )
+
+
+async def reminders(runtime: Runtime) -> list[dict[str, Any]]:
+    return await runtime.db[OUTGOING].find({"kind": "reminder"}).to_list(None)
+
+
+async def test_a_reminder_moves_with_its_meeting_and_fires_once(runtime: Runtime) -> None:
+    handle = handlers.make_handler(settings(reminders="2s"), lambda: None)
+    event_id, meeting = str(uuid.uuid4()), f"mt-{uuid.uuid4().hex[:6]}"
+    await people(runtime, handle, event_id, "a", "b")
+    soon = datetime.now(UTC) + timedelta(seconds=3)
+    await deliver(runtime, handle, scheduled(meeting, event_id, soon, 0))
+    stored = await runtime.db[TIMERS].find({"kind": "reminder"}).to_list(None)
+    assert {t["recipient_id"] for t in stored} == {"a", "b"}, "the reminders are stored, not in memory"
+    # The meeting moves an hour later before the reminder is due: the reminder moves too.
+    later = soon + timedelta(hours=1)
+    await deliver(runtime, handle, scheduled(meeting, event_id, later, 1))
+    await asyncio.sleep(1.5)
+    await timers.fire_due(runtime)
+    assert await reminders(runtime) == [], "not at the old time"
+    mine = await runtime.db[TIMERS].find({"kind": "reminder", "data.meeting_id": meeting}).to_list(None)
+    assert all(abs(t["due_at"] - (later - timedelta(seconds=2))) < timedelta(milliseconds=1) for t in mine)
+    # Moved back to start soon: due again; a fresh loop (a restarted service) fires it once.
+    back = datetime.now(UTC) + timedelta(seconds=2.5)
+    await deliver(runtime, handle, scheduled(meeting, event_id, back, 2))
+    await asyncio.sleep(1)
+    assert await timers.fire_due(runtime) == 2
+    assert await timers.fire_due(runtime) == 0
+    sent = await reminders(runtime)
+    assert sorted(r["recipient_id"] for r in sent) == ["a", "b"]
+    assert {r["data"]["sequence"] for r in sent} == {2}
+
+
+async def test_a_cancelled_meeting_is_not_reminded(runtime: Runtime) -> None:
+    handle = handlers.make_handler(settings(reminders="1s"), lambda: None)
+    event_id, meeting = str(uuid.uuid4()), f"mt-{uuid.uuid4().hex[:6]}"
+    await people(runtime, handle, event_id, "c", "d")
+    before = len(await reminders(runtime))
+    await deliver(
+        runtime, handle, scheduled(meeting, event_id, datetime.now(UTC) + timedelta(seconds=1.5), 0)
+    )
+    await deliver(
+        runtime,
+        handle,
+        MeetingCancelled(
+            meeting_id=meeting,
+            event_id=event_id,
+            requested_by="a",
+            parties=["a", "b"],
+            answers={"b": "accepted"},
+            status="cancelled",
+            by="a",
+        ),
+    )
+    await asyncio.sleep(1)
+    await timers.fire_due(runtime)
+    assert len(await reminders(runtime)) == before
+
+
+async def test_one_digest_gathers_the_suggestions_that_came_meanwhile(runtime: Runtime) -> None:
+    handle = handlers.make_handler(settings(digest_delay_seconds=0.5), lambda: None)
+    event_id = str(uuid.uuid4())
+    me = f"p-{uuid.uuid4().hex[:6]}"
+    others = [f"q-{uuid.uuid4().hex[:6]}" for _ in range(3)]
+    await people(runtime, handle, event_id, me, *others)
+    for other in others:
+        await deliver(
+            runtime,
+            handle,
+            MatchSuggested(
+                suggestion_id=str(uuid.uuid4()),
+                event_id=event_id,
+                event_name="Day",
+                parties=(
+                    MatchParty(participant_id=me, company_id="c1", company_name="Me", country="BG"),
+                    MatchParty(participant_id=other, company_id="c2", company_name="Them", country="ES"),
+                ),
+                reasons=[],
+                score=0.5,
+            ),
+        )
+    await asyncio.sleep(0.8)
+    await timers.fire_due(runtime)
+    [digest] = (
+        await runtime.db[OUTGOING].find({"kind": "suggestions_digest", "recipient_id": me}).to_list(None)
+    )
+    assert len(digest["data"]["items"]) == 3
+    # The next suggestion waits for the next period (24 h by default), not for 0.5 s.
+    timer = await runtime.db[TIMERS].find_one({"_id": f"digest:{me}"})
+    assert timer is not None and timer["status"] == "done"
