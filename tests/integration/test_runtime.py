@@ -10,12 +10,14 @@ from typing import Any
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from fastapi import FastAPI
+from pymongo.errors import OperationFailure
 
 from c2f_cli.stack import Stack
 from c2f_shared import topics
 from c2f_shared.envelope import Envelope
 from c2f_shared.events import ClusterRegistered, CompanyErased, Event
 from c2f_shared.service import Runtime, UnitOfWork
+from c2f_shared.service.runtime import MAX_ATTEMPTS
 from tests.support import eventually, isolated_settings
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -122,6 +124,29 @@ async def test_a_handler_that_keeps_failing_is_retried_then_dead_lettered(infra:
         letter = await runtime.db["dead_letters"].find_one({"topic": topic})
         assert letter is not None and "RuntimeError: downstream is broken" in letter["reason"]
         assert await runtime.db["processed_events"].count_documents({}) == 2
+
+
+async def test_a_message_the_database_cannot_take_yet_is_retried_not_dead_lettered(infra: Stack) -> None:
+    """A write conflict (e.g. with a transaction a killed instance left open) says "not now":
+    however often it happens, the message is retried, never set aside."""
+    topic = f"test.busy.{uuid.uuid4().hex}"
+    attempts: list[str] = []
+
+    async def busy(event: Event, envelope: Envelope, uow: UnitOfWork) -> None:
+        attempts.append(envelope.event_id)
+        if len(attempts) <= MAX_ATTEMPTS + 1:
+            raise OperationFailure("WriteConflict", code=112)
+
+    async with running(infra, busy, topic) as runtime, producer(infra) as p:
+        envelope = Envelope.wrap(cluster("BUSY"), producer="test", correlation_id="c")
+        await p.send_and_wait(topic, envelope.model_dump_json().encode(), key=b"k")
+
+        async def processed() -> bool:
+            return await runtime.db["processed_events"].count_documents({"_id": envelope.event_id}) == 1
+
+        await eventually(processed, within=90)
+        assert len(attempts) > MAX_ATTEMPTS
+        assert await runtime.db["dead_letters"].count_documents({"topic": topic}) == 0
 
 
 async def test_events_are_published_only_when_the_change_commits(infra: Stack) -> None:

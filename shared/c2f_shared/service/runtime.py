@@ -28,7 +28,7 @@ from faststream.kafka.schemas import Topic
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import DuplicateKeyError, PyMongoError
+from pymongo.errors import ConnectionFailure, DuplicateKeyError, OperationFailure, PyMongoError
 
 from c2f_shared import topics
 from c2f_shared.envelope import Envelope, UnknownEventType
@@ -50,6 +50,9 @@ T = TypeVar("T")
 MAX_ATTEMPTS = 5
 RETRY_PAUSE_S = 0.5
 SHUTDOWN_SECONDS = 10.0  # longest wait for the broker or the database to close
+# A message the database cannot take yet (a write conflict, a lost server) is retried
+# without counting against it, at most this far apart.
+TRANSIENT_PAUSE_MAX_S = 5.0
 
 
 class PoisonMessage(Exception):
@@ -116,6 +119,7 @@ class Runtime:
         )
         self._listeners: dict[str, _Joined] = {}
         self._attempts: dict[tuple[str, int, int], int] = {}
+        self._waits: dict[tuple[str, int, int], int] = {}
         self._client: AsyncMongoClient[Document] | None = None
         self._outbox: Outbox | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -280,6 +284,16 @@ class Runtime:
         except PoisonMessage as poison:
             await self._dead_letter(record, str(poison), message.body)
         except Exception as error:
+            if _transient(error):
+                # The database is busy or away (e.g. a transaction a killed instance left open
+                # holds this document until the server expires it): wait and retry, without
+                # counting it against the message.
+                waits = self._waits.get(where, 0) + 1
+                self._waits[where] = waits
+                pause = min(TRANSIENT_PAUSE_MAX_S, 0.25 * 2 ** min(waits, 6))
+                log.warning("%s: %s busy (%s); retry %d in %.1fs", name, where, error, waits, pause)
+                await asyncio.sleep(pause)
+                raise
             attempts = self._attempts.get(where, 0) + 1
             if attempts >= MAX_ATTEMPTS:
                 self._attempts.pop(where, None)
@@ -294,6 +308,7 @@ class Runtime:
             raise  # NACK: the consumer seeks back and the message comes again
         else:
             self._attempts.pop(where, None)
+            self._waits.pop(where, None)
 
     async def _process(self, body: bytes, handler: Handler, only: tuple[type[Event], ...] | None) -> None:
         try:
@@ -472,3 +487,16 @@ def _describe(error: pydantic.ValidationError, prefix: str = "") -> str:
     where = f"{prefix}{where}" if where else "body"
     more = f" (and {error.error_count() - 1} more)" if error.error_count() > 1 else ""
     return f"{where}: {first['msg']}{more}"
+
+
+def _transient(error: BaseException) -> bool:
+    """A database error that says "not now" rather than "never": a write conflict, a
+    transaction to retry, a lost or not yet found server."""
+    if isinstance(error, ConnectionFailure):  # includes AutoReconnect, NetworkTimeout, ServerSelectionTimeout
+        return True
+    if isinstance(error, PyMongoError) and error.has_error_label("TransientTransactionError"):
+        return True
+    return isinstance(error, OperationFailure) and error.code in (
+        112,
+        251,
+    )  # WriteConflict, NoSuchTransaction
