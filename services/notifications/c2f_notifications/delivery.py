@@ -22,6 +22,7 @@ from typing import Any
 
 import aiosmtplib
 import httpx
+import pymongo
 from pymongo import ReturnDocument
 
 from c2f_notifications import messages, timers
@@ -38,6 +39,7 @@ from c2f_shared.service.waker import Waker
 log = logging.getLogger(__name__)
 
 LEASE = timedelta(seconds=60)
+DB_WAIT_S = 10.0
 MAX_WAITS = 20  # a recipient still unknown after this many checks (~1.5 h) is given up on
 _NOTIFICATION_NS = uuid.UUID("2a7c9d51-8a60-4d6e-b0a4-c2f000000006")
 
@@ -64,7 +66,10 @@ class Delivery:
     async def run_forever(self, idle_poll: float = 1.0) -> None:
         while True:
             try:
-                await self._release_expired_leases()
+                # Bounded: on the embedded database a plain update can wait for a transaction a
+                # killed instance left open; the next round tries again.
+                with pymongo.timeout(DB_WAIT_S):
+                    await self._release_expired_leases()
                 await timers.fire_due(self._runtime)
                 while await self.deliver_one():
                     pass
