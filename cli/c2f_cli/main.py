@@ -402,32 +402,27 @@ def _import(client: httpx.Client, file: Path, cluster_id: str, dry_run: bool, sk
 @app.command()
 def rebuild(
     service: Annotated[
-        str, typer.Argument(help="The service whose read model to rebuild: matching.")
+        str, typer.Argument(help="The service whose read model to rebuild: matching or reporting.")
     ] = "matching",
 ) -> None:
-    """Rebuild a service's read model from the topics (operator token).
+    """Rebuild a service's read model (matching) or projections (reporting) from the topics
+    (operator token). The reports come out the same.
 
     What the broker no longer keeps (Kafka retention) cannot come back; on the local stack
     the broker keeps everything since `c2f up` started.
     """
-    if service != "matching":
-        console.print("[red]Only matching can be rebuilt so far.[/red]")
+    if service not in ("matching", "reporting"):
+        console.print("[red]Only matching and reporting can be rebuilt.[/red]")
         raise typer.Exit(2)
     config = StackConfig.from_env()
-    url = config.service_url(service)
-    with console.status(f"Rebuilding {service} from the topics…"):
-        response = httpx.post(
-            f"{url}/admin/rebuild",
-            headers={"Authorization": f"Bearer {config.operator_token()}"},
-            timeout=600,
-        )
+    with console.status(f"Rebuilding {service} from the topics…"), _operator(config, service) as client:
+        response = client.post("/admin/rebuild", timeout=600)
     if response.status_code != 200:
         console.print(f"[red]{service} answered {response.status_code}:[/red] {response.text}")
         raise typer.Exit(1)
     result = response.json()
-    console.print(
-        f"Rebuilt {service}: {result['replayed']} events replayed, {result['companies']} companies known."
-    )
+    known = f", {result['companies']} companies known" if "companies" in result else ""
+    console.print(f"Rebuilt {service}: {result['replayed']} events replayed{known}.")
 
 
 @app.command()

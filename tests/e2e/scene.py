@@ -34,11 +34,11 @@ class Scene:
         body = {"name": f"C{country} {self.run}", "short_name": f"C{country}{self.run}", "country": country}
         return str((await self.post("/clusters", {**body, "sectors": ["ict"]}))["id"])
 
-    async def company(self, cluster: str, name: str) -> str:
+    async def company(self, cluster: str, name: str, country: str = "ES") -> str:
         body = {
             "cluster_id": cluster,
             "legal_name": f"{name} {self.run}",
-            "country": "ES",
+            "country": country,
             "sectors": ["ict"],
         }
         return str((await self.post("/companies", body))["id"])

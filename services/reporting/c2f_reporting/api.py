@@ -1,11 +1,20 @@
-"""Reporting's HTTP API: the partnership in numbers."""
+"""Reporting's HTTP API: the partnership in numbers, totals and broken down, as JSON, CSV
+and XLSX; and the rebuild of the projections from the topics."""
 
-from fastapi import APIRouter
+import csv
+import io
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Path, Request, Response
+from openpyxl import Workbook
 from pydantic import BaseModel, Field
 
+from c2f_reporting import breakdown
+from c2f_shared.service.access import Token, require_operator
 from c2f_shared.service.http import RuntimeDep
 
 router = APIRouter(tags=["reports"])
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 
 class PartnershipReport(BaseModel):
@@ -41,3 +50,77 @@ async def partnership(runtime: RuntimeDep) -> PartnershipReport:
         notifications_sent=await db["notifications"].count_documents({}),
         dead_letters=await db["dead_letters"].count_documents({}),
     )
+
+
+Dimension = Annotated[
+    Literal["cluster", "country", "sector", "event", "month"],
+    Path(description="Group by: a meeting counts for every group one of its parties belongs to"),
+]
+
+
+class BreakdownRow(BaseModel):
+    group: str
+    label: str
+    companies: int
+    participants: int
+    meeting_requests: int
+    meetings_accepted: int
+    meetings_scheduled: int
+    meetings_held: int
+    no_shows: int = Field(description="Meetings with outcomes, none of them 'held'")
+    further_contact: int
+    offers_sent: int
+    agreements_signed: int
+    cross_border_share: float | None = Field(
+        description="Accepted meetings between companies of two countries"
+    )
+    cross_sector_share: float | None = Field(
+        description="Accepted meetings between companies sharing no sector"
+    )
+
+
+@router.get(
+    "/reports/partnership/by/{by}.{fmt}",
+    response_class=Response,
+    responses={200: {"content": {"text/csv": {}, XLSX: {}}, "description": "The same rows as a file"}},
+)
+async def partnership_by_file(by: Dimension, fmt: Literal["csv", "xlsx"], runtime: RuntimeDep) -> Response:
+    """The breakdown as CSV (UTF-8 with BOM, for spreadsheet programs) or XLSX. (Declared before
+    the JSON route, so that `event.csv` is not read as a dimension.)"""
+    rows = await breakdown.rows(runtime.db, by)
+    name = f"partnership-by-{by}.{fmt}"
+    headers = {"Content-Disposition": f'attachment; filename="{name}"'}
+    if fmt == "csv":
+        out = io.StringIO()
+        writer = csv.DictWriter(out, fieldnames=breakdown.COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+        return Response(
+            ("\ufeff" + out.getvalue()).encode(), media_type="text/csv; charset=utf-8", headers=headers
+        )
+    book = Workbook()
+    sheet = book.active
+    assert sheet is not None
+    sheet.title = f"by {by}"
+    sheet.append(list(breakdown.COLUMNS))
+    for row in rows:
+        sheet.append([row[c] for c in breakdown.COLUMNS])
+    sheet.freeze_panes = "C2"
+    out_bytes = io.BytesIO()
+    book.save(out_bytes)
+    return Response(out_bytes.getvalue(), media_type=XLSX, headers=headers)
+
+
+@router.get("/reports/partnership/by/{by}", response_model=list[BreakdownRow])
+async def partnership_by(by: Dimension, runtime: RuntimeDep) -> list[BreakdownRow]:
+    """The partnership's numbers per cluster, country, sector, event or month."""
+    return [BreakdownRow(**row) for row in await breakdown.rows(runtime.db, by)]
+
+
+@router.post("/admin/rebuild", tags=["operations"])
+async def rebuild(request: Request, runtime: RuntimeDep, token: Token) -> dict[str, Any]:
+    """Empty every projection and replay every topic into it (operator); the reports come out
+    identical. Events the broker no longer keeps cannot come back."""
+    require_operator(request, token, "rebuild the projections")
+    replayed: int = await request.app.state.rebuild()
+    return {"replayed": replayed}

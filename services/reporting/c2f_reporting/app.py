@@ -7,6 +7,7 @@ from c2f_reporting import api, projections
 from c2f_reporting.config import Settings
 from c2f_shared import topics
 from c2f_shared.service import Runtime
+from c2f_shared.service.access import operator_digest
 from c2f_shared.service.http import service_app
 
 
@@ -14,8 +15,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     runtime = Runtime(settings, service="reporting")
     runtime.consume(topics.ALL, projections.project, name="everything")
-    return service_app(
+    app = service_app(
         runtime,
-        description="The partnership in numbers. Reads every topic into its own projections.",
+        description="The partnership in numbers, totals and per cluster, country, sector, event and "
+        "month, as JSON, CSV and XLSX. Reads every topic into its own projections.",
         router=api.router,
     )
+
+    async def rebuild() -> int:
+        return await runtime.replay(topics.ALL, projections.project, forget=projections.COLLECTIONS)
+
+    app.state.rebuild = rebuild
+    app.state.operator_digest = operator_digest(settings.operator_token)
+    return app

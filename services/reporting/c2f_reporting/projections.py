@@ -22,6 +22,20 @@ from c2f_shared.events import (
 )
 from c2f_shared.service import UnitOfWork
 
+# Every collection reporting keeps: a rebuild empties them all and replays the topics.
+COLLECTIONS = (
+    "clusters",
+    "companies",
+    "events",
+    "participants",
+    "match_suggestions",
+    "notifications",
+    "dead_letters",
+    "agreements",
+    "meetings",
+    "outcomes",
+)
+
 # event type -> (collection, id field)
 PROJECTIONS: dict[type[Event], tuple[str, str]] = {
     ClusterRegistered: ("clusters", "cluster_id"),

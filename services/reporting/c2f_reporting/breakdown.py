@@ -1,0 +1,146 @@
+"""The partnership's numbers broken down by cluster, country, sector, event or month, computed
+from reporting's projections. A meeting counts for every group one of its parties belongs to
+(a Bulgarian–Spanish meeting counts for Bulgaria and for Spain)."""
+
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+DIMENSIONS = ("cluster", "country", "sector", "event", "month")
+
+
+@dataclass
+class Row:
+    group: str
+    label: str
+    companies: set[str] = field(default_factory=set)
+    participants: set[str] = field(default_factory=set)
+    meeting_requests: set[str] = field(default_factory=set)
+    meetings_accepted: set[str] = field(default_factory=set)
+    meetings_scheduled: set[str] = field(default_factory=set)
+    meetings_held: set[str] = field(default_factory=set)
+    no_shows: set[str] = field(default_factory=set)
+    further_contact: set[str] = field(default_factory=set)
+    offers_sent: set[str] = field(default_factory=set)
+    agreements_signed: set[str] = field(default_factory=set)
+    cross_border: set[str] = field(default_factory=set)
+    cross_sector: set[str] = field(default_factory=set)
+
+    def counts(self) -> dict[str, Any]:
+        accepted = len(self.meetings_accepted)
+        return {
+            "group": self.group,
+            "label": self.label,
+            **{name: len(getattr(self, name)) for name in COUNTED},
+            "cross_border_share": round(len(self.cross_border) / accepted, 3) if accepted else None,
+            "cross_sector_share": round(len(self.cross_sector) / accepted, 3) if accepted else None,
+        }
+
+
+COUNTED = (
+    "companies",
+    "participants",
+    "meeting_requests",
+    "meetings_accepted",
+    "meetings_scheduled",
+    "meetings_held",
+    "no_shows",
+    "further_contact",
+    "offers_sent",
+    "agreements_signed",
+)
+COLUMNS = ("group", "label", *COUNTED, "cross_border_share", "cross_sector_share")
+
+
+async def rows(db: Any, by: str) -> list[dict[str, Any]]:
+    clusters = {c["_id"]: c async for c in db["clusters"].find({}, {"name": 1, "country": 1})}
+    companies = {
+        c["_id"]: c
+        async for c in db["companies"].find(
+            {}, {"cluster_id": 1, "country": 1, "sectors": 1, "legal_name": 1}
+        )
+    }
+    events = {e["_id"]: e async for e in db["events"].find({}, {"name": 1, "starts_at": 1})}
+    people = {
+        p["_id"]: p
+        async for p in db["participants"].find(
+            {"status": "registered"}, {"company_id": 1, "cluster_id": 1, "event_id": 1}
+        )
+    }
+    outcomes: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    async for o in db["outcomes"].find({}):
+        outcomes[o["meeting_id"]].append(o)
+
+    def groups_of_company(
+        company_id: str | None, cluster_id: str | None, event_id: str | None
+    ) -> Iterable[tuple[str, str]]:
+        company = companies.get(company_id or "", {})
+        cluster = company.get("cluster_id") or cluster_id
+        if by == "cluster" and cluster:
+            yield cluster, clusters.get(cluster, {}).get("name", cluster)
+        elif by == "country":
+            country = company.get("country") or clusters.get(cluster or "", {}).get("country")
+            if country:
+                yield country, country
+        elif by == "sector":
+            for sector in company.get("sectors", []):
+                yield sector, sector.replace("_", " ")
+        elif by == "event" and event_id:
+            yield event_id, events.get(event_id, {}).get("name", event_id)
+        elif by == "month" and event_id and events.get(event_id, {}).get("starts_at"):
+            month = str(events[event_id]["starts_at"])[:7]
+            yield month, month
+
+    table: dict[str, Row] = {}
+
+    def row(key: str, label: str) -> Row:
+        return table.setdefault(key, Row(key, label))
+
+    for cid in companies:
+        if by in ("cluster", "country", "sector"):
+            for key, label in groups_of_company(cid, None, None):
+                row(key, label).companies.add(cid)
+    for pid, person in people.items():
+        for key, label in groups_of_company(
+            person.get("company_id"), person.get("cluster_id"), person.get("event_id")
+        ):
+            row(key, label).participants.add(pid)
+            if person.get("company_id"):
+                row(key, label).companies.add(person["company_id"])
+    async for meeting in db["meetings"].find({}):
+        mid = meeting["_id"]
+        parties = [people.get(p, {}) for p in meeting.get("parties", [])]
+        countries = {companies.get(p.get("company_id") or "", {}).get("country") for p in parties} - {None}
+        sectors = [set(companies.get(p.get("company_id") or "", {}).get("sectors", [])) for p in parties]
+        accepted = meeting.get("status") == "accepted"
+        told = outcomes.get(mid, [])
+        held = any(o.get("held") for o in told)
+        keys = {
+            k
+            for p in parties
+            for k in groups_of_company(p.get("company_id"), p.get("cluster_id"), meeting.get("event_id"))
+        }
+        for key, label in keys:
+            r = row(key, label)
+            r.meeting_requests.add(mid)
+            if accepted:
+                r.meetings_accepted.add(mid)
+                if len(countries) > 1:
+                    r.cross_border.add(mid)
+                if len(sectors) > 1 and not set.intersection(*sectors):
+                    r.cross_sector.add(mid)
+            if accepted and meeting.get("scheduled"):
+                r.meetings_scheduled.add(mid)
+            if held:
+                r.meetings_held.add(mid)
+            elif told:
+                r.no_shows.add(mid)
+            follow = {o.get("follow_up") for o in told}
+            if "further_contact" in follow:
+                r.further_contact.add(mid)
+            if "offer_sent" in follow:
+                r.offers_sent.add(mid)
+            if "agreement_signed" in follow:
+                r.agreements_signed.add(mid)
+    return [r.counts() for r in sorted(table.values(), key=lambda r: r.label)]

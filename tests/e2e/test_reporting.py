@@ -1,0 +1,100 @@
+"""Reporting end to end: a brokerage day's requests, schedule and outcomes reach the
+breakdowns with the numbers they imply (per event, per country), the same rows come as CSV
+and XLSX, and replaying every topic into emptied projections gives identical reports."""
+
+import csv
+import io
+from typing import Any
+
+import httpx
+import pytest
+from openpyxl import load_workbook
+
+from tests.e2e.scene import Scene
+from tests.support import eventually, settled
+
+pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="session")]
+
+
+async def test_a_brokerage_day_in_the_numbers_and_a_rebuild_changes_nothing(scene: Scene) -> None:
+    bg, es = await scene.cluster("BG"), await scene.cluster("ES")
+    event = await scene.event(bg)  # yesterday: outcomes can be recorded
+    sofia = [
+        await scene.sign_up(event, {"company_id": await scene.company(bg, f"Sofia{i}", "BG")})
+        for i in range(2)
+    ]
+    bilbao = [
+        await scene.sign_up(event, {"company_id": await scene.company(es, f"Bilbao{i}")}) for i in range(2)
+    ]
+    across = [await scene.ask(sofia[0], bilbao[0]), await scene.ask(sofia[1], bilbao[1])]
+    at_home = await scene.ask(bilbao[0], bilbao[1])
+    for meeting, invitee in ((across[0], bilbao[0]), (across[1], bilbao[1]), (at_home, bilbao[1])):
+        await scene.answer(invitee, meeting["id"], "accept")
+    declined = await scene.ask(sofia[0], sofia[1])
+    await scene.answer(sofia[1], declined["id"], "decline")
+    await scene.schedule(event)
+    outcome = {"held": True, "rating": 5, "follow_up": "agreement_signed"}
+    assert (
+        await scene.as_(sofia[0]).put(f"/meetings/{across[0]['id']}/outcome", json=outcome)
+    ).status_code == 200
+    no_show = {"held": False}
+    assert (
+        await scene.as_(sofia[1]).put(f"/meetings/{across[1]['id']}/outcome", json=no_show)
+    ).status_code == 200
+
+    reporting = httpx.AsyncClient(base_url=scene.platform.config.service_url("reporting"))
+    async with reporting:
+
+        async def our_day() -> dict[str, Any] | None:
+            rows = (await reporting.get("/reports/partnership/by/event")).json()
+            row: dict[str, Any] | None = next((r for r in rows if r["group"] == event), None)
+            return row if row and row["meetings_held"] == 1 and row["no_shows"] == 1 else None
+
+        async def counted() -> bool:
+            return await our_day() is not None
+
+        await eventually(counted)
+        row = await our_day()
+        assert row is not None
+        expected = {
+            "participants": 4,
+            "companies": 4,
+            "meeting_requests": 4,
+            "meetings_accepted": 3,
+            "meetings_scheduled": 3,
+            "meetings_held": 1,
+            "no_shows": 1,
+            "agreements_signed": 1,
+            "cross_border_share": round(2 / 3, 3),
+        }
+        assert {k: row[k] for k in expected} == expected
+        by_country = {r["group"]: r for r in (await reporting.get("/reports/partnership/by/country")).json()}
+        assert by_country["BG"]["meetings_accepted"] >= 2 and by_country["ES"]["meetings_accepted"] >= 3
+
+        as_csv = await reporting.get("/reports/partnership/by/event.csv")
+        assert as_csv.headers["content-type"].startswith("text/csv")
+        rows = list(csv.DictReader(io.StringIO(as_csv.content.decode("utf-8-sig"))))
+        assert next(r for r in rows if r["group"] == event)["meetings_accepted"] == "3"
+        as_xlsx = await reporting.get("/reports/partnership/by/event.xlsx")
+        sheet = load_workbook(io.BytesIO(as_xlsx.content)).active
+        assert sheet is not None
+        header = [c.value for c in sheet[1]]
+        ours = next(r for r in sheet.iter_rows(min_row=2, values_only=True) if r[0] == event)
+        assert ours[header.index("meetings_held")] == 1
+        assert (await reporting.get("/reports/partnership/by/planet")).status_code == 422
+
+        # Replaying every topic into emptied projections gives the same numbers.
+        await eventually(lambda: settled(scene.platform.config), within=60)
+        before = [(await reporting.get(path)).json() for path in PATHS]
+        assert (await reporting.post("/admin/rebuild")).status_code == 401
+        operator = {"Authorization": f"Bearer {scene.platform.config.operator_token()}"}
+        rebuilt = await reporting.post("/admin/rebuild", headers=operator, timeout=120)
+        assert rebuilt.status_code == 200 and rebuilt.json()["replayed"] > 0
+        after = [(await reporting.get(path)).json() for path in PATHS]
+    assert after == before
+
+
+PATHS = (
+    "/reports/partnership",
+    *(f"/reports/partnership/by/{by}" for by in ("cluster", "country", "sector", "event", "month")),
+)
