@@ -5,8 +5,10 @@ PY     := $(VENV)/bin/python
 PACKAGES := -e shared -e services/registration -e services/matching \
             -e services/notifications -e services/reporting -e cli
 STAMP  := $(VENV)/.installed
-# Browser tests drive Debian's Chromium with Playwright (no browser download).
-CHROMIUM := /usr/bin/chromium
+# Browser tests drive Debian's Chromium with Playwright (no browser is downloaded); PDF tests
+# read pages with Poppler (pdftotext, pdftoppm). WeasyPrint uses the Pango that comes with them.
+SYSTEM_TOOLS := /usr/bin/chromium /usr/bin/pdftoppm
+DEBIAN_PACKAGES := chromium poppler-utils
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: help install up test lint format bench clean
@@ -23,17 +25,17 @@ $(STAMP): requirements/constraints.txt requirements/dev.txt shared/pyproject.tom
 	    -c requirements/constraints.txt $(PACKAGES) -r requirements/dev.txt
 	touch $(STAMP)
 
-$(CHROMIUM):
-	@command -v apt-get >/dev/null || { echo "The browser tests need Chromium at $(CHROMIUM)"; exit 1; }
-	$(SUDO) apt-get install -y -qq --no-install-recommends chromium >/dev/null \
-	    || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq --no-install-recommends chromium >/dev/null; }
+$(SYSTEM_TOOLS):
+	@command -v apt-get >/dev/null || { echo "The tests need $(DEBIAN_PACKAGES) (Debian packages)"; exit 1; }
+	$(SUDO) apt-get install -y -qq --no-install-recommends $(DEBIAN_PACKAGES) >/dev/null \
+	    || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq --no-install-recommends $(DEBIAN_PACKAGES) >/dev/null; }
 
-install: $(STAMP) $(CHROMIUM)  ## Create .venv with every package and tool, pinned; Chromium for browser tests
+install: $(STAMP) $(SYSTEM_TOOLS)  ## Create .venv with every package and tool, pinned; Chromium and Poppler for tests
 
-up: $(STAMP)  ## Run the whole platform on 127.0.0.1 with demo data, until Ctrl-C
+up: $(STAMP) $(SYSTEM_TOOLS)  ## Run the whole platform on 127.0.0.1 with demo data, until Ctrl-C
 	$(VENV)/bin/c2f up
 
-test: $(STAMP) $(CHROMIUM) lint  ## Lint, then run the whole test suite on its own embedded servers
+test: $(STAMP) $(SYSTEM_TOOLS) lint  ## Lint, then run the whole test suite on its own embedded servers
 	$(PY) -m pytest
 
 lint: $(STAMP)  ## ruff and mypy

@@ -2,14 +2,18 @@
 breakdowns with the numbers they imply (per event, per country), the same rows come as CSV
 and XLSX, and replaying every topic into emptied projections gives identical reports."""
 
+import asyncio
 import csv
 import io
+import subprocess
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from openpyxl import load_workbook
 
+from tests.browser import output
 from tests.e2e.scene import Scene
 from tests.support import eventually, settled
 
@@ -98,3 +102,66 @@ PATHS = (
     "/reports/partnership",
     *(f"/reports/partnership/by/{by}" for by in ("cluster", "country", "sector", "event", "month")),
 )
+
+
+async def test_the_brochure_for_mexico_mobility_shows_consented_contacts_only(scene: Scene) -> None:
+    host = await scene.cluster("GR")
+    contact = {"name": "Γιώργος Παπαδόπουλος", "email": f"giorgos-{scene.run}@example.org", "language": "el"}
+    hidden = {"name": "Мария Иванова", "email": f"maria-{scene.run}@example.org", "language": "bg"}
+
+    async def member(
+        name: str, country: str, sectors: list[str], markets: list[str], people: list[Any]
+    ) -> None:
+        offer = {
+            "title": f"Offer of {name}",
+            "description": "Λύσεις κινητικότητας · Решения за мобилност.",
+            "category": "smart_parking",
+            "language": "el",
+        }
+        body = {
+            "cluster_id": host,
+            "legal_name": f"{name} {scene.run}",
+            "country": country,
+            "sectors": sectors,
+            "offers": [offer],
+            "target_markets": markets,
+            "contacts": people,
+        }
+        await scene.post("/companies", body)
+
+    await member("Άστυ Κίνηση", "GR", ["mobility"], ["MX"], [{**contact, "consent": "brochure"}])
+    await member("Градски Транспорт", "BG", ["mobility"], ["MX"], [{**hidden, "consent": "matches"}])
+    await member("Solo Colombia", "GR", ["mobility"], ["CO"], [])
+    await member("Edificio Verde", "GR", ["construction"], ["MX"], [])
+    reporting = scene.platform.config.service_url("reporting")
+    query = {"market": "MX", "sector": "mobility", "cluster": host}
+    async with httpx.AsyncClient(base_url=reporting, timeout=60) as client:
+
+        async def listed() -> bool:
+            page = (await client.get("/brochure.html", params=query)).text
+            return f"Градски Транспорт {scene.run}" in page
+
+        await eventually(listed)
+        page = (await client.get("/brochure.html", params=query)).text
+        pdf = await client.get("/brochure.pdf", params=query)
+        assert (await client.get("/brochure.pdf", params={"market": "Mexico"})).status_code == 422
+    assert pdf.headers["content-type"] == "application/pdf"
+    path = output("brochure-mx-mobility.pdf")
+    path.write_bytes(pdf.content)
+    text, pages = await asyncio.to_thread(read_pdf, path)
+    for seen in (page, text):
+        assert f"Άστυ Κίνηση {scene.run}" in seen and f"Градски Транспорт {scene.run}" in seen
+        assert "Solo Colombia" not in seen and "Edificio Verde" not in seen
+        assert contact["email"] in seen and hidden["email"] not in seen and hidden["name"] not in seen
+    assert "Contents" in text and "for Mexico, mobility" in " ".join(text.split())
+    assert len(pages) >= 3, "cover, contents, at least one sector"
+
+
+def read_pdf(path: Path) -> tuple[str, list[Path]]:
+    """The PDF's text (pdftotext) and every page as a picture to look at (pdftoppm, saved
+    beside it in test-output/)."""
+    text = subprocess.run(
+        ["pdftotext", "-layout", str(path), "-"], capture_output=True, check=True, text=True
+    )
+    subprocess.run(["pdftoppm", "-r", "60", "-png", str(path), str(path.with_suffix(""))], check=True)
+    return text.stdout, sorted(path.parent.glob(f"{path.stem}-*.png"))

@@ -1,15 +1,17 @@
 """Reporting's HTTP API: the partnership in numbers, totals and broken down, as JSON, CSV
 and XLSX; and the rebuild of the projections from the topics."""
 
+import asyncio
 import csv
 import io
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Path, Request, Response
+from fastapi import APIRouter, Path, Query, Request, Response
+from fastapi.responses import HTMLResponse
 from openpyxl import Workbook
 from pydantic import BaseModel, Field
 
-from c2f_reporting import breakdown
+from c2f_reporting import breakdown, brochure
 from c2f_shared.service.access import Token, require_operator
 from c2f_shared.service.http import RuntimeDep
 
@@ -115,6 +117,40 @@ async def partnership_by_file(by: Dimension, fmt: Literal["csv", "xlsx"], runtim
 async def partnership_by(by: Dimension, runtime: RuntimeDep) -> list[BreakdownRow]:
     """The partnership's numbers per cluster, country, sector, event or month."""
     return [BreakdownRow(**row) for row in await breakdown.rows(runtime.db, by)]
+
+
+Market = Annotated[str | None, Query(pattern=r"^[A-Z]{2}(-[A-Z0-9]{1,3})?$", description="e.g. MX, US-CA")]
+
+
+def _filters(market: str | None, sector: str | None, cluster: str | None) -> brochure.Filters:
+    return brochure.Filters(market=market, sector=sector, cluster=cluster)
+
+
+@router.get("/brochure.html", response_class=HTMLResponse, tags=["brochure"])
+async def brochure_html(
+    runtime: RuntimeDep, market: Market = None, sector: str | None = None, cluster: str | None = None
+) -> HTMLResponse:
+    """The Smart City catalogue as a web page: members' offers grouped by sector, contacts only
+    with consent; filter by target market, sector and cluster ("Mexico, mobility")."""
+    return HTMLResponse(await brochure.html(runtime.db, _filters(market, sector, cluster)))
+
+
+@router.get(
+    "/brochure.pdf",
+    response_class=Response,
+    tags=["brochure"],
+    responses={200: {"content": {"application/pdf": {}}, "description": "The typeset catalogue"}},
+)
+async def brochure_pdf(
+    runtime: RuntimeDep, market: Market = None, sector: str | None = None, cluster: str | None = None
+) -> Response:
+    """The same catalogue typeset for print: cover, contents with page numbers, page numbers."""
+    document = await brochure.html(runtime.db, _filters(market, sector, cluster))
+    content = await asyncio.to_thread(brochure.pdf, document)
+    name = "-".join(["smart-city-catalogue", *(x.lower() for x in (market, sector) if x)]) + ".pdf"
+    return Response(
+        content, media_type="application/pdf", headers={"Content-Disposition": f'inline; filename="{name}"'}
+    )
 
 
 @router.post("/admin/rebuild", tags=["operations"])
