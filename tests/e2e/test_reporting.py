@@ -13,7 +13,7 @@ import httpx
 import pytest
 from openpyxl import load_workbook
 
-from tests.browser import output
+from tests.browser import chromium, output
 from tests.e2e.scene import Scene
 from tests.support import eventually, settled
 
@@ -165,3 +165,50 @@ def read_pdf(path: Path) -> tuple[str, list[Path]]:
     )
     subprocess.run(["pdftoppm", "-r", "60", "-png", str(path), str(path.with_suffix(""))], check=True)
     return text.stdout, sorted(path.parent.glob(f"{path.stem}-*.png"))
+
+
+async def test_the_dashboard_as_a_person_sees_it(scene: Scene) -> None:
+    reporting = scene.platform.config.service_url("reporting")
+    async with httpx.AsyncClient(base_url=reporting) as client:
+        by_event = (await client.get("/reports/partnership/by/event")).json()
+    busiest = max(by_event, key=lambda r: r["meeting_requests"])
+    async with chromium() as browser:
+        page = await browser.new_page(viewport={"width": 1400, "height": 1000})
+        await page.route(
+            "**/*",
+            lambda route: route.continue_() if route.request.url.startswith(reporting) else route.abort(),
+        )
+        response = await page.goto(f"{reporting}/dashboard")
+        assert response is not None and response.ok
+
+        async def tile(name: str) -> int:
+            return int(await page.locator(f".tile[data-key='{name}'] .n").inner_text())
+
+        assert await tile("Meeting requests") == sum(r["meeting_requests"] for r in by_event)
+        for heading in (
+            "Meetings over time",
+            "Who met whom (countries)",
+            "Sectors",
+            "Outcomes",
+            "Target markets",
+        ):
+            assert await page.get_by_role("heading", name=heading).is_visible()
+        assert await page.locator("svg.chart").count() >= 4
+        assert await page.locator("table.matrix").is_visible()
+        async with httpx.AsyncClient(base_url=reporting) as client:
+            by_country = {r["group"]: r for r in (await client.get("/reports/partnership/by/country")).json()}
+        if {"BG", "ES"} <= by_country.keys():
+            cell = page.locator("table.matrix tr", has=page.locator("th", has_text="BG")).locator("td").first
+            assert await cell.get_attribute("title") is not None
+        await page.screenshot(path=output("dashboard.png"), full_page=True)
+        # A person picks the busiest event and presses "Show".
+        await page.select_option("#event", busiest["group"])
+        await page.click("button[type=submit]")
+        await page.wait_for_url(f"**/dashboard?event={busiest['group']}*")
+        assert await tile("Meeting requests") == busiest["meeting_requests"]
+        assert await tile("Participants") == busiest["participants"]
+        await page.screenshot(path=output("dashboard-event.png"), full_page=True)
+        # Its links lead somewhere: the exports answer.
+        href = await page.locator("a", has_text="XLSX").first.get_attribute("href")
+    async with httpx.AsyncClient(base_url=reporting) as client:
+        assert (await client.get(f"/{href}")).status_code == 200

@@ -11,7 +11,7 @@ from fastapi.responses import HTMLResponse
 from openpyxl import Workbook
 from pydantic import BaseModel, Field
 
-from c2f_reporting import breakdown, brochure
+from c2f_reporting import breakdown, brochure, dashboard
 from c2f_shared.service.access import Token, require_operator
 from c2f_shared.service.http import RuntimeDep
 
@@ -151,6 +151,15 @@ async def brochure_pdf(
     return Response(
         content, media_type="application/pdf", headers={"Content-Disposition": f'inline; filename="{name}"'}
     )
+
+
+@router.get("/dashboard", response_class=HTMLResponse, tags=["dashboard"])
+async def show_dashboard(
+    runtime: RuntimeDep, event: str | None = None, cluster: str | None = None
+) -> HTMLResponse:
+    """The dashboard page: headline numbers and charts (drawn as SVG on the server, nothing
+    loaded from elsewhere), filtered by event and cluster, with links to exports and brochures."""
+    return HTMLResponse(await dashboard.page(runtime.db, event or None, cluster or None))
 
 
 @router.post("/admin/rebuild", tags=["operations"])

@@ -53,7 +53,11 @@ COUNTED = (
 COLUMNS = ("group", "label", *COUNTED, "cross_border_share", "cross_sector_share")
 
 
-async def rows(db: Any, by: str) -> list[dict[str, Any]]:
+async def rows(
+    db: Any, by: str, event: str | None = None, cluster: str | None = None
+) -> list[dict[str, Any]]:
+    """One row per group; `event` and `cluster` narrow what is counted (a meeting stays in if
+    one of its parties belongs to the cluster)."""
     clusters = {c["_id"]: c async for c in db["clusters"].find({}, {"name": 1, "country": 1})}
     companies = {
         c["_id"]: c
@@ -68,6 +72,12 @@ async def rows(db: Any, by: str) -> list[dict[str, Any]]:
             {"status": "registered"}, {"company_id": 1, "cluster_id": 1, "event_id": 1}
         )
     }
+    all_people, all_companies = people, companies
+    if event:
+        people = {k: p for k, p in people.items() if p.get("event_id") == event}
+    if cluster:
+        companies = {k: c for k, c in companies.items() if c.get("cluster_id") == cluster}
+        people = {k: p for k, p in people.items() if p.get("cluster_id") == cluster}
     outcomes: dict[str, list[dict[str, Any]]] = defaultdict(list)
     async for o in db["outcomes"].find({}):
         outcomes[o["meeting_id"]].append(o)
@@ -108,11 +118,15 @@ async def rows(db: Any, by: str) -> list[dict[str, Any]]:
             row(key, label).participants.add(pid)
             if person.get("company_id"):
                 row(key, label).companies.add(person["company_id"])
-    async for meeting in db["meetings"].find({}):
+    async for meeting in db["meetings"].find({"event_id": event} if event else {}):
         mid = meeting["_id"]
-        parties = [people.get(p, {}) for p in meeting.get("parties", [])]
-        countries = {companies.get(p.get("company_id") or "", {}).get("country") for p in parties} - {None}
-        sectors = [set(companies.get(p.get("company_id") or "", {}).get("sectors", [])) for p in parties]
+        if cluster and not any(p in people for p in meeting.get("parties", [])):
+            continue
+        parties = [all_people.get(p, {}) for p in meeting.get("parties", [])]
+        countries = {all_companies.get(p.get("company_id") or "", {}).get("country") for p in parties} - {
+            None
+        }
+        sectors = [set(all_companies.get(p.get("company_id") or "", {}).get("sectors", [])) for p in parties]
         accepted = meeting.get("status") == "accepted"
         told = outcomes.get(mid, [])
         held = any(o.get("held") for o in told)
@@ -144,3 +158,24 @@ async def rows(db: Any, by: str) -> list[dict[str, Any]]:
             if "agreement_signed" in follow:
                 r.agreements_signed.add(mid)
     return [r.counts() for r in sorted(table.values(), key=lambda r: r.label)]
+
+
+async def country_matrix(db: Any, event: str | None = None) -> tuple[list[str], dict[tuple[str, str], int]]:
+    """Accepted meetings between the countries of their parties (each pair once, both ways)."""
+    countries = {c["_id"]: c.get("country") async for c in db["companies"].find({}, {"country": 1})}
+    people = {
+        p["_id"]: countries.get(p.get("company_id"))
+        async for p in db["participants"].find({}, {"company_id": 1})
+    }
+    cells: dict[tuple[str, str], int] = defaultdict(int)
+    query: dict[str, Any] = {"status": "accepted", **({"event_id": event} if event else {})}
+    async for meeting in db["meetings"].find(query):
+        found = sorted({c for c in (people.get(p) for p in meeting.get("parties", [])) if c})
+        if len(found) == 1:
+            cells[(found[0], found[0])] += 1  # a meeting within one country
+        for i, a in enumerate(found):
+            for b in found[i + 1 :]:
+                cells[(a, b)] += 1
+                cells[(b, a)] += 1
+    names = sorted({a for a, _ in cells})
+    return names, dict(cells)
