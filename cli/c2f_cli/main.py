@@ -160,6 +160,8 @@ def _print_where_to_look(config: StackConfig) -> None:
     console.print()
     console.print("[bold]C2Future Match is running.[/bold] Where to look:")
     console.print(f"  API docs        {config.service_url('registration')}/docs  (and {others})")
+    console.print(f"  Dashboard       {config.service_url('reporting')}/dashboard")
+    console.print(f"  Brochure (PDF)  {config.service_url('reporting')}/brochure.pdf")
     console.print(f"  Partnership     {config.service_url('reporting')}/reports/partnership")
     for event in _b2b_events(config):
         console.print(f"  {event['name']}:", markup=False)
