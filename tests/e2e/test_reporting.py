@@ -75,6 +75,14 @@ async def test_a_brokerage_day_in_the_numbers_and_a_rebuild_changes_nothing(scen
         by_country = {r["group"]: r for r in (await reporting.get("/reports/partnership/by/country")).json()}
         assert by_country["BG"]["meetings_accepted"] >= 2 and by_country["ES"]["meetings_accepted"] >= 3
 
+        day = (await reporting.get(f"/reports/events/{event}")).json()
+        assert (day["registrations"], day["accepted"], day["scheduled"]) == (4, 3, 3)
+        assert (day["unanswered_requests"], day["declined"], day["schedule_quality"]) == (0, 1, 1.0)
+        assert day["met_by_country"] == {"BG": {"ES": 2}, "ES": {"BG": 2, "ES": 1}}
+        assert sum(s["meetings"] for s in day["slots"]) == 3 and {s["tables"] for s in day["slots"]} == {2}
+        assert day["registrations_over_time"][-1]["total"] == 4
+        assert (await reporting.get("/reports/events/nope")).status_code == 404
+
         as_csv = await reporting.get("/reports/partnership/by/event.csv")
         assert as_csv.headers["content-type"].startswith("text/csv")
         rows = list(csv.DictReader(io.StringIO(as_csv.content.decode("utf-8-sig"))))
@@ -133,6 +141,15 @@ async def test_the_brochure_for_mexico_mobility_shows_consented_contacts_only(sc
     await member("Градски Транспорт", "BG", ["mobility"], ["MX"], [{**hidden, "consent": "matches"}])
     await member("Solo Colombia", "GR", ["mobility"], ["CO"], [])
     await member("Edificio Verde", "GR", ["construction"], ["MX"], [])
+    async with httpx.AsyncClient(base_url=scene.platform.config.service_url("registration")) as registration:
+        registration.headers.update(scene.registration.headers)
+        found = (await registration.get("/companies", params={"q": f"Edificio Verde {scene.run}"})).json()
+        [edificio] = [c for c in found["items"] if c["legal_name"] == f"Edificio Verde {scene.run}"]
+        patch = {
+            "obstacles": [{"kind": "certification"}],
+            "connections": [{"market": "MX", "organisation": "CDMX"}],
+        }
+        assert (await registration.patch(f"/companies/{edificio['id']}", json=patch)).status_code == 200
     reporting = scene.platform.config.service_url("reporting")
     query = {"market": "MX", "sector": "mobility", "cluster": host}
     async with httpx.AsyncClient(base_url=reporting, timeout=60) as client:
@@ -155,6 +172,25 @@ async def test_the_brochure_for_mexico_mobility_shows_consented_contacts_only(sc
         assert contact["email"] in seen and hidden["email"] not in seen and hidden["name"] not in seen
     assert "Contents" in text and "for Mexico, mobility" in " ".join(text.split())
     assert len(pages) >= 3, "cover, contents, at least one sector"
+    async with httpx.AsyncClient(base_url=reporting) as client:
+
+        async def strategy() -> dict[str, Any] | None:
+            [row] = (await client.get("/reports/internationalisation", params={"market": "MX"})).json()
+            connected = f"Edificio Verde {scene.run}" in row["companies_already_connected"]
+            return row if connected else None
+
+        async def ready() -> bool:
+            return await strategy() is not None
+
+        await eventually(ready)
+        row = await strategy()
+    assert row is not None and row["market"] == "MX"
+    cluster_name = next(iter(c for c in row["by_cluster"] if c.startswith("CGR")))
+    assert row["by_cluster"][cluster_name] == 3
+    assert (
+        row["obstacles"]["certification"] >= 1
+        and "certification" in row["obstacles_by_sector"]["construction"]
+    )
 
 
 def read_pdf(path: Path) -> tuple[str, list[Path]]:

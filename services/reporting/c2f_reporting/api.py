@@ -6,12 +6,12 @@ import csv
 import io
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Path, Query, Request, Response
+from fastapi import APIRouter, HTTPException, Path, Query, Request, Response, status
 from fastapi.responses import HTMLResponse
 from openpyxl import Workbook
 from pydantic import BaseModel, Field
 
-from c2f_reporting import breakdown, brochure, dashboard
+from c2f_reporting import breakdown, brochure, dashboard, insights
 from c2f_shared.service.access import Token, require_operator
 from c2f_shared.service.http import RuntimeDep
 
@@ -151,6 +151,25 @@ async def brochure_pdf(
     return Response(
         content, media_type="application/pdf", headers={"Content-Disposition": f'inline; filename="{name}"'}
     )
+
+
+@router.get("/reports/events/{event_id}", responses={404: {"description": "No such event"}})
+async def event_report(event_id: str, runtime: RuntimeDep) -> dict[str, Any]:
+    """One event in detail: registrations over time, who met whom (countries, clusters), each
+    slot's meetings against its tables, requests left unanswered, and the schedule's quality
+    (share of accepted requests scheduled)."""
+    report = await insights.event_report(runtime.db, event_id)
+    if report is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no event {event_id!r}")
+    return report
+
+
+@router.get("/reports/internationalisation")
+async def internationalisation(runtime: RuntimeDep, market: Market = None) -> list[dict[str, Any]]:
+    """Inputs of the internationalisation strategy, per target market: interest by sector and
+    cluster, the obstacles members name (overall and per sector), members already connected
+    there, and the suggestions, meetings and agreements that reach it."""
+    return await insights.internationalisation(runtime.db, market)
 
 
 @router.get("/dashboard", response_class=HTMLResponse, tags=["dashboard"])
