@@ -55,6 +55,7 @@ bench: $(STAMP)  ## Run the benchmarks under bench/
 	$(PY) bench/matching_scale.py
 	$(PY) bench/eval_matching.py
 	$(PY) bench/scheduling.py
+	$(PY) bench/notifications.py
 
 clean:  ## Remove the virtual environment and local stack data
 	rm -rf $(VENV) .c2f

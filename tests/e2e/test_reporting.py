@@ -82,6 +82,10 @@ async def test_a_brokerage_day_in_the_numbers_and_a_rebuild_changes_nothing(scen
         assert sum(s["meetings"] for s in day["slots"]) == 3 and {s["tables"] for s in day["slots"]} == {2}
         assert day["registrations_over_time"][-1]["total"] == 4
         assert (await reporting.get("/reports/events/nope")).status_code == 404
+        book = load_workbook(io.BytesIO((await reporting.get(f"/reports/events/{event}.xlsx")).content))
+        assert {"slots", "figures", "registrations", "met by country"} <= set(book.sheetnames)
+        slots_csv = (await reporting.get(f"/reports/events/{event}.csv")).content.decode("utf-8-sig")
+        assert sum(int(r["meetings"]) for r in csv.DictReader(io.StringIO(slots_csv))) == 3
 
         as_csv = await reporting.get("/reports/partnership/by/event.csv")
         assert as_csv.headers["content-type"].startswith("text/csv")

@@ -16,6 +16,7 @@ from c2f_notifications.store import (
     CLUSTERS,
     COMPANIES,
     DIGEST_ITEMS,
+    ERASURES,
     EVENTS,
     MEETINGS,
     OUTGOING,
@@ -213,6 +214,10 @@ def make_handler(settings: Settings, wake: Callable[[], None]) -> Handler:
             await upsert(COMPANIES, event.company_id, {"name": event.legal_name, "country": event.country})
         elif isinstance(event, CompanyErased):
             await _forget_company(uow, event.company_id)
+            # Ids and a date only: facts about the company still in flight are recognised.
+            await db[ERASURES].update_one(
+                {"_id": event.company_id}, {"$set": {"erased_at": now()}}, upsert=True, session=session
+            )
         elif isinstance(event, ClusterRegistered):
             await upsert(CLUSTERS, event.cluster_id, {"name": event.name, "country": event.country})
         elif isinstance(event, EventCreated | EventUpdated):
@@ -244,6 +249,11 @@ def make_handler(settings: Settings, wake: Callable[[], None]) -> Handler:
                         {"event_id": event.event_id, "url": event.recording_url},
                     )
         elif isinstance(event, MatchSuggested):
+            erased = await db[ERASURES].find_one(
+                {"_id": {"$in": [p.company_id for p in event.parties]}}, session=session
+            )
+            if erased is not None:
+                return  # the suggestion was made before its company was erased, and arrived after
             for party in event.parties:
                 await _collect_for_digest(uow, settings, event, party.participant_id)
             uow.after_commit(wake)

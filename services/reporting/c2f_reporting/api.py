@@ -90,24 +90,40 @@ async def partnership_by_file(by: Dimension, fmt: Literal["csv", "xlsx"], runtim
     """The breakdown as CSV (UTF-8 with BOM, for spreadsheet programs) or XLSX. (Declared before
     the JSON route, so that `event.csv` is not read as a dimension.)"""
     rows = await breakdown.rows(runtime.db, by)
-    name = f"partnership-by-{by}.{fmt}"
-    headers = {"Content-Disposition": f'attachment; filename="{name}"'}
+    return table_file(f"partnership-by-{by}", fmt, {f"by {by}": (list(breakdown.COLUMNS), rows)})
+
+
+def table_file(name: str, fmt: str, sheets: dict[str, tuple[list[str], list[dict[str, Any]]]]) -> Response:
+    """Tables as a file: CSV (the first table; UTF-8 with BOM, for spreadsheet programs) or
+    XLSX (one sheet per table). Lists and mappings in a cell are written out as text."""
+
+    def cell(value: Any) -> Any:
+        if isinstance(value, dict):
+            return "; ".join(f"{k}: {v}" for k, v in value.items())
+        if isinstance(value, list):
+            return "; ".join(str(v) for v in value)
+        return value
+
+    headers = {"Content-Disposition": f'attachment; filename="{name}.{fmt}"'}
     if fmt == "csv":
+        columns, rows = next(iter(sheets.values()))
         out = io.StringIO()
-        writer = csv.DictWriter(out, fieldnames=breakdown.COLUMNS)
-        writer.writeheader()
-        writer.writerows(rows)
+        writer = csv.writer(out)
+        writer.writerow(columns)
+        writer.writerows([cell(row.get(c)) for c in columns] for row in rows)
         return Response(
             ("\ufeff" + out.getvalue()).encode(), media_type="text/csv; charset=utf-8", headers=headers
         )
     book = Workbook()
-    sheet = book.active
-    assert sheet is not None
-    sheet.title = f"by {by}"
-    sheet.append(list(breakdown.COLUMNS))
-    for row in rows:
-        sheet.append([row[c] for c in breakdown.COLUMNS])
-    sheet.freeze_panes = "C2"
+    first = book.active
+    assert first is not None
+    book.remove(first)
+    for title, (columns, rows) in sheets.items():
+        sheet = book.create_sheet(title[:31])
+        sheet.append(columns)
+        for row in rows:
+            sheet.append([cell(row.get(c)) for c in columns])
+        sheet.freeze_panes = "B2"
     out_bytes = io.BytesIO()
     book.save(out_bytes)
     return Response(out_bytes.getvalue(), media_type=XLSX, headers=headers)
@@ -151,6 +167,42 @@ async def brochure_pdf(
     return Response(
         content, media_type="application/pdf", headers={"Content-Disposition": f'inline; filename="{name}"'}
     )
+
+
+FILE_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"text/csv": {}, XLSX: {}}, "description": "The report as a file"}
+}
+
+
+@router.get("/reports/events/{event_id}.{fmt}", response_class=Response, responses=FILE_RESPONSES)
+async def event_report_file(event_id: str, fmt: Literal["csv", "xlsx"], runtime: RuntimeDep) -> Response:
+    """The event report as a file: its slots (CSV), or its figures, slots and who met whom
+    (XLSX, one sheet each)."""
+    report = await insights.event_report(runtime.db, event_id)
+    if report is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no event {event_id!r}")
+    figures = [k for k, v in report.items() if not isinstance(v, list | dict)]
+    countries = [{"country": k, **v} for k, v in report["met_by_country"].items()]
+    return table_file(
+        f"event-{event_id}",
+        fmt,
+        {
+            "slots": (["slot_id", "meetings", "tables"], report["slots"]),
+            "figures": (figures, [report]),
+            "registrations": (["date", "registered", "total"], report["registrations_over_time"]),
+            "met by country": (["country", *report["met_by_country"]], countries),
+        },
+    )
+
+
+@router.get("/reports/internationalisation.{fmt}", response_class=Response, responses=FILE_RESPONSES)
+async def internationalisation_file(
+    fmt: Literal["csv", "xlsx"], runtime: RuntimeDep, market: Market = None
+) -> Response:
+    """The internationalisation inputs as a file, one row per target market."""
+    rows = await insights.internationalisation(runtime.db, market)
+    columns = list(rows[0]) if rows else ["market"]
+    return table_file("internationalisation", fmt, {"markets": (columns, rows)})
 
 
 @router.get("/reports/events/{event_id}", responses={404: {"description": "No such event"}})

@@ -34,6 +34,7 @@ COLLECTIONS = (
     "agreements",
     "meetings",
     "outcomes",
+    "erasures",
 )
 
 # event type -> (collection, id field)
@@ -54,7 +55,18 @@ PROJECTIONS: dict[type[Event], tuple[str, str]] = {
 async def project(event: Event, envelope: Envelope, uow: UnitOfWork) -> None:
     if isinstance(event, CompanyErased):
         await _forget_company(uow, event.company_id)
+        # Ids and a date only: a suggestion about the company still in flight is recognised.
+        await uow.db["erasures"].update_one(
+            {"_id": event.company_id},
+            {"$set": {"erased_at": envelope.occurred_at}},
+            upsert=True,
+            session=uow.session,
+        )
         return
+    if isinstance(event, MatchSuggested) and await uow.db["erasures"].find_one(
+        {"_id": {"$in": [p.company_id for p in event.parties]}}, session=uow.session
+    ):
+        return  # made before its company was erased, arrived after
     if isinstance(event, ParticipantWithdrawn):
         await uow.db["participants"].update_one(
             {"_id": event.participant_id}, {"$set": {"status": "withdrawn"}}, session=uow.session

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from faststream.specification import AsyncAPI
+from pymongo.errors import ConnectionFailure, PyMongoError
 
 from c2f_shared.service.limits import BodySizeLimit
 from c2f_shared.service.logs import configure_logging, log_context
@@ -53,6 +54,18 @@ def service_app(
 
 
 def _install_basics(app: FastAPI, runtime: Runtime, description: str) -> None:
+
+    @app.exception_handler(PyMongoError)
+    async def _busy(request: Request, error: PyMongoError) -> JSONResponse:
+        """A write that kept colliding with concurrent ones (or a database out of reach) is
+        "try again", not a server fault: 503 with Retry-After. Nothing was stored."""
+        if error.has_error_label("TransientTransactionError") or isinstance(error, ConnectionFailure):
+            return JSONResponse(
+                {"detail": "the database is busy with concurrent changes; nothing was stored, try again"},
+                status_code=503,
+                headers={"Retry-After": "1"},
+            )
+        raise error
 
     @app.middleware("http")
     async def _correlate(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:

@@ -257,7 +257,7 @@ class Runtime:
         self,
         work: Callable[[UnitOfWork], Awaitable[T]],
         correlation_id: str | None = None,
-        attempts: int = 6,
+        attempts: int = 12,
     ) -> T:
         """Run `work` in a unit of work, again from the start if the transaction collided
         with a concurrent one (TransientTransactionError, e.g. a write conflict)."""
@@ -268,7 +268,7 @@ class Runtime:
             except PyMongoError as error:
                 if not error.has_error_label("TransientTransactionError") or attempt == attempts - 1:
                     raise
-                await asyncio.sleep(random.uniform(0, 0.01 * 2**attempt))
+                await asyncio.sleep(random.uniform(0, min(0.5, 0.01 * 2**attempt)))
         raise AssertionError("unreachable")
 
     # -- consuming ------------------------------------------------------------

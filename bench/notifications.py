@@ -1,0 +1,495 @@
+"""Mails per second through the real SMTP server, beside the raw aiosmtplib send rate to the
+same server in the same run.
+
+Only the broker, the database, the SMTP sink (aiosmtpd writing a Maildir), registration and
+notifications run; matching and reporting do not, so every mail in the sink is either a
+baseline mail or a `registration_confirmed` mail caused by a sign-up below.
+
+Baselines, measured first, on the idle stack:
+  - raw aiosmtplib.send of N small mails to the stack's SMTP sink, one after another
+    (a new connection per mail, as notifications sends), and with --concurrency senders;
+  - the same N mails over one reused SMTP connection (what a connection pool could reach);
+  - composing and rendering one registration_confirmed mail in this process (no I/O).
+
+Through the platform: one cluster, N companies and one B2B event are registered over
+registration's HTTP API (not timed; a company can sign up once per event), then N
+participants are signed up with --concurrency HTTP clients, attendee languages cycling
+through en, es, it, bg, sr, el. Each sign-up makes exactly one registration_confirmed mail.
+  - end to end: N / (last mail's arrival - first sign-up sent);
+  - notifications' own rate: (N - 1) / (last arrival - first arrival), by the files' mtimes;
+  - for context: the queue's drain rate once the last sign-up has answered (notifications
+    no longer shares the machine with registration), and sign-ups per second;
+each beside the raw rates as a ratio. Also printed: the CPU time each process used from the
+first sign-up until notifications' queue is empty (Linux). Sign-ups that fail on the server
+(5xx, a dropped connection) are retried and counted. Every mail must arrive exactly once
+(unique Message-ID, one per attendee, in the attendee's language); otherwise exit status 1.
+
+Usage: .venv/bin/python bench/notifications.py [--mails 500] [--concurrency 8]
+"""
+
+import argparse
+import asyncio
+import os
+import random
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.message import EmailMessage
+from email.parser import BytesHeaderParser
+from email.policy import default
+from email.utils import make_msgid
+from pathlib import Path
+from typing import Any
+
+import aiosmtplib
+import httpx
+from pymongo import AsyncMongoClient
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from c2f_cli.config import StackConfig
+from c2f_cli.mail import read_mail
+from c2f_cli.stack import Stack
+from c2f_notifications import messages
+from c2f_notifications.i18n import Words
+
+console = Console()
+LANGUAGES = ("en", "es", "it", "bg", "sr", "el")
+KIND = "registration_confirmed"
+SIGN_UP_ATTEMPTS = 12
+EVENT = {
+    "name": "Smart City Brokerage Sofia",
+    "city": "Sofia",
+    "venue": "Inter Expo Center",
+    "country": "BG",
+    "venue_timezone": "Europe/Sofia",
+    "starts_at": "2027-03-16T09:00:00+02:00",
+    "ends_at": "2027-03-16T17:00:00+02:00",
+}
+
+
+# -- baselines ------------------------------------------------------------------
+
+
+def small_mail(i: int) -> EmailMessage:
+    mail = EmailMessage()
+    mail["From"] = "Bench <bench@c2future.example>"
+    mail["To"] = f"Raw {i} <raw{i}@bench.example>"
+    mail["Subject"] = f"Raw mail {i}"
+    mail["Message-ID"] = make_msgid(domain="bench.example")
+    mail["X-C2F-Kind"] = "bench_raw"
+    mail.set_content("A small message that times the SMTP server and aiosmtplib alone.\n")
+    return mail
+
+
+async def raw_send_rate(host: str, port: int, n: int, concurrency: int) -> float:
+    """Mails/s with aiosmtplib.send (connect, EHLO, MAIL, RCPT, DATA, QUIT per mail)."""
+    mails: Iterator[EmailMessage] = iter([small_mail(i) for i in range(n)])
+
+    async def sender() -> None:
+        for mail in mails:  # a shared iterator: each mail goes to one sender
+            await aiosmtplib.send(mail, hostname=host, port=port, timeout=15)
+
+    start = time.perf_counter()
+    await asyncio.gather(*(sender() for _ in range(concurrency)))
+    return n / (time.perf_counter() - start)
+
+
+async def reused_connection_rate(host: str, port: int, n: int) -> float:
+    """Mails/s over one SMTP connection kept open (MAIL, RCPT, DATA per mail)."""
+    mails = [small_mail(i) for i in range(n)]
+    start = time.perf_counter()
+    async with aiosmtplib.SMTP(hostname=host, port=port, timeout=15) as smtp:
+        for mail in mails:
+            await smtp.send_message(mail)
+    return n / (time.perf_counter() - start)
+
+
+def render_rate(n: int) -> float:
+    """Mails/s of compose + render alone (Jinja2, Babel, the MIME tree), in this process."""
+    event = {**EVENT, "_id": "e1", "kind": "b2b", "mode": "in_person"}
+    start = time.perf_counter()
+    for i in range(n):
+        language = LANGUAGES[i % len(LANGUAGES)]
+        me = {"_id": f"p{i}", "name": f"Attendee {i}", "email": f"a{i}@bench.example", "language": language}
+        ctx = messages.Context(
+            words=Words(language),
+            recipient=me,
+            event=event,
+            party=lambda _: messages.Party(name="Bench Company", country="BG"),
+            link=lambda action, subject: f"http://127.0.0.1/act/{action}/{subject}",
+            sender="C2Future Match <noreply@c2future.example>",
+        )
+        message = messages.compose(KIND, {"event_id": "e1"}, ctx)
+        messages.render(
+            message,
+            ctx,
+            to=f"{me['name']} <{me['email']}>",
+            message_id=str(uuid.uuid4()),
+            preferences_url="http://127.0.0.1/preferences/x",
+            unsubscribe_url=None,
+        )
+    return n / (time.perf_counter() - start)
+
+
+# -- through the platform ---------------------------------------------------------
+
+
+@dataclass
+class Run:
+    signups_started: float  # wall clock (time.time()), comparable with file mtimes
+    signups_done: float
+    arrivals: list[float]  # mtimes of the registration_confirmed files, sorted
+    mail_bytes: list[int]
+    errors: list[str]
+    retried: list[str]  # sign-ups the server failed (5xx, dropped connection) and that were sent again
+    cpu: dict[str, float] = field(default_factory=dict)  # CPU seconds per process, sign-ups to settled
+    wall: float = 0.0  # the seconds `cpu` was counted over
+
+
+def cpu_seconds(stack: Stack) -> dict[str, float]:
+    """CPU time (user + system) each of the stack's processes, and this one, has used so far.
+    Linux only (/proc); empty elsewhere."""
+    tick = os.sysconf("SC_CLK_TCK")
+    used = {"this benchmark": sum(os.times()[:2])}
+    for child in stack.children:
+        try:
+            fields = Path(f"/proc/{child.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return {}
+        used[child.name] = (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+    return used
+
+
+def maildir_files(maildir: Path) -> list[Path]:
+    return [p for sub in ("new", "cur") if (maildir / sub).is_dir() for p in (maildir / sub).iterdir()]
+
+
+def confirmed_arrivals(maildir: Path) -> tuple[list[float], list[int]]:
+    """Arrival times (mtime) and sizes of the registration_confirmed mails in the sink."""
+    parser = BytesHeaderParser(policy=default)
+    times, sizes = [], []
+    for path in maildir_files(maildir):
+        with path.open("rb") as fh:
+            headers = parser.parse(fh)
+        if headers["X-C2F-Kind"] == KIND:
+            stat = path.stat()
+            times.append(stat.st_mtime_ns / 1e9)
+            sizes.append(stat.st_size)
+    return sorted(times), sizes
+
+
+async def prepare(client: httpx.AsyncClient, n: int, concurrency: int) -> tuple[str, list[str]]:
+    """One cluster, one event and `n` companies (one sign-up per company and event)."""
+    cluster = await client.post(
+        "/clusters",
+        json={"name": "Bench", "short_name": f"B{uuid.uuid4().hex[:6]}", "country": "BG", "sectors": ["ict"]},
+    )
+    cluster.raise_for_status()
+    cluster_id = cluster.json()["id"]
+    event = await client.post("/events", json={**EVENT, "host_cluster_id": cluster_id})
+    event.raise_for_status()
+    indices = iter(range(n))
+    companies: list[str] = []
+
+    async def register() -> None:
+        for i in indices:
+            body = {
+                "cluster_id": cluster_id,
+                "legal_name": f"Bench Company {i} {uuid.uuid4().hex[:6]}",
+                "country": "BG",
+                "sectors": ["ict"],
+            }
+            response = await client.post("/companies", json=body)
+            response.raise_for_status()
+            companies.append(response.json()["id"])
+
+    with console.status(f"registering a cluster, an event and {n} companies…"):
+        await asyncio.gather(*(register() for _ in range(concurrency)))
+    return event.json()["id"], companies
+
+
+async def wait_for_read_model(mongo_uri: str, event_id: str, companies: int, within: float) -> None:
+    """Until notifications has consumed the event and every company (so no mail waits for them)."""
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_uri)
+    db = client["c2f_notifications"]
+    deadline = time.monotonic() + within
+    try:
+        with console.status("waiting for notifications to read the companies and the event…"):
+            while (
+                await db["events"].count_documents({"_id": event_id}) == 0
+                or await db["companies"].count_documents({}) < companies
+            ):
+                if time.monotonic() > deadline:
+                    raise SystemExit(f"notifications did not read the setup within {within:.0f} s")
+                await asyncio.sleep(0.1)
+    finally:
+        await client.close()
+
+
+async def sign_up(
+    client: httpx.AsyncClient, event_id: str, i: int, company_id: str, retried: list[str]
+) -> str | None:
+    """Sign up attendee `i`; None when registered, else why not.
+
+    A 5xx or a dropped connection is retried: registration then either did not commit (a
+    write conflict on the event's seat counter, for instance) or did, and the retry is told
+    "already registered" (409), which counts as registered."""
+    attendee = {
+        "name": f"Attendee {i}",
+        "email": f"attendee{i}@bench.example",
+        "language": LANGUAGES[i % len(LANGUAGES)],
+    }
+    body = {"company_id": company_id, "attendee": attendee}
+    for attempt in range(SIGN_UP_ATTEMPTS):
+        try:
+            response = await client.post(f"/events/{event_id}/participants", json=body)
+        except httpx.TransportError as error:
+            retried.append(f"sign-up {i}: {type(error).__name__}")
+        else:
+            if response.status_code == 201 or (response.status_code == 409 and attempt > 0):
+                return None
+            if response.status_code < 500:
+                return f"sign-up {i}: {response.status_code} {response.text[:200]}"
+            retried.append(f"sign-up {i}: {response.status_code}")
+        await asyncio.sleep(random.uniform(0, min(1.0, 0.05 * 2**attempt)))
+    return f"sign-up {i}: failed {SIGN_UP_ATTEMPTS} times"
+
+
+async def sign_up_and_wait(
+    client: httpx.AsyncClient,
+    maildir: Path,
+    event_id: str,
+    companies: list[str],
+    concurrency: int,
+    patience: float,
+) -> Run:
+    n = len(companies)
+    already = len(maildir_files(maildir))  # the baselines' mails
+    errors: list[str] = []
+    retried: list[str] = []
+    jobs = iter(enumerate(companies))
+    with Progress(
+        TextColumn("{task.description:<22}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    ) as progress:
+        signed = progress.add_task("sign-ups", total=n)
+        arrived = progress.add_task("mails in the SMTP sink", total=n)
+
+        async def worker() -> None:
+            for i, company_id in jobs:
+                error = await sign_up(client, event_id, i, company_id, retried)
+                if error is not None:
+                    errors.append(error)
+                progress.advance(signed)
+
+        started = time.time()
+        signing = asyncio.gather(*(worker() for _ in range(concurrency)))
+        done_at: list[float] = []
+        signing.add_done_callback(lambda _: done_at.append(time.time()))
+        deadline = time.monotonic() + patience
+        while True:
+            # Counting files is cheap; parsing is done once the count says all are there.
+            count = len(maildir_files(maildir)) - already
+            progress.update(arrived, completed=min(count, n))
+            if count >= n and len([m for m in read_mail(maildir) if m["X-C2F-Kind"] == KIND]) >= n:
+                break
+            if signing.done() and errors and count >= n - len(errors):
+                break  # the failed sign-ups will send nothing
+            if time.monotonic() > deadline:
+                errors.append(f"only {count} of {n} mails arrived within {patience:.0f} s")
+                break
+            await asyncio.sleep(0.05)
+        await signing
+    arrivals, sizes = confirmed_arrivals(maildir)
+    return Run(started, done_at[0], arrivals, sizes, errors, retried)
+
+
+async def settle(client: httpx.AsyncClient, n: int, within: float = 30) -> dict[str, int]:
+    """Notifications' queue once every message is recorded as sent (or the time is up)."""
+    deadline = time.monotonic() + within
+    while True:
+        response = await client.get("/outgoing/summary")
+        response.raise_for_status()
+        counts: dict[str, int] = response.json()
+        if counts["sent"] >= n and not counts["pending"] and not counts["sending"]:
+            return counts
+        if time.monotonic() > deadline:
+            return counts
+        await asyncio.sleep(0.2)
+
+
+def check(maildir: Path, n: int, queue: dict[str, int]) -> list[str]:
+    """Every attendee got one mail, once, in its language."""
+    mails = [m for m in read_mail(maildir) if m["X-C2F-Kind"] == KIND]
+    problems = []
+    if len(mails) != n:
+        problems.append(f"{len(mails)} registration_confirmed mails in the sink, expected {n}")
+    ids = [m["Message-ID"] for m in mails]
+    if len(set(ids)) != len(ids):
+        problems.append(f"{len(ids) - len(set(ids))} mails arrived more than once (same Message-ID)")
+    to = [a.addr_spec for m in mails for a in m["To"].addresses]
+    if sorted(to) != sorted(f"attendee{i}@bench.example" for i in range(n)):
+        problems.append("the recipients are not exactly one mail per attendee")
+    wrong_language = 0
+    for mail, address in zip(mails, to, strict=False):
+        i = int(address.removeprefix("attendee").split("@")[0])
+        html = mail.get_body(("html",))
+        if html is None or f'lang="{LANGUAGES[i % len(LANGUAGES)]}"' not in html.get_content():
+            wrong_language += 1
+    if wrong_language:
+        problems.append(f"{wrong_language} mails not in the attendee's language")
+    if queue["sent"] != n or queue["failed"] or queue["cancelled"]:
+        problems.append(f"notifications' queue: {queue}")
+    return problems
+
+
+async def measure(stack: Stack, n: int, concurrency: int, patience: float) -> tuple[dict[str, float], Run]:
+    cfg = stack.config
+    figures = {}
+    with console.status("raw aiosmtplib baselines…"):
+        figures["raw_1"] = await raw_send_rate(cfg.smtp_host, cfg.smtp_port, n, 1)
+        figures["raw_n"] = await raw_send_rate(cfg.smtp_host, cfg.smtp_port, n, concurrency)
+        figures["reused"] = await reused_connection_rate(cfg.smtp_host, cfg.smtp_port, n)
+        figures["render"] = render_rate(n)
+    headers = {"Authorization": f"Bearer {cfg.operator_token()}"}
+    limits = httpx.Limits(max_connections=concurrency)
+    async with (
+        httpx.AsyncClient(
+            base_url=cfg.service_url("registration"), headers=headers, limits=limits, timeout=60
+        ) as registration,
+        httpx.AsyncClient(
+            base_url=cfg.service_url("notifications"), headers=headers, timeout=30
+        ) as notifications,
+    ):
+        event_id, companies = await prepare(registration, n, concurrency)
+        await wait_for_read_model(cfg.mongo_uri, event_id, n, within=max(60.0, n / 5))
+        cpu_before, wall_before = cpu_seconds(stack), time.perf_counter()
+        run = await sign_up_and_wait(registration, cfg.maildir, event_id, companies, concurrency, patience)
+        queue = await settle(notifications, n)
+        cpu_after, run.wall = cpu_seconds(stack), time.perf_counter() - wall_before
+    run.cpu = {name: cpu_after[name] - cpu_before[name] for name in cpu_before if name in cpu_after}
+    run.errors += check(cfg.maildir, n, queue)
+    return figures, run
+
+
+def report(figures: dict[str, float], run: Run, n: int, concurrency: int) -> None:
+    raw_1, raw_n = figures["raw_1"], figures["raw_n"]
+    table = Table(
+        "figure",
+        "mails/s",
+        f"÷ raw send, 1 sender ({raw_1:.0f}/s)",
+        f"÷ raw send, {concurrency} senders ({raw_n:.0f}/s)",
+    )
+
+    def row(name: str, rate: float, ratios: bool = True) -> None:
+        if ratios:
+            table.add_row(name, f"{rate:.0f}", f"{rate / raw_1:.2f}", f"{rate / raw_n:.2f}")
+        else:
+            table.add_row(name, f"{rate:.0f}", "—", "—")
+
+    row("raw aiosmtplib.send, 1 sender", raw_1)
+    row(f"raw aiosmtplib.send, {concurrency} senders", raw_n)
+    row("raw, 1 connection reused", figures["reused"])
+    row("compose + render only (in process)", figures["render"])
+    table.add_section()
+    if len(run.arrivals) >= 2:
+        first, last = run.arrivals[0], run.arrivals[-1]
+        row(
+            f"end to end: first sign-up → all {len(run.arrivals)} mails",
+            len(run.arrivals) / (last - run.signups_started),
+        )
+        row("notifications' own: first → last mail", (len(run.arrivals) - 1) / (last - first))
+        after = [t for t in run.arrivals if t > run.signups_done]
+        if len(after) >= 2:
+            row(
+                f"queue drain after the last sign-up ({len(after)} mails)",
+                len(after) / (last - run.signups_done),
+            )
+        signup_s = run.signups_done - run.signups_started
+        row(f"sign-ups/s over HTTP, {concurrency} clients (context)", n / signup_s, ratios=False)
+        console.print(table)
+        gaps = [b - a for a, b in zip(run.arrivals, run.arrivals[1:], strict=False)]
+        console.print(
+            f"sign-ups took {signup_s:.2f} s; first mail {first - run.signups_started:.2f} s after the first "
+            f"sign-up, last {last - run.signups_started:.2f} s after it "
+            f"({last - run.signups_done:.2f} s after the last sign-up answered).\n"
+            f"gap between mails: median {statistics.median(gaps) * 1000:.1f} ms, "
+            f"max {max(gaps) * 1000:.0f} ms; mail size: median {statistics.median(run.mail_bytes):.0f} bytes "
+            f"(raw baseline mail {len(bytes(small_mail(0))):.0f} bytes)."
+        )
+    else:
+        console.print(table)
+    if run.cpu:
+        cpu = Table(
+            "process",
+            "CPU s",
+            "of one core",
+            title=f"CPU from the first sign-up to settled ({run.wall:.1f} s)",
+        )
+        for name, seconds in sorted(run.cpu.items(), key=lambda item: -item[1]):
+            cpu.add_row(name, f"{seconds:.1f}", f"{seconds / run.wall:.0%}")
+        cpu.add_row("all", f"{sum(run.cpu.values()):.1f}", f"{sum(run.cpu.values()) / run.wall:.0%}")
+        console.print(cpu)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--mails",
+        type=int,
+        default=500,
+        help="mails per baseline and sign-ups through the platform (default 500)",
+    )
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        default=8,
+        help="concurrent raw SMTP senders, and HTTP clients registering and signing up (default 8)",
+    )
+    parser.add_argument(
+        "--timeout", type=float, default=600, help="seconds to wait for all the mails to arrive (default 600)"
+    )
+    args = parser.parse_args()
+    if args.mails < 2 or args.concurrency < 1:
+        parser.error("--mails must be at least 2 and --concurrency at least 1")
+    with tempfile.TemporaryDirectory() as home:
+        stack = Stack(StackConfig.on_free_ports(Path(home)))
+        console.print("Starting broker, database, SMTP sink, registration and notifications on free ports…")
+        try:
+            stack.start_infrastructure()
+            stack.start_services(["registration", "notifications"])
+            figures, run = asyncio.run(measure(stack, args.mails, args.concurrency, args.timeout))
+        finally:
+            stack.stop()
+    console.print(
+        f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} CPUs, Python {sys.version.split()[0]}"
+    )
+    report(figures, run, args.mails, args.concurrency)
+    if run.retried:
+        kinds = sorted({r.split(": ", 1)[1] for r in run.retried})
+        console.print(
+            f"[yellow]! {len(run.retried)} sign-up requests failed on the server ({', '.join(kinds)}) "
+            f"and were sent again; see registration's log for why."
+        )
+    if run.errors:
+        for error in run.errors:
+            console.print(f"[red]✗ {error}")
+        raise SystemExit(1)
+    console.print(f"[green]✓ {args.mails} mails, each arrived once, in its attendee's language.")
+
+
+if __name__ == "__main__":
+    main()
