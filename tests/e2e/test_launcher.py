@@ -4,6 +4,7 @@ keeps data across restarts, and stops every process it started on SIGINT and SIG
 import asyncio
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -74,6 +75,11 @@ def launcher(env: dict[str, str], request: pytest.FixtureRequest) -> Iterator[su
         process.wait(60)
 
 
+def log_lines(env: dict[str, str]) -> list[str]:
+    logs = sorted(Path(env["C2F_HOME"]).glob("launcher-*.log"))
+    return logs[-1].read_text(errors="replace").splitlines()
+
+
 def stack_pids(env: dict[str, str], launcher: subprocess.Popen[bytes]) -> dict[str, int]:
     state_file = Path(env["C2F_HOME"]) / "stack.json"
 
@@ -141,7 +147,19 @@ def test_up_seeds_the_demo_and_stops_everything_on_sigint(env, launcher) -> None
     assert numbers["clusters"] == len(DEMO.clusters)
     assert numbers["companies"] == len(DEMO.companies)
     assert numbers["events"] == len(DEMO.events)
-    assert 0 < numbers["meetings_scheduled"] <= numbers["meetings_accepted"] < numbers["meeting_requests"]
+    assert numbers["agreements"] == len(DEMO.agreements)
+    assert numbers["participants"] == sum(len(e["participants"]) for e in DEMO.events)
+    # The demo's meetings, as `c2f up` said it played them: each suggested pair asked once.
+    said = [
+        re.search(r"(\d+) accepted, (\d+) declined", line)
+        for line in log_lines(env)
+        if "Demo meetings at" in line
+    ]
+    accepted = sum(int(m.group(1)) for m in said if m)
+    declined = sum(int(m.group(2)) for m in said if m)
+    assert (numbers["meetings_accepted"], numbers["meeting_requests"]) == (accepted, accepted + declined)
+    assert numbers["meeting_requests"] == numbers["match_suggestions"]
+    assert 0 < numbers["meetings_scheduled"] <= numbers["meetings_accepted"]
     assert len(read_mail(Path(env["C2F_HOME"]) / "mail")) == numbers["notifications_sent"]
     SEEN["report"] = numbers
     stop_and_check(launcher, children, signal.SIGINT)
