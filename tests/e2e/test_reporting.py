@@ -98,6 +98,12 @@ async def test_a_brokerage_day_in_the_numbers_and_a_rebuild_changes_nothing(scen
         ours = next(r for r in sheet.iter_rows(min_row=2, values_only=True) if r[0] == event)
         assert ours[header.index("meetings_held")] == 1
         assert (await reporting.get("/reports/partnership/by/planet")).status_code == 422
+        totals = list(
+            csv.DictReader(
+                io.StringIO((await reporting.get("/reports/partnership.csv")).text.lstrip("\ufeff"))
+            )
+        )
+        assert len(totals) == 1 and int(totals[0]["meeting_requests"]) >= 4
 
         # Replaying every topic into emptied projections gives the same numbers.
         await eventually(lambda: settled(scene.platform.config), within=60)

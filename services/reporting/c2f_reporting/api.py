@@ -17,6 +17,9 @@ from c2f_shared.service.http import RuntimeDep
 
 router = APIRouter(tags=["reports"])
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+FILE_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"text/csv": {}, XLSX: {}}, "description": "The report as a file"}
+}
 
 
 class PartnershipReport(BaseModel):
@@ -32,6 +35,13 @@ class PartnershipReport(BaseModel):
     meetings_held: int = Field(description="Meetings at least one side reported as held")
     notifications_sent: int
     dead_letters: int = Field(description="Messages a service could not process (see the logs).")
+
+
+@router.get("/reports/partnership.{fmt}", response_class=Response, responses=FILE_RESPONSES)
+async def partnership_file(fmt: Literal["csv", "xlsx"], runtime: RuntimeDep) -> Response:
+    """The totals as a file: one row."""
+    totals = (await partnership(runtime)).model_dump()
+    return table_file("partnership", fmt, {"totals": (list(totals), [totals])})
 
 
 @router.get("/reports/partnership", response_model=PartnershipReport)
@@ -167,11 +177,6 @@ async def brochure_pdf(
     return Response(
         content, media_type="application/pdf", headers={"Content-Disposition": f'inline; filename="{name}"'}
     )
-
-
-FILE_RESPONSES: dict[int | str, dict[str, Any]] = {
-    200: {"content": {"text/csv": {}, XLSX: {}}, "description": "The report as a file"}
-}
 
 
 @router.get("/reports/events/{event_id}.{fmt}", response_class=Response, responses=FILE_RESPONSES)
