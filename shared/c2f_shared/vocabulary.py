@@ -183,3 +183,24 @@ class FollowUp(StrEnum):
     FURTHER_CONTACT = "further_contact"
     OFFER_SENT = "offer_sent"
     AGREEMENT_SIGNED = "agreement_signed"
+
+
+# English names of the countries and markets the partnership deals with (ISO 3166 codes;
+# US-CA is California, a target market of its own).
+COUNTRY_NAMES: dict[str, str] = {
+    "BG": "Bulgaria",
+    "ES": "Spain",
+    "RS": "Serbia",
+    "IT": "Italy",
+    "GR": "Greece",
+    "HR": "Croatia",
+    "RO": "Romania",
+    "MK": "North Macedonia",
+    "PT": "Portugal",
+    "MX": "Mexico",
+    "CO": "Colombia",
+    "US": "United States",
+    "US-CA": "California",
+    "CL": "Chile",
+    "BR": "Brazil",
+}

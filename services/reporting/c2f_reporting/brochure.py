@@ -10,23 +10,9 @@ from typing import Any
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 
-COUNTRIES = {
-    "BG": "Bulgaria",
-    "ES": "Spain",
-    "RS": "Serbia",
-    "IT": "Italy",
-    "GR": "Greece",
-    "HR": "Croatia",
-    "RO": "Romania",
-    "MK": "North Macedonia",
-    "PT": "Portugal",
-    "MX": "Mexico",
-    "CO": "Colombia",
-    "US": "United States",
-    "US-CA": "California",
-    "CL": "Chile",
-    "BR": "Brazil",
-}
+from c2f_shared.vocabulary import COUNTRY_NAMES
+
+COUNTRIES = COUNTRY_NAMES
 SECTORS = {
     "ict": "ICT",
     "mobility": "Mobility",

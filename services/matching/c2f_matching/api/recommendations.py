@@ -13,28 +13,13 @@ from c2f_matching.matcher import Matcher
 from c2f_matching.scoring import MIN_PAIR_SCORE, PairScore, Profile, calibrate, pair, squash, top_pairs
 from c2f_matching.store import COMPANIES, MEETINGS, SUGGESTIONS
 from c2f_shared.service.http import RuntimeDep
+from c2f_shared.vocabulary import COUNTRY_NAMES
 
 router = APIRouter()
 Limit = Annotated[int, Query(ge=1, le=500)]
 
 
-COUNTRIES = {
-    "BG": "Bulgaria",
-    "ES": "Spain",
-    "RS": "Serbia",
-    "IT": "Italy",
-    "GR": "Greece",
-    "HR": "Croatia",
-    "RO": "Romania",
-    "MK": "North Macedonia",
-    "PT": "Portugal",
-    "MX": "Mexico",
-    "CO": "Colombia",
-    "US": "the United States",
-    "US-CA": "California",
-    "CL": "Chile",
-    "BR": "Brazil",
-}
+COUNTRIES = {**COUNTRY_NAMES, "US": "the United States"}  # "connects Spain and the United States"
 
 
 def _names(codes: list[str]) -> str:
