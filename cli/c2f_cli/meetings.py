@@ -8,6 +8,11 @@ from typing import Any
 import httpx
 
 
+# Matching embeds each profile as it arrives (seconds each on a cold start): the suggestions
+# count as complete once they have not changed for this long.
+QUIET_S = 10.0
+
+
 class MeetingsError(RuntimeError):
     pass
 
@@ -22,7 +27,7 @@ def settled_suggestions(matching: httpx.Client, event_id: str, within: float = 9
         found = matching.get(f"/events/{event_id}/suggestions", params={"limit": 500}).json()
         if len(found) != len(seen):
             seen, quiet_since = found, time.monotonic()
-        elif seen and time.monotonic() - quiet_since > 3:
+        elif seen and time.monotonic() - quiet_since > QUIET_S:
             break
         time.sleep(0.5)
     return seen

@@ -20,7 +20,7 @@ BLUE, GREEN, ORANGE, GREY = "#0b5cad", "#2e8540", "#d9822b", "#9aa5b1"
 
 def bars(title: str, items: list[tuple[str, int]], color: str = BLUE) -> Markup:
     """A horizontal bar chart; each bar labelled with its value."""
-    row, label_w, width = 22, 170, 520
+    row, label_w, width = 22, 215, 560
     top = max((v for _, v in items), default=0) or 1
     height = row * max(len(items), 1) + 8
     parts = [
