@@ -7,7 +7,6 @@ from typing import Any
 
 import httpx
 
-
 # Matching embeds each profile as it arrives (seconds each on a cold start): the suggestions
 # count as complete once they have not changed for this long.
 QUIET_S = 10.0
