@@ -56,6 +56,7 @@ bench: $(STAMP)  ## Run the benchmarks under bench/
 	$(PY) bench/eval_matching.py
 	$(PY) bench/scheduling.py
 	$(PY) bench/notifications.py
+	$(PY) bench/reporting.py
 
 clean:  ## Remove the virtual environment and local stack data
 	rm -rf $(VENV) .c2f
