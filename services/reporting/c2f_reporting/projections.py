@@ -101,13 +101,11 @@ async def _meeting(uow: UnitOfWork, event: Event) -> None:
     side's outcome. Facts of one event arrive in order (they are keyed by event)."""
     if isinstance(event, MeetingOutcomeRecorded):
         key = f"{event.meeting_id}:{event.participant_id}"
+        known = await uow.db["outcomes"].find_one({"_id": key}, {"revision": 1}, session=uow.session)
+        if known is not None and known.get("revision", 0) > event.revision:
+            return  # an older account arriving after a newer one
         data = event.model_dump(mode="json")
-        await uow.db["outcomes"].update_one(
-            {"_id": key, "revision": {"$not": {"$gt": event.revision}}},
-            {"$set": data},
-            upsert=True,
-            session=uow.session,
-        )
+        await uow.db["outcomes"].update_one({"_id": key}, {"$set": data}, upsert=True, session=uow.session)
         return
     changes: dict[str, object]
     if isinstance(event, MeetingScheduled):
