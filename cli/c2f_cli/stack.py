@@ -138,17 +138,16 @@ class Stack:
             self._claim(f"the {name} service", port)
             child = spawn(
                 name,
+                # What the images run (c2f-serve), with this interpreter.
                 [
                     sys.executable,
                     "-m",
-                    "uvicorn",
-                    f"c2f_{name}.app:create_app",
-                    "--factory",
+                    "c2f_shared.service.serve",
+                    name,
                     "--host",
                     cfg.host,
                     "--port",
                     str(port),
-                    "--no-access-log",
                 ],
                 self.logs,
                 env=self.service_env(),

@@ -1,4 +1,4 @@
-"""HTTP basics every service serves: health, readiness, AsyncAPI, correlation ids, logs."""
+"""HTTP basics every service serves: health, readiness, metrics, AsyncAPI, correlation ids, logs."""
 
 import uuid
 from collections.abc import Awaitable, Callable
@@ -11,6 +11,7 @@ from pymongo.errors import ConnectionFailure, PyMongoError
 
 from c2f_shared.service.limits import BodySizeLimit
 from c2f_shared.service.logs import configure_logging, log_context
+from c2f_shared.service.metrics import CONTENT_TYPE_LATEST
 from c2f_shared.service.runtime import Runtime
 
 __all__ = ["CorrelationId", "RuntimeDep", "service_app"]
@@ -36,7 +37,7 @@ CorrelationId = Annotated[str, Depends(correlation_id)]
 def service_app(
     runtime: Runtime, *, description: str, router: APIRouter, body_limits: dict[str, int] | None = None
 ) -> FastAPI:
-    """The service's FastAPI app: its routes, plus /healthz, /readyz, /asyncapi.json,
+    """The service's FastAPI app: its routes, plus /healthz, /readyz, /metrics, /asyncapi.json,
     correlation ids, body size limits (413) and logs; the runtime starts and stops with it.
 
     `body_limits` maps a path suffix to a larger limit than the service's `max_body_bytes`."""
@@ -50,6 +51,7 @@ def service_app(
     _install_basics(app, runtime, description)
     app.include_router(router)
     app.add_middleware(BodySizeLimit, limit=runtime.settings.max_body_bytes, overrides=body_limits)
+    app.middleware("http")(runtime.metrics.observe_http)
     return app
 
 
@@ -88,6 +90,17 @@ def _install_basics(app: FastAPI, runtime: Runtime, description: str) -> None:
     async def readyz() -> JSONResponse:
         report = await runtime.readiness()
         return JSONResponse(report, status_code=200 if report["ready"] else 503)
+
+    @app.get(
+        "/metrics",
+        tags=["operations"],
+        summary="Prometheus metrics: messages, failures, handler and HTTP latency, consumer lag",
+        response_class=Response,
+        responses={200: {"content": {CONTENT_TYPE_LATEST: {}}}},
+    )
+    async def metrics() -> Response:
+        await runtime.refresh_metrics()
+        return Response(runtime.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
     spec = AsyncAPI(
         runtime.broker,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable
 from contextlib import asynccontextmanager
@@ -34,6 +35,7 @@ from c2f_shared import topics
 from c2f_shared.envelope import Envelope, UnknownEventType
 from c2f_shared.events import Event, MessageDeadLettered
 from c2f_shared.service.logs import log_context
+from c2f_shared.service.metrics import Metrics
 from c2f_shared.service.outbox import Outbox
 from c2f_shared.service.settings import ServiceSettings
 
@@ -118,6 +120,8 @@ class Runtime:
             logger=logging.getLogger("c2f.broker"),
         )
         self._listeners: dict[str, _Joined] = {}
+        self._subscribers: dict[str, Any] = {}  # name → faststream subscriber (its aiokafka consumer)
+        self.metrics = Metrics()
         self._attempts: dict[tuple[str, int, int], int] = {}
         self._waits: dict[tuple[str, int, int], int] = {}
         self._client: AsyncMongoClient[Document] | None = None
@@ -186,6 +190,7 @@ class Runtime:
 
         receive.__name__ = name
         subscriber(receive)
+        self._subscribers[name] = subscriber
 
     def publishes(self, *event_types: type[Event]) -> None:
         """Declare what this service publishes, so its AsyncAPI document shows it."""
@@ -278,13 +283,17 @@ class Runtime:
     ) -> None:
         record = message.raw_message
         where = (record.topic, record.partition, record.offset)
+        started = time.perf_counter()
         try:
             async with self._processing:
-                await self._process(message.body, handler, only)
+                outcome = await self._process(message.body, handler, only)
         except PoisonMessage as poison:
+            self.metrics.failures.labels(name, record.topic, "poison").inc()
             await self._dead_letter(record, str(poison), message.body)
+            self.metrics.messages.labels(name, record.topic, "dead_lettered").inc()
         except Exception as error:
             if _transient(error):
+                self.metrics.failures.labels(name, record.topic, "transient").inc()
                 # The database is busy or away (e.g. a transaction a killed instance left open
                 # holds this document until the server expires it): wait and retry, without
                 # counting it against the message.
@@ -294,6 +303,7 @@ class Runtime:
                 log.warning("%s: %s busy (%s); retry %d in %.1fs", name, where, error, waits, pause)
                 await asyncio.sleep(pause)
                 raise
+            self.metrics.failures.labels(name, record.topic, "error").inc()
             attempts = self._attempts.get(where, 0) + 1
             if attempts >= MAX_ATTEMPTS:
                 self._attempts.pop(where, None)
@@ -301,6 +311,7 @@ class Runtime:
                 await self._dead_letter(
                     record, f"failed {attempts} times: {type(error).__name__}: {error}", message.body
                 )
+                self.metrics.messages.labels(name, record.topic, "dead_lettered").inc()
                 return
             self._attempts[where] = attempts
             log.warning("%s: attempt %d on %s failed (%s); will retry", name, attempts, where, error)
@@ -309,8 +320,11 @@ class Runtime:
         else:
             self._attempts.pop(where, None)
             self._waits.pop(where, None)
+            self.metrics.messages.labels(name, record.topic, outcome).inc()
+            self.metrics.handler_seconds.labels(name, record.topic).observe(time.perf_counter() - started)
 
-    async def _process(self, body: bytes, handler: Handler, only: tuple[type[Event], ...] | None) -> None:
+    async def _process(self, body: bytes, handler: Handler, only: tuple[type[Event], ...] | None) -> str:
+        """Process one message; returns what happened: processed, duplicate or ignored."""
         try:
             envelope = Envelope.model_validate_json(body)
         except pydantic.ValidationError as error:
@@ -324,18 +338,18 @@ class Runtime:
                 f"invalid {envelope.type} v{envelope.schema_version}: {_describe(error, 'data.')}"
             ) from error
         if only is not None and not isinstance(event, only):
-            return
+            return "ignored"
 
         with log_context(
             correlation_id=envelope.correlation_id, event_id=envelope.event_id, event_type=envelope.type
         ):
-            await self._process_once(envelope, event, handler)
+            return await self._process_once(envelope, event, handler)
 
-    async def _process_once(self, envelope: Envelope, event: Event, handler: Handler) -> None:
+    async def _process_once(self, envelope: Envelope, event: Event, handler: Handler) -> str:
         inbox = self.db["processed_events"]
         if await inbox.find_one({"_id": envelope.event_id}, {"_id": 1}):
             log.info("skipped: already processed")
-            return
+            return "duplicate"
 
         async def work(uow: UnitOfWork) -> None:
             await inbox.insert_one(
@@ -349,9 +363,10 @@ class Runtime:
         except (DuplicateKeyError, PyMongoError):
             # Another instance processed it at the same moment: nothing left to do.
             if await inbox.find_one({"_id": envelope.event_id}, {"_id": 1}):
-                return
+                return "duplicate"
             raise
         log.info("processed")
+        return "processed"
 
     async def _dead_letter(self, record: Any, reason: str, body: bytes) -> None:
         dead_letter_id = str(
@@ -448,7 +463,37 @@ class Runtime:
         log.info("replayed %d events into a fresh read model", replayed)
         return replayed
 
-    # -- health ---------------------------------------------------------------
+    # -- health and metrics ---------------------------------------------------
+
+    async def refresh_metrics(self) -> None:
+        """Bring the gauges up to date (at each scrape): consumer lag per assigned partition,
+        the outbox backlog, the dead letters. Each part is skipped if it cannot answer in time.
+        Only partitions assigned now are reported, so the sum over instances is the group's lag."""
+        self.metrics.lag.clear()
+        for subscriber in self._subscribers.values():
+            consumer = subscriber.consumer
+            if consumer is None:
+                continue
+            for tp in consumer.assignment():
+                end = consumer.highwater(tp)
+                try:
+                    async with asyncio.timeout(2):
+                        committed = await consumer.committed(tp)
+                except Exception:  # noqa: BLE001 - the coordinator is away: not reported this time
+                    continue
+                if end is not None:
+                    lag = max(0, end - (committed or 0))
+                    self.metrics.lag.labels(self.settings.consumer_group, tp.topic, str(tp.partition)).set(
+                        lag
+                    )
+        if self._client is None or self._outbox is None:
+            return
+        try:
+            async with asyncio.timeout(2):
+                self.metrics.outbox_pending.set(await self._outbox.pending())
+                self.metrics.dead_letters.set(await self.db["dead_letters"].estimated_document_count())
+        except Exception:  # noqa: BLE001 - the database is away; /readyz says so
+            log.warning("metrics: the database did not answer; gauges left as they were")
 
     async def readiness(self) -> dict[str, Any]:
         """What /readyz reports: each check and whether all passed."""

@@ -1,0 +1,274 @@
+"""The deployment files, checked without Docker or a cluster.
+
+- docker-compose.yml against the Compose specification's JSON schema (vendored by
+  check-jsonschema, so offline), and against what the services actually read: every
+  C2F_* variable set in it is a setting some service has, every ${VARIABLE} it uses is
+  documented in .env.example, registration runs once per cluster with its own database.
+- deploy/Dockerfile through hadolint, and the properties operators rely on (multi-stage,
+  non-root, HEALTHCHECK on /readyz).
+- deploy/kubernetes/ against the Kubernetes 1.37 schemas (kubernetes-validate, strict), and
+  the autoscalers against the consumer groups and partitions they scale on.
+"""
+
+import importlib.resources
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import kubernetes_validate
+import pytest
+import yaml
+from pydantic import AliasChoices
+from pydantic_settings import BaseSettings
+
+from c2f_matching.config import Settings as MatchingSettings
+from c2f_notifications.config import Settings as NotificationsSettings
+from c2f_registration.config import Settings as RegistrationSettings
+from c2f_reporting.config import Settings as ReportingSettings
+from c2f_shared import topics
+from c2f_shared.service.metrics import Metrics
+from c2f_shared.service.runtime import SHUTDOWN_SECONDS
+
+ROOT = Path(__file__).resolve().parents[2]
+COMPOSE = ROOT / "docker-compose.yml"
+DOCKERFILE = ROOT / "deploy" / "Dockerfile"
+KUBERNETES = ROOT / "deploy" / "kubernetes"
+SETTINGS: dict[str, type[BaseSettings]] = {
+    "registration": RegistrationSettings,
+    "matching": MatchingSettings,
+    "notifications": NotificationsSettings,
+    "reporting": ReportingSettings,
+}
+SCALED = ("matching", "notifications", "reporting")
+
+
+def env_names(settings: type[BaseSettings]) -> set[str]:
+    """The environment variables a settings class reads."""
+    prefix = settings.model_config.get("env_prefix", "")
+    names = set()
+    for name, field in settings.model_fields.items():
+        alias = field.validation_alias
+        if isinstance(alias, AliasChoices):
+            names |= {str(choice) for choice in alias.choices}
+        else:
+            names.add(f"{prefix}{name}".upper())
+    return names
+
+
+def compose() -> dict[str, Any]:
+    loaded: dict[str, Any] = yaml.safe_load(COMPOSE.read_text())
+    return loaded
+
+
+def service_of(definition: dict[str, Any]) -> str | None:
+    """Which of our services a Compose service runs (its image's build argument)."""
+    build = definition.get("build")
+    return build["args"]["SERVICE"] if isinstance(build, dict) and "command" not in definition else None
+
+
+def test_compose_file_follows_the_compose_specification() -> None:
+    schema_file = importlib.resources.files("check_jsonschema.builtin_schemas.vendor") / "compose-spec.json"
+    schema = json.loads(schema_file.read_text())
+    jsonschema.validate(compose(), schema)
+    # And the validator does catch mistakes, e.g. a misspelt key.
+    broken = compose()
+    broken["services"]["kafka"]["helthcheck"] = broken["services"]["kafka"].pop("healthcheck")
+    with pytest.raises(jsonschema.ValidationError, match="helthcheck"):
+        jsonschema.validate(broken, schema)
+
+
+def test_compose_runs_real_kafka_and_mongodb_with_pinned_images() -> None:
+    services = compose()["services"]
+    for name in ("kafka", "mongo", "mailpit"):
+        image = services[name]["image"]
+        assert re.fullmatch(r"[\w./-]+:v?\d+\.\d+\.\d+", image), f"{name}: pin a full version, not {image}"
+        assert "healthcheck" in services[name] or name == "mailpit"
+    assert services["kafka"]["image"].startswith("apache/kafka:")
+    assert services["kafka"]["environment"]["KAFKA_PROCESS_ROLES"] == "broker,controller"  # KRaft
+    assert services["mongo"]["image"].startswith("mongo:")
+    assert "--replSet" in services["mongo"]["command"]  # transactions need a replica set
+    assert set(compose()["volumes"]) >= {"kafka-data", "mongo-data"}
+
+
+def test_every_service_waits_for_healthy_servers_and_the_topics() -> None:
+    services = compose()["services"]
+    ours = {name: d for name, d in services.items() if service_of(d)}
+    assert {service_of(d) for d in ours.values()} == set(SETTINGS)
+    for name, definition in ours.items():
+        assert definition["depends_on"] == {
+            "kafka": {"condition": "service_healthy"},
+            "mongo": {"condition": "service_healthy"},
+            "topics": {"condition": "service_completed_successfully"},
+        }, name
+        assert definition["build"]["dockerfile"] == "deploy/Dockerfile"
+        assert definition["environment"]["C2F_KAFKA_TIMEOUTS"] == "standard"  # Kafka's own timeouts
+        assert "container_name" not in definition  # it would forbid --scale
+        # SIGTERM: requests drain (c2f-serve's 15 s), then consumers and connections close.
+        grace = int(definition["stop_grace_period"].rstrip("s"))
+        assert grace > 15 + SHUTDOWN_SECONDS, name
+    job = services["topics"]
+    assert job["restart"] == "no" and job["command"][0] == "c2f-create-topics"
+
+
+def test_registration_runs_once_per_cluster_each_with_its_own_database() -> None:
+    services = compose()["services"]
+    instances = {
+        name: d["environment"]["C2F_REGISTRATION_CLUSTERS"]
+        for name, d in services.items()
+        if service_of(d) == "registration"
+    }
+    per_cluster = {n: c for n, c in instances.items() if "$" not in c}
+    assert len(per_cluster) >= 2, instances
+    databases = {RegistrationSettings(clusters=c).mongo_db for c in per_cluster.values()}
+    groups = {RegistrationSettings(clusters=c).consumer_group for c in per_cluster.values()}
+    assert len(databases) == len(groups) == len(per_cluster), (databases, groups)
+    ports = [d["ports"][0].split(":")[0] for n, d in services.items() if n in instances]
+    assert len(set(ports)) == len(ports)
+
+
+def test_scaled_services_have_a_port_range_within_the_partitions() -> None:
+    services = compose()["services"]
+    env_example = dotenv(ROOT / ".env.example")
+    partitions = int(env_example["C2F_KAFKA_PARTITIONS"])
+    assert f"--partitions=${{C2F_KAFKA_PARTITIONS:-{partitions}}}" in services["topics"]["command"]
+    for name in SCALED:
+        [mapping] = services[name]["ports"]
+        first, last = (int(p) for p in mapping.split(":")[0].split("-"))
+        # `--scale NAME=N` needs N host ports; more instances than partitions would sit idle.
+        assert 2 <= last - first + 1 <= partitions, (name, mapping)
+
+
+def dotenv(path: Path) -> dict[str, str]:
+    pairs = (
+        line.split("=", 1) for line in path.read_text().splitlines() if line and not line.startswith("#")
+    )
+    return {key: value for key, value in pairs}
+
+
+def test_every_variable_is_documented_and_every_setting_exists() -> None:
+    text = COMPOSE.read_text()
+    used = set(re.findall(r"\$\{(\w+)", text))
+    documented = set(dotenv(ROOT / ".env.example"))
+    assert used <= documented, f"not in .env.example: {sorted(used - documented)}"
+    example = dotenv(ROOT / ".env.example")
+    secrets = ("C2F_OPERATOR_TOKEN", "C2F_LINK_SECRET", "C2F_SMTP_PASSWORD")
+    assert not [name for name in secrets if example[name]], (
+        "secrets come from the operator, not the repository"
+    )
+    assert "${C2F_OPERATOR_TOKEN:?" in text and "${C2F_LINK_SECRET:?" in text  # refused if unset
+    known = set().union(*(env_names(s) for s in SETTINGS.values()))
+    for name, definition in compose()["services"].items():
+        service = service_of(definition)
+        if service is None:
+            continue
+        for variable in definition["environment"]:
+            assert variable in env_names(SETTINGS[service]), f"{name}: {variable} is no {service} setting"
+    assert "C2F_LINK_SECRET" in known and "C2F_SMTP_HOST" in known
+
+
+def test_the_dockerfile_passes_hadolint() -> None:
+    hadolint = Path(sys.executable).with_name("hadolint")
+    result = subprocess.run(
+        [str(hadolint), "--no-color", "--failure-threshold", "info", str(DOCKERFILE)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_image_is_multi_stage_unprivileged_and_checks_readiness() -> None:
+    lines = [line.strip() for line in DOCKERFILE.read_text().splitlines()]
+    assert sum(line.startswith("FROM ") for line in lines) >= 2
+    [user] = [line for line in lines if line.startswith("USER ")]
+    assert user.split()[1].isdigit() and user.split()[1] != "0"
+    healthcheck = next(i for i, line in enumerate(lines) if line.startswith("HEALTHCHECK"))
+    assert "/readyz" in lines[healthcheck + 1]
+    assert any(line.startswith("COPY --from=build") for line in lines)
+    assert "requirements/constraints.txt" in DOCKERFILE.read_text()  # pinned versions in the image
+
+
+def test_the_images_install_only_pinned_versions() -> None:
+    pinned = {
+        line.split("==")[0].lower().replace("_", "-")
+        for line in (ROOT / "requirements" / "constraints.txt").read_text().splitlines()
+        if "==" in line
+    }
+    for project in [ROOT / "shared", *(ROOT / "services").iterdir()]:
+        data = (project / "pyproject.toml").read_text()
+        block = data.split("dependencies = [", 1)[1].split("]", 1)[0]
+        for requirement in re.findall(r'"([A-Za-z0-9_.-]+)', block):
+            name = requirement.lower().replace("_", "-")
+            assert name.startswith("c2f-") or name in pinned, f"{project.name}: {requirement} is not pinned"
+
+
+def manifests() -> list[tuple[Path, dict[str, Any]]]:
+    found = []
+    for path in sorted(KUBERNETES.rglob("*.yaml")):
+        if path.name == "kustomization.yaml" or path.name == "alerts.yaml":
+            continue
+        found += [(path, doc) for doc in yaml.safe_load_all(path.read_text()) if doc]
+    return found
+
+
+def test_kubernetes_manifests_follow_the_kubernetes_schemas() -> None:
+    assert len(manifests()) >= 20
+    for path, doc in manifests():
+        assert doc["metadata"]["name"], path
+        kubernetes_validate.validate(doc, "1.37.0", strict=True)
+    # A mistake is caught: a misspelt field in a container.
+    deployment = next(d for _, d in manifests() if d["kind"] == "Deployment")
+    deployment["spec"]["template"]["spec"]["containers"][0]["readynessProbe"] = {}
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(deployment, "1.37.0", strict=True)
+
+
+def test_kustomization_lists_every_manifest() -> None:
+    kustomization = yaml.safe_load((KUBERNETES / "kustomization.yaml").read_text())
+    files = {p.name for p in KUBERNETES.glob("*.yaml")} - {"kustomization.yaml"}
+    assert set(kustomization["resources"]) == files
+    assert {i["name"] for i in kustomization["images"]} == {f"c2future-match/{s}" for s in SETTINGS}
+
+
+def test_every_deployment_has_probes_resources_and_runs_unprivileged() -> None:
+    deployments = [d for _, d in manifests() if d["kind"] == "Deployment"]
+    assert {
+        d["spec"]["template"]["spec"]["containers"][0]["image"].split("/")[1] for d in deployments
+    } == set(SETTINGS)
+    for deployment in deployments:
+        pod = deployment["spec"]["template"]["spec"]
+        [container] = pod["containers"]
+        assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+        assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+        assert {"cpu", "memory"} <= set(container["resources"]["requests"])
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        assert pod["terminationGracePeriodSeconds"] > 15 + SHUTDOWN_SECONDS
+        assert container["securityContext"]["allowPrivilegeEscalation"] is False
+
+
+def test_autoscalers_follow_their_consumer_groups_lag_up_to_the_partitions() -> None:
+    [job] = [d for _, d in manifests() if d["kind"] == "Job"]
+    command = job["spec"]["template"]["spec"]["containers"][0]["command"]
+    partitions = int(next(a for a in command if a.startswith("--partitions=")).split("=")[1])
+    autoscalers = {d["metadata"]["name"]: d for _, d in manifests() if d["kind"] == "HorizontalPodAutoscaler"}
+    assert set(autoscalers) == set(SCALED)
+    for name, hpa in autoscalers.items():
+        [lag] = [m for m in hpa["spec"]["metrics"] if m["type"] == "External"]
+        assert lag["external"]["metric"]["name"] == "c2f_consumer_lag"
+        group = SETTINGS[name]().consumer_group  # type: ignore[attr-defined]
+        assert lag["external"]["metric"]["selector"]["matchLabels"] == {"group": group}
+        assert hpa["spec"]["maxReplicas"] <= partitions
+    assert partitions >= topics.PARTITIONS
+
+
+def test_alerts_name_only_metrics_the_services_export() -> None:
+    exported = {m.name for m in Metrics().registry.collect()}
+    exported |= {f"{name}_total" for name in exported} | {f"{name}_bucket" for name in exported}
+    rules = yaml.safe_load((KUBERNETES / "monitoring" / "alerts.yaml").read_text())
+    for rule in rules["groups"][0]["rules"]:
+        for metric in re.findall(r"\bc2f_\w+", rule["expr"]):
+            assert metric in exported, (rule["alert"], metric)
