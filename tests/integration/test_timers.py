@@ -190,3 +190,50 @@ async def test_one_digest_gathers_the_suggestions_that_came_meanwhile(runtime: R
     # The next suggestion waits for the next period (24 h by default), not for 0.5 s.
     timer = await runtime.db[TIMERS].find_one({"_id": f"digest:{me}"})
     assert timer is not None and timer["status"] == "done"
+
+
+def suggested(event_id: str, me: str) -> MatchSuggested:
+    other = f"q-{uuid.uuid4().hex[:6]}"
+    return MatchSuggested(
+        suggestion_id=str(uuid.uuid4()),
+        event_id=event_id,
+        event_name="Day",
+        parties=(
+            MatchParty(participant_id=me, company_id="c1", company_name="Me", country="BG"),
+            MatchParty(participant_id=other, company_id="c2", company_name="Them", country="ES"),
+        ),
+        reasons=[],
+        score=0.5,
+    )
+
+
+async def test_a_digest_sent_before_the_sign_up_arrived_still_starts_the_period(runtime: Runtime) -> None:
+    """Scaled out, a suggestion (one topic) can be handled before its participant's sign-up
+    (another topic): the digest goes out once the sign-up arrives, and the period holds."""
+    handle = handlers.make_handler(settings(digest_delay_seconds=0.3), lambda: None)
+    event_id, me = str(uuid.uuid4()), f"p-{uuid.uuid4().hex[:6]}"
+    await deliver(runtime, handle, suggested(event_id, me))  # before anything about `me`
+    await asyncio.sleep(0.5)
+    assert await timers.fire_due(runtime) >= 1
+    await people(runtime, handle, event_id, me)
+    await deliver(runtime, handle, suggested(event_id, me))
+    digests = await runtime.db[OUTGOING].count_documents({"kind": "suggestions_digest", "recipient_id": me})
+    assert digests == 1
+    timer = await runtime.db[TIMERS].find_one({"_id": f"digest:{me}"})
+    assert timer is not None and timer["status"] == "pending"
+    assert timer["due_at"].replace(tzinfo=UTC) > datetime.now(UTC) + timedelta(hours=23)
+
+
+async def test_a_suggestion_arriving_while_the_digest_is_sent_waits_for_the_next_period(
+    runtime: Runtime,
+) -> None:
+    handle = handlers.make_handler(settings(digest_delay_seconds=0.3), lambda: None)
+    event_id, me = str(uuid.uuid4()), f"p-{uuid.uuid4().hex[:6]}"
+    await people(runtime, handle, event_id, me)
+    await deliver(runtime, handle, suggested(event_id, me))
+    # Another instance has claimed the timer and is sending the digest right now.
+    await runtime.db[TIMERS].update_one({"_id": f"digest:{me}"}, {"$set": {"status": "firing"}})
+    await deliver(runtime, handle, suggested(event_id, me))
+    timer = await runtime.db[TIMERS].find_one({"_id": f"digest:{me}"})
+    assert timer is not None
+    assert timer["due_at"].replace(tzinfo=UTC) > datetime.now(UTC) + timedelta(hours=23)

@@ -310,14 +310,16 @@ async def _collect_for_digest(
         upsert=True,
         session=session,
     )
-    pending = await db[TIMERS].find_one(
-        {"_id": f"digest:{recipient_id}", "status": "pending"}, session=session
-    )
-    if pending is not None:
+    # The digest timer is one document per participant; its state says when the last went out.
+    # Reading it here also makes this transaction collide with one firing it, so that a
+    # suggestion arriving while a digest is sent waits for the next period, not a second digest.
+    current = await db[TIMERS].find_one({"_id": f"digest:{recipient_id}"}, session=session) or {}
+    if current.get("status") == "pending":
         return
     person = await db[RECIPIENTS].find_one({"_id": recipient_id}, session=session) or {}
     period = timedelta(hours=float(person.get("digest_hours") or settings.digest_hours))
-    last = person.get("last_digest_at")
+    last = now() if current.get("status") == "firing" else current.get("last_sent_at")
+    last = last or person.get("last_digest_at")
     due = now() + timedelta(seconds=settings.digest_delay_seconds)
     if last is not None:
         due = max(due, utc(last) + period)

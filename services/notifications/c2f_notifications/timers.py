@@ -62,8 +62,13 @@ async def _digest(uow: UnitOfWork, timer: dict[str, Any]) -> None:
     await uow.db[DIGEST_ITEMS].update_many(
         {"_id": {"$in": [i["_id"] for i in items]}}, {"$set": {"digest": digest}}, session=uow.session
     )
+    # On the timer too: the participant's sign-up may not have reached us yet (another topic).
+    sent_at = datetime.now(UTC)
+    await uow.db[TIMERS].update_one(
+        {"_id": timer["_id"]}, {"$set": {"last_sent_at": sent_at}}, session=uow.session
+    )
     await uow.db[RECIPIENTS].update_one(
-        {"_id": recipient}, {"$set": {"last_digest_at": datetime.now(UTC)}}, session=uow.session
+        {"_id": recipient}, {"$set": {"last_digest_at": sent_at}}, session=uow.session
     )
 
 
