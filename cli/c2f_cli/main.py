@@ -467,3 +467,64 @@ def schedule(
         f"{grid['unscheduled']} dropped, {grid['idle_slots']} idle slots; "
         f"{grid['method']}{' (proven optimal)' if grid['proven_optimal'] else ''}, {grid['seconds']:g} s."
     )
+
+
+dead_letters_app = typer.Typer(
+    help="Messages a service set aside (unreadable, or failing 5 times): list them, and re-drive "
+    "one once its cause is fixed. Uses the operator token; C2F_<SERVICE>_PORT say where services are."
+)
+app.add_typer(dead_letters_app, name="dead-letters")
+
+
+@dead_letters_app.command("list")
+def dead_letters_list(
+    service: Annotated[
+        str | None, typer.Option(help="Only this service (registration, matching, notifications, reporting).")
+    ] = None,
+    redriven: Annotated[bool, typer.Option("--redriven", help="Also those already re-driven.")] = False,
+) -> None:
+    """List the dead letters of every service (or one), newest first, with the reason."""
+    config = StackConfig.from_env()
+    table = Table("service", "id", "topic[partition]@offset", "set aside", "reason", "re-driven")
+    found = 0
+    for name in [service] if service else SERVICES:
+        try:
+            with _operator(config, name) as client:
+                response = client.get("/dead-letters", params={"redriven": redriven})
+        except httpx.TransportError as error:
+            console.print(f"[red]{name} does not answer at {config.service_url(name)}:[/red] {error}")
+            raise typer.Exit(1) from None
+        if response.status_code != 200:
+            console.print(f"[red]{name} answered {response.status_code}:[/red] {response.text}")
+            raise typer.Exit(1)
+        for letter in response.json():
+            found += 1
+            table.add_row(
+                name,
+                letter["id"],
+                f"{letter['topic']}[{letter['partition']}]@{letter['offset']}",
+                letter["at"][:19].replace("T", " "),
+                letter["reason"],
+                letter["redrive_outcome"] or "",
+            )
+    if found:
+        console.print(table)
+    console.print(f"{found} dead letter(s).")
+
+
+@dead_letters_app.command("redrive")
+def dead_letters_redrive(
+    service: Annotated[str, typer.Argument(help="The service that set it aside.")],
+    dead_letter_id: Annotated[str, typer.Argument(help="Its id, from `c2f dead-letters list`.")],
+) -> None:
+    """Process a dead letter again, through the consumer of its topic."""
+    if service not in SERVICES:
+        console.print(f"[red]No service {service!r}: choose one of {', '.join(SERVICES)}.[/red]")
+        raise typer.Exit(2)
+    config = StackConfig.from_env()
+    with _operator(config, service) as client:
+        response = client.post(f"/dead-letters/{dead_letter_id}/redrive")
+    if response.status_code != 200:
+        console.print(f"[red]Not re-driven ({response.status_code}):[/red] {response.json().get('detail')}")
+        raise typer.Exit(1)
+    console.print(f"Re-driven: {response.json()['redrive_outcome']}.")

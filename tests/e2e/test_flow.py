@@ -6,8 +6,12 @@ arrived at the SMTP sink. Tests run in file order and share one scenario.
 """
 
 import json
+import os
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -363,6 +367,15 @@ async def test_a_poison_message_is_dead_lettered_and_consumers_go_on(scenario: S
         await producer.stop()
     # registration, matching, notifications and reporting each set it aside; reporting counts all four.
     await eventually(lambda: _dead_letters_are(scenario, 4))
+    # The operator lists them, with the reason, and re-driving one that is still unreadable says so.
+    listed = _c2f(scenario, "dead-letters", "list")
+    assert listed.returncode == 0, listed.stderr
+    rows = [line for line in listed.stdout.splitlines() if "invalid envelope" in line]
+    assert {row.split()[1] for row in rows} >= {"registration", "matching", "notifications", "reporting"}
+    letter_id = next(row.split()[3] for row in rows if row.split()[1] == "matching")
+    redriven = _c2f(scenario, "dead-letters", "redrive", "matching", letter_id)
+    assert redriven.returncode == 1 and "still unreadable: invalid envelope" in redriven.stdout
+    assert _c2f(scenario, "dead-letters", "list", "--service", "matching").stdout.count(letter_id) == 1
     # ... and every consumer goes on: a withdrawal and a new sign-up still reach reporting.
     event_id = scenario.ids["event"]
     async with as_operator(scenario.platform) as client:
@@ -375,6 +388,21 @@ async def test_a_poison_message_is_dead_lettered_and_consumers_go_on(scenario: S
         }
         await _post(client, f"/events/{event_id}/participants", body)
     await eventually(lambda: _participants_are(scenario, 3))
+
+
+def _c2f(scenario: Scenario, *args: str) -> subprocess.CompletedProcess[str]:
+    """The operator's command line, pointed at the test's platform."""
+    config = scenario.platform.config
+    env = {f"C2F_{name.upper()}_PORT": str(port) for name, port in config.service_ports.items()}
+    env |= {"C2F_HOME": str(config.home), "C2F_OPERATOR_TOKEN": config.operator_token(), "COLUMNS": "250"}
+    return subprocess.run(
+        [str(Path(sys.executable).with_name("c2f")), *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **env},
+        timeout=60,
+        check=False,
+    )
 
 
 async def _participants_are(scenario: Scenario, n: int) -> bool:

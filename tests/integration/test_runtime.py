@@ -17,7 +17,7 @@ from c2f_shared import topics
 from c2f_shared.envelope import Envelope
 from c2f_shared.events import ClusterRegistered, CompanyErased, Event
 from c2f_shared.service import Runtime, UnitOfWork
-from c2f_shared.service.runtime import MAX_ATTEMPTS
+from c2f_shared.service.runtime import MAX_ATTEMPTS, PoisonMessage, StillFailing
 from tests.support import eventually, isolated_settings
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -193,3 +193,47 @@ async def test_events_the_handler_does_not_take_are_acknowledged_without_work(in
         await eventually(lambda: "TAKEN" in seen)
         assert seen == ["TAKEN"]
         assert [d["_id"] async for d in runtime.db["processed_events"].find()] == [taken.event_id]
+
+
+async def test_a_dead_letter_is_re_driven_once_its_cause_is_fixed(infra: Stack) -> None:
+    topic = f"test.redrive.{uuid.uuid4().hex}"
+    fixed = False
+    handled: list[str] = []
+
+    async def until_fixed(event: Event, envelope: Envelope, uow: UnitOfWork) -> None:
+        assert isinstance(event, ClusterRegistered)
+        if not fixed:
+            raise RuntimeError("a bug in this version")
+        await uow.db["seen"].insert_one({"short_name": event.short_name}, session=uow.session)
+        handled.append(event.short_name)
+
+    envelope = Envelope.wrap(cluster("LATER"), producer="test", correlation_id="c")
+    async with running(infra, until_fixed, topic) as runtime, producer(infra) as p:
+        await p.send_and_wait(topic, envelope.model_dump_json().encode(), key=b"k")
+        await p.send_and_wait(topic, b"not an envelope", key=b"k")
+        letters = runtime.db["dead_letters"]
+        await eventually(lambda: _count(letters, {"topic": topic}, 2), within=60)
+        failing = await letters.find_one({"topic": topic, "reason": {"$regex": "^failed"}})
+        poison = await letters.find_one({"topic": topic, "reason": {"$regex": "^invalid envelope"}})
+        assert failing is not None and poison is not None
+
+        with pytest.raises(StillFailing, match="RuntimeError: a bug in this version"):
+            await runtime.redrive(failing["_id"])
+        with pytest.raises(PoisonMessage, match="invalid envelope"):
+            await runtime.redrive(poison["_id"])
+        with pytest.raises(LookupError):
+            await runtime.redrive("no-such-letter")
+
+        fixed = True  # the new version is deployed
+        redriven = await runtime.redrive(failing["_id"])
+        assert redriven["redrive_outcome"] == "processed" and redriven["redriven_at"] is not None
+        assert handled == ["LATER"]
+        again = await runtime.redrive(failing["_id"])  # twice changes nothing
+        assert again["redriven_at"] == redriven["redriven_at"] and handled == ["LATER"]
+        assert await runtime.db["seen"].count_documents({}) == 1
+        untouched = await letters.find_one({"_id": poison["_id"]})
+        assert untouched is not None and untouched.get("redriven_at") is None
+
+
+async def _count(collection: Any, query: dict[str, Any], n: int) -> bool:
+    return bool(await collection.count_documents(query) == n)

@@ -34,7 +34,7 @@ class PartnershipReport(BaseModel):
     meetings_scheduled: int
     meetings_held: int = Field(description="Meetings at least one side reported as held")
     notifications_sent: int
-    dead_letters: int = Field(description="Messages a service could not process (see the logs).")
+    dead_letters: int = Field(description="Messages the services set aside (see `c2f dead-letters list`).")
 
 
 @router.get("/reports/partnership.{fmt}", response_class=Response, responses=FILE_RESPONSES)
@@ -60,7 +60,7 @@ async def partnership(runtime: RuntimeDep) -> PartnershipReport:
         meetings_scheduled=await db["meetings"].count_documents({"status": "accepted", "scheduled": True}),
         meetings_held=len(await db["outcomes"].distinct("meeting_id", {"held": True})),
         notifications_sent=await db["notifications"].count_documents({}),
-        dead_letters=await db["dead_letters"].count_documents({}),
+        dead_letters=await db["dead_letters_seen"].count_documents({}),
     )
 
 

@@ -30,7 +30,7 @@ COLLECTIONS = (
     "participants",
     "match_suggestions",
     "notifications",
-    "dead_letters",
+    "dead_letters_seen",  # MessageDeadLettered from every service ("dead_letters" is reporting's own)
     "agreements",
     "meetings",
     "outcomes",
@@ -47,7 +47,7 @@ PROJECTIONS: dict[type[Event], tuple[str, str]] = {
     ParticipantRegistered: ("participants", "participant_id"),
     MatchSuggested: ("match_suggestions", "suggestion_id"),
     NotificationSent: ("notifications", "notification_id"),
-    MessageDeadLettered: ("dead_letters", "dead_letter_id"),
+    MessageDeadLettered: ("dead_letters_seen", "dead_letter_id"),
     PartnershipAgreementSigned: ("agreements", "agreement_id"),
 }
 

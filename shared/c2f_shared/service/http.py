@@ -9,6 +9,7 @@ from fastapi.responses import JSONResponse
 from faststream.specification import AsyncAPI
 from pymongo.errors import ConnectionFailure, PyMongoError
 
+from c2f_shared.service import dead_letters
 from c2f_shared.service.limits import BodySizeLimit
 from c2f_shared.service.logs import configure_logging, log_context
 from c2f_shared.service.metrics import CONTENT_TYPE_LATEST
@@ -50,6 +51,7 @@ def service_app(
     )
     _install_basics(app, runtime, description)
     app.include_router(router)
+    app.include_router(dead_letters.router)
     app.add_middleware(BodySizeLimit, limit=runtime.settings.max_body_bytes, overrides=body_limits)
     app.middleware("http")(runtime.metrics.observe_http)
     return app

@@ -26,7 +26,7 @@ from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 from faststream.kafka.schemas import Topic
-from pymongo import AsyncMongoClient
+from pymongo import AsyncMongoClient, ReturnDocument
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import ConnectionFailure, DuplicateKeyError, OperationFailure, PyMongoError
@@ -59,6 +59,17 @@ TRANSIENT_PAUSE_MAX_S = 5.0
 
 class PoisonMessage(Exception):
     """The message can never be processed; it goes to the dead letters with this reason."""
+
+
+class StillFailing(Exception):
+    """A re-driven dead letter failed again; it stays a dead letter."""
+
+
+@dataclass(frozen=True)
+class _Consumer:
+    topics: tuple[str, ...]
+    handler: Handler
+    only: tuple[type[Event], ...] | None
 
 
 @dataclass
@@ -121,6 +132,7 @@ class Runtime:
         )
         self._listeners: dict[str, _Joined] = {}
         self._subscribers: dict[str, Any] = {}  # name → faststream subscriber (its aiokafka consumer)
+        self._consumers: dict[str, _Consumer] = {}
         self.metrics = Metrics()
         self._attempts: dict[tuple[str, int, int], int] = {}
         self._waits: dict[tuple[str, int, int], int] = {}
@@ -171,6 +183,7 @@ class Runtime:
         """
         listener = _Joined()
         self._listeners[name] = listener
+        self._consumers[name] = _Consumer(tuple(topic_names), handler, only)
         timeouts = self.settings.kafka_timeouts_ms()
         subscriber = self.broker.subscriber(
             *[Topic(t, num_partitions=topics.PARTITIONS) for t in topic_names],
@@ -414,6 +427,35 @@ class Runtime:
             )
 
         await self.transact(work)
+
+    async def redrive(self, dead_letter_id: str) -> Document:
+        """Process a dead letter again, through the consumer of its topic (after its cause was
+        fixed). Returns the dead letter, marked re-driven with the outcome. Raises LookupError
+        (no such dead letter), PoisonMessage (still unreadable) or StillFailing (the handler
+        failed again); the dead letter then stays as it was. Re-driving twice does nothing more."""
+        letters = self.db["dead_letters"]
+        letter = await letters.find_one({"_id": dead_letter_id})
+        if letter is None:
+            raise LookupError(dead_letter_id)
+        if letter.get("redriven_at") is not None:
+            return letter
+        consumer = next((c for c in self._consumers.values() if letter["topic"] in c.topics), None)
+        if consumer is None:
+            raise PoisonMessage(f"{self.service} no longer consumes {letter['topic']}")
+        try:
+            async with self._processing:
+                outcome = await self._process(letter["payload"].encode(), consumer.handler, consumer.only)
+        except PoisonMessage:
+            raise
+        except Exception as error:
+            raise StillFailing(f"{type(error).__name__}: {error}") from error
+        log.info("re-drove dead letter %s: %s", dead_letter_id, outcome)
+        marked: Document | None = await letters.find_one_and_update(
+            {"_id": dead_letter_id},
+            {"$set": {"redriven_at": datetime.now(UTC), "redrive_outcome": outcome}},
+            return_document=ReturnDocument.AFTER,
+        )
+        return marked or letter
 
     async def replay(
         self,
