@@ -5,7 +5,7 @@ Tokens are never stored or logged."""
 
 import hashlib
 import hmac
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -13,6 +13,17 @@ from pydantic import SecretStr
 
 PARTICIPANT_TOKEN_PREFIX = "c2fp"
 _bearer = HTTPBearer(auto_error=False, description="A participant's access token, or the operator's token")
+
+# The answers of these checks, for routes' `responses=` (a missing token, 401, is documented
+# for every route that takes one: see c2f_shared.service.http).
+OPERATOR_ONLY: dict[int | str, dict[str, Any]] = {403: {"description": "The token is not the operator's"}}
+PARTICIPANT_OR_OPERATOR: dict[int | str, dict[str, Any]] = {
+    403: {"description": "The token is neither this participant's own nor the operator's"},
+    404: {"description": "No such participant"},
+}
+SIGNED_LINK: dict[int | str, dict[str, Any]] = {
+    403: {"description": "The link is not genuine, has expired, or is for something else"}
+}
 
 
 def digest(secret: str) -> str:
