@@ -24,12 +24,22 @@ def settled_suggestions(matching: httpx.Client, event_id: str, within: float = 9
     quiet_since = time.monotonic()
     while time.monotonic() < deadline:
         found = matching.get(f"/events/{event_id}/suggestions", params={"limit": 500}).json()
-        if len(found) != len(seen):
+        if len(found) != len(seen) or _behind(matching):
             seen, quiet_since = found, time.monotonic()
         elif seen and time.monotonic() - quiet_since > QUIET_S:
             break
         time.sleep(0.5)
     return seen
+
+
+def _behind(matching: httpx.Client) -> bool:
+    """Matching still has sign-ups to read (its consumer lag, from /metrics, is not 0)."""
+    metrics = matching.get("/metrics").text
+    return any(
+        float(line.rsplit(" ", 1)[1]) > 0
+        for line in metrics.splitlines()
+        if line.startswith("c2f_consumer_lag{")
+    )
 
 
 def demo(matching: httpx.Client, event_id: str) -> Iterator[str]:
