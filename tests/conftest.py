@@ -10,6 +10,10 @@ from tests.infra import running_stack
 
 # Suggestion digests wait a minute to gather suggestions; tests need not.
 os.environ.setdefault("C2F_NOTIFICATIONS_DIGEST_DELAY_SECONDS", "1")
+# Tests knock with wrong credentials on purpose, thousands of times, all from 127.0.0.1: the
+# shared platform must not lock them out. The limit itself is tested on processes of its own.
+for _service in ("REGISTRATION", "MATCHING", "NOTIFICATIONS", "REPORTING"):
+    os.environ.setdefault(f"C2F_{_service}_AUTH_FAILURES_PER_MINUTE", "1000000")
 
 
 @pytest.fixture(scope="session")

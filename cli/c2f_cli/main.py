@@ -165,7 +165,11 @@ def _print_where_to_look(config: StackConfig) -> None:
     console.print(f"  Partnership     {config.service_url('reporting')}/reports/partnership")
     for event in _b2b_events(config):
         console.print(f"  {event['name']}:", markup=False)
-        console.print(f"    Suggestions   {config.service_url('matching')}/events/{event['id']}/suggestions")
+        console.print(
+            f"    Suggestions   {config.service_url('matching')}/events/{event['id']}/suggestions"
+            f"  (operator token: {config.home / 'operator-token'})",
+            markup=False,
+        )
         console.print(f"    Schedule      {c2f} schedule {event['id']} --show")
     console.print(f"  Mail sent       {c2f} mail   (files in {config.maildir}/new)")
     console.print(f"  Status          {c2f} status")

@@ -221,10 +221,8 @@ async def test_the_report_counts_everything(scenario: Scenario) -> None:
 
 
 async def test_matching_lists_the_suggestion_with_its_reasons(scenario: Scenario) -> None:
-    async with httpx.AsyncClient() as client:
-        response = await client.get(
-            f"{scenario.url('matching')}/participants/{scenario.ids['p_airdata']}/suggestions"
-        )
+    async with as_operator(scenario.platform, "matching") as client:
+        response = await client.get(f"/participants/{scenario.ids['p_airdata']}/suggestions")
     [suggestion] = response.json()
     parties = {p["participant_id"] for p in suggestion["parties"]}
     assert parties == {scenario.ids["p_airdata"], scenario.ids["p_sensores"]}

@@ -178,7 +178,7 @@ async def test_each_cluster_signs_up_through_its_own_instance(
         )
         assert refused.status_code == 409 and "full" in refused.json()["detail"]
 
-    async with httpx.AsyncClient(base_url=instances["matching"]) as matching:
+    async with operator(infra, instances["matching"]) as matching:
 
         async def matched() -> bool:
             return len((await matching.get(f"/events/{event['id']}/suggestions")).json()) == 1

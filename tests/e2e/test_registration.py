@@ -323,7 +323,7 @@ async def test_erasure_reaches_every_service(stack: Stack, clusters: dict[str, A
         assert tombstone is not None and set(tombstone) == {"_id", "cluster_id", "erased_at"}
     finally:
         await client.close()
-    async with httpx.AsyncClient(base_url=stack.config.service_url("matching")) as matching:
+    async with as_operator(stack, "matching") as matching:
         assert (await matching.get(f"/events/{event_id}/suggestions")).json() == []
 
 

@@ -53,6 +53,11 @@ class ServiceSettings(BaseSettings):
     log_level: str = Field("INFO", validation_alias=AliasChoices("C2F_LOG_LEVEL"))
 
     max_body_bytes: int = Field(1_048_576, description="Larger request bodies are refused with 413.")
+    auth_failures_per_minute: int = Field(
+        30,
+        ge=1,
+        description="An address refused (401/403) this many times in a minute gets 429 until it slows down.",
+    )
 
     mongo_db: str = Field(description="This service's own database.")
     consumer_group: str = Field(description="Kafka consumer group id of this service.")
