@@ -3,14 +3,20 @@
 A write and the events it causes commit together in the service's database; a
 relay publishes what is pending and marks it. A crash between the two publishes
 again on restart (at-least-once); consumers deduplicate on the event id.
+
+Published events are kept for a week. If the broker loses them (a topic's end offset
+falls below what this service saw it reach: the embedded broker keeps topics in memory,
+or an operator re-created a topic), everything still kept is published again, in order.
 """
 
 import asyncio
 import logging
 import time
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from aiokafka import TopicPartition
 from faststream.kafka import KafkaBroker
 from pymongo import ASCENDING
 from pymongo.asynchronous.client_session import AsyncClientSession
@@ -30,6 +36,8 @@ class Outbox:
         self._broker = broker
         self._waker = Waker()
         self.published = 0
+        self.losses = 0  # times the broker was found to have lost published events
+        self._reached: dict[TopicPartition, int] = {}  # the next offset, as far as we have seen
 
     async def ensure_indexes(self) -> None:
         await self._coll.create_index([("published", ASCENDING), ("seq", ASCENDING)])
@@ -71,7 +79,7 @@ class Outbox:
         sent = 0
         docs = await self._coll.find({"published": False}).sort("seq", ASCENDING).limit(batch).to_list(None)
         for doc in docs:
-            await self._broker.publish(
+            record = await self._broker.publish(
                 doc["payload"].encode(),
                 topic=doc["topic"],
                 key=doc["key"].encode(),
@@ -81,6 +89,8 @@ class Outbox:
                     "correlation-id": doc["correlation_id"],
                 },
             )
+            tp = TopicPartition(record.topic, record.partition)
+            self._reached[tp] = max(self._reached.get(tp, 0), record.offset + 1)
             await self._coll.update_one(
                 {"_id": doc["_id"]},
                 {"$set": {"published": True, "published_at": datetime.now(UTC)}},
@@ -88,6 +98,47 @@ class Outbox:
             sent += 1
         self.published += sent
         return sent
+
+    def reached(self) -> dict[TopicPartition, int]:
+        """Per partition this service published to: the end offset it saw the partition reach."""
+        return dict(self._reached)
+
+    async def republish_after_loss(self, lost: Iterable[TopicPartition]) -> int:
+        """The broker lost events: publish again everything still kept, oldest first.
+        Consumers recognise what they had already processed by its event id."""
+        lost = sorted(f"{tp.topic}[{tp.partition}]" for tp in lost)
+        result = await self._coll.update_many(
+            {"published": True}, {"$set": {"published": False}, "$unset": {"published_at": ""}}
+        )
+        self._reached.clear()
+        self.losses += 1
+        log.warning(
+            "the broker lost published events (%s); publishing the %d kept in the outbox again",
+            ", ".join(lost),
+            result.modified_count,
+        )
+        self.wake()
+        return result.modified_count
+
+    async def watch_for_loss(self, end_offsets: Callable[[list[TopicPartition]], Any], every: float) -> None:
+        """Every `every` seconds, compare each partition's end offset with what this service saw
+        it reach; one that fell back (or vanished) means the broker lost events."""
+        while True:
+            await asyncio.sleep(every)
+            reached = self.reached()
+            if not reached:
+                continue
+            try:
+                async with asyncio.timeout(max(5.0, every)):
+                    ends: dict[TopicPartition, int] = await end_offsets(list(reached))
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:  # noqa: BLE001 - the broker is away: the next round will tell
+                log.info("could not read end offsets (%s); will check again", type(error).__name__)
+                continue
+            lost = [tp for tp, offset in reached.items() if ends.get(tp, 0) < offset]
+            if lost:
+                await self.republish_after_loss(lost)
 
     async def relay_forever(self, idle_poll: float = 0.5) -> None:
         """Publish pending events whenever woken, and every `idle_poll` seconds."""

@@ -52,6 +52,8 @@ T = TypeVar("T")
 MAX_ATTEMPTS = 5
 RETRY_PAUSE_S = 0.5
 SHUTDOWN_SECONDS = 10.0  # longest wait for the broker or the database to close
+# How often the outbox checks that the broker still holds what it published (see Outbox).
+LOSS_CHECK_S = {"fast": 2.0, "standard": 30.0}
 # A message the database cannot take yet (a write conflict, a lost server) is retried
 # without counting against it, at most this far apart.
 TRANSIENT_PAUSE_MAX_S = 5.0
@@ -133,6 +135,7 @@ class Runtime:
         self._listeners: dict[str, _Joined] = {}
         self._subscribers: dict[str, Any] = {}  # name → faststream subscriber (its aiokafka consumer)
         self._consumers: dict[str, _Consumer] = {}
+        self._probe: AIOKafkaConsumer | None = None  # reads end offsets (no group)
         self.metrics = Metrics()
         self._attempts: dict[tuple[str, int, int], int] = {}
         self._waits: dict[tuple[str, int, int], int] = {}
@@ -227,7 +230,13 @@ class Runtime:
         for hook in self._on_start:
             await hook(self)
         await self.broker.start()
-        self._tasks = [asyncio.create_task(self._outbox.relay_forever(), name="outbox-relay")]
+        self._tasks = [
+            asyncio.create_task(self._outbox.relay_forever(), name="outbox-relay"),
+            asyncio.create_task(
+                self._outbox.watch_for_loss(self._end_offsets, LOSS_CHECK_S[self.settings.kafka_timeouts]),
+                name="broker-loss-watch",
+            ),
+        ]
         self._tasks += [asyncio.create_task(loop()) for loop in self._background]
         try:
             yield
@@ -242,13 +251,17 @@ class Runtime:
                     )
             # Shutdown is bounded: a send still in flight is abandoned, not waited for (the
             # outbox has not marked it published, so the next start sends it again).
-            for what, closing in (("broker", self.broker.stop()), ("database", self._client.close())):
+            closings = [("broker", self.broker.stop()), ("database", self._client.close())]
+            if self._probe is not None:
+                closings.append(("offset probe", self._probe.stop()))
+            for what, closing in closings:
                 try:
                     async with asyncio.timeout(SHUTDOWN_SECONDS):
                         await closing
                 except TimeoutError:
                     log.warning("closing the %s took over %s s; left behind", what, SHUTDOWN_SECONDS)
             self._client = None
+            self._probe = None
 
     # -- state changes --------------------------------------------------------
 
@@ -505,6 +518,19 @@ class Runtime:
         log.info("replayed %d events into a fresh read model", replayed)
         return replayed
 
+    async def _end_offsets(self, partitions: list[TopicPartition]) -> dict[TopicPartition, int]:
+        if self._probe is None:
+            timeouts = self.settings.kafka_timeouts_ms()
+            self._probe = AIOKafkaConsumer(
+                bootstrap_servers=self.settings.kafka_bootstrap,
+                enable_auto_commit=False,
+                request_timeout_ms=timeouts.request_timeout_ms,
+                metadata_max_age_ms=timeouts.metadata_max_age_ms,
+            )
+            await self._probe.start()
+        ends: dict[TopicPartition, int] = await self._probe.end_offsets(partitions)
+        return ends
+
     # -- health and metrics ---------------------------------------------------
 
     async def refresh_metrics(self) -> None:
@@ -565,6 +591,7 @@ class Runtime:
         )
         if self._outbox is not None:
             checks["outbox_pending"] = await self._outbox.pending() if checks["database"] == "ok" else None
+            checks["broker_losses_recovered"] = self._outbox.losses
         return {"ready": ready, "service": self.service, "checks": checks}
 
 
