@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import date, datetime, time
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Final
 
 from pydantic import BaseModel, ConfigDict
 
@@ -364,9 +364,15 @@ class MessageDeadLettered(Event):
         return self.service
 
 
+# Stands for an erased participant in the facts about meetings it was part of (the meeting's
+# cancellation): the other parties hear of it, and the erased one's id travels no further.
+ERASED_PARTY: Final = "erased"
+
+
 class _MeetingFacts(Event):
     """A meeting request's whole state after one transition, so a consumer needs no history.
-    Keyed by event: one event's meetings stay in order."""
+    Keyed by event: one event's meetings stay in order. A party erased meanwhile is
+    ERASED_PARTY in `parties`, `requested_by` and `answers`."""
 
     TOPIC = topics.MEETINGS
 

@@ -189,7 +189,9 @@ async def _forget_company(uow: UnitOfWork, company_id: str) -> None:
     ]
     await uow.db[SUGGESTIONS].delete_many({"participant_ids": {"$in": participant_ids}}, session=uow.session)
     await meetings.forget(uow, participant_ids)
-    await uow.outbox.forget({"payload": {"$regex": re.escape(company_id)}}, uow.session)
+    # What was published about them (suggestions, meeting facts) leaves the outbox too.
+    named = "|".join(re.escape(i) for i in [company_id, *participant_ids])
+    await uow.outbox.forget({"payload": {"$regex": named}}, uow.session)
     await uow.db[PARTICIPANTS].delete_many({"company_id": company_id}, session=uow.session)
     await uow.db[COMPANIES].delete_one({"_id": company_id}, session=uow.session)
 

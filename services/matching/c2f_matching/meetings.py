@@ -14,6 +14,7 @@ from typing import Any
 from c2f_matching.scheduling import Instance, Meeting, idle_slots, plan
 from c2f_matching.store import EVENTS, MEETINGS, OUTCOMES, PARTICIPANTS, SCHEDULES, SUGGESTIONS, suggestion_id
 from c2f_shared.events import (
+    ERASED_PARTY,
     MeetingAccepted,
     MeetingCancelled,
     MeetingDeclined,
@@ -217,11 +218,35 @@ async def withdraw(uow: UnitOfWork, participant_id: str, by: str = "withdrawn") 
 
 
 async def forget(uow: UnitOfWork, participant_ids: list[str]) -> None:
-    """Erasure: cancel what the participants were part of, then drop every trace of them."""
-    for participant_id in participant_ids:
-        await withdraw(uow, participant_id, by="erased")
-    await uow.db[MEETINGS].delete_many({"parties": {"$in": participant_ids}}, session=uow.session)
-    await uow.db[OUTCOMES].delete_many({"participant_id": {"$in": participant_ids}}, session=uow.session)
+    """Erasure: cancel what the participants were part of, then drop every trace of them: their
+    meetings, and every outcome of those meetings (the other side's too). The cancellations
+    name them as ERASED_PARTY and carry no message."""
+    gone = set(participant_ids)
+    meeting_ids = []
+    async for meeting in uow.db[MEETINGS].find({"parties": {"$in": participant_ids}}, session=uow.session):
+        meeting_ids.append(meeting["_id"])
+        if meeting["status"] in ACTIVE:
+            await _cancel(uow, _without(meeting, gone), ERASED_PARTY)
+    await uow.db[MEETINGS].delete_many({"_id": {"$in": meeting_ids}}, session=uow.session)
+    await uow.db[OUTCOMES].delete_many(
+        {"$or": [{"participant_id": {"$in": participant_ids}}, {"meeting_id": {"$in": meeting_ids}}]},
+        session=uow.session,
+    )
+
+
+def _without(meeting: dict[str, Any], gone: set[str]) -> dict[str, Any]:
+    """The meeting as the others may still hear of it: the erased parties' ids replaced."""
+
+    def hide(pid: str) -> str:
+        return ERASED_PARTY if pid in gone else pid
+
+    return {
+        **meeting,
+        "parties": [hide(p) for p in meeting["parties"]],
+        "requested_by": hide(meeting["requested_by"]),
+        "answers": {hide(p): a for p, a in meeting["answers"].items()},
+        "message": None,
+    }
 
 
 async def schedule_is_stale(uow: UnitOfWork, event_id: str) -> None:

@@ -29,7 +29,7 @@ from c2f_notifications import messages, timers
 from c2f_notifications.config import Settings
 from c2f_notifications.i18n import Words
 from c2f_notifications.messages import ESSENTIAL
-from c2f_notifications.store import CLUSTERS, COMPANIES, EVENTS, OUTGOING, RECIPIENTS, WEBHOOKS
+from c2f_notifications.store import CLUSTERS, COMPANIES, ERASURES, EVENTS, OUTGOING, RECIPIENTS, WEBHOOKS
 from c2f_shared import links
 from c2f_shared.events import MessageDeadLettered, NotificationSent
 from c2f_shared.service import Runtime, UnitOfWork
@@ -62,6 +62,7 @@ class Delivery:
         await self._runtime.db[OUTGOING].create_index("recipient_id")
         await self._runtime.db["timers"].create_index([("status", 1), ("due_at", 1)])
         await self._runtime.db["digest_items"].create_index([("recipient_id", 1), ("digest", 1)])
+        await self._runtime.db[ERASURES].create_index("participants")
 
     async def run_forever(self, idle_poll: float = 1.0) -> None:
         while True:

@@ -6,6 +6,8 @@ A queue entry's id is its dedupe key (kind, fact, recipient), so a redelivered e
 nothing new and the same person is never told the same thing twice.
 """
 
+import json
+import re
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
@@ -85,6 +87,10 @@ async def queue(
     recipient = await uow.db[RECIPIENTS].find_one({"_id": recipient_id}, session=uow.session)
     if recipient is not None and kind not in ESSENTIAL and kind in recipient.get("muted", []):
         return False
+    if recipient is None and await uow.db[ERASURES].find_one(
+        {"participants": recipient_id}, session=uow.session
+    ):
+        return False  # erased (a fact in flight, e.g. the meeting its erasure cancelled): nobody to tell
     at = now()
     key = dedupe_key(kind, about_id, recipient_id)
     result = await uow.db[OUTGOING].update_one(
@@ -213,10 +219,13 @@ def make_handler(settings: Settings, wake: Callable[[], None]) -> Handler:
         elif isinstance(event, CompanyRegistered | CompanyUpdated):
             await upsert(COMPANIES, event.company_id, {"name": event.legal_name, "country": event.country})
         elif isinstance(event, CompanyErased):
-            await _forget_company(uow, event.company_id)
-            # Ids and a date only: facts about the company still in flight are recognised.
+            people = await _forget_company(uow, event.company_id)
+            # Ids and a date only: facts about the company or its people still in flight are recognised.
             await db[ERASURES].update_one(
-                {"_id": event.company_id}, {"$set": {"erased_at": now()}}, upsert=True, session=session
+                {"_id": event.company_id},
+                {"$set": {"erased_at": now()}, "$addToSet": {"participants": {"$each": people}}},
+                upsert=True,
+                session=session,
             )
         elif isinstance(event, ClusterRegistered):
             await upsert(CLUSTERS, event.cluster_id, {"name": event.name, "country": event.country})
@@ -458,13 +467,33 @@ async def _agendas(uow: UnitOfWork, event_id: str, tell: Callable[..., Any]) -> 
         await tell("schedule_published", f"{event_id}#1", party, {"event_id": event_id, "meetings": meetings})
 
 
-async def _forget_company(uow: UnitOfWork, company_id: str) -> None:
+async def _forget_company(uow: UnitOfWork, company_id: str) -> list[str]:
     """Erasure: the company's people and what was queued for them go; messages to others
-    that named them keep only their status."""
+    that named them keep only their status. Answers the people's (participant) ids."""
     db, session = uow.db, uow.session
-    people = [
-        r["_id"] async for r in db[RECIPIENTS].find({"company_id": company_id}, {"_id": 1}, session=session)
+    recipients = (
+        await db[RECIPIENTS].find({"company_id": company_id}, {"event_id": 1}, session=session).to_list(None)
+    )
+    people = [r["_id"] for r in recipients]
+    meetings = [
+        m["_id"] async for m in db[MEETINGS].find({"parties": {"$in": people}}, {"_id": 1}, session=session)
     ]
+    # Messages to others that named them keep their kind and status, not what they said.
+    named = {company_id, *people, *meetings}
+    events = list({r["event_id"] for r in recipients if r.get("event_id")})
+    async for message in db[OUTGOING].find(
+        {"event_id": {"$in": events}, "recipient_id": {"$nin": people}, "data": {"$exists": True}},
+        {"data": 1, "status": 1},
+        session=session,
+    ):
+        if any(name in json.dumps(message["data"], default=str) for name in named):
+            changes: dict[str, Any] = {"$unset": {"data": "", "subject": ""}, "$set": {"redacted": True}}
+            if message.get("status") in ("pending", "sending"):
+                changes["$set"] |= {"status": "cancelled", "reason": "a party was erased"}
+            await db[OUTGOING].update_one({"_id": message["_id"]}, changes, session=session)
+    await db[MEETINGS].delete_many({"_id": {"$in": meetings}}, session=session)
+    await db[TIMERS].delete_many({"data.meeting_id": {"$in": meetings}}, session=session)
+    await uow.outbox.forget({"payload": {"$regex": "|".join(re.escape(i) for i in named)}}, session)
     await db[OUTGOING].delete_many({"recipient_id": {"$in": people}}, session=session)
     await db[TIMERS].delete_many({"recipient_id": {"$in": people}}, session=session)
     await db[DIGEST_ITEMS].delete_many(
@@ -480,3 +509,4 @@ async def _forget_company(uow: UnitOfWork, company_id: str) -> None:
     )
     await db[RECIPIENTS].delete_many({"company_id": company_id}, session=session)
     await db[COMPANIES].delete_one({"_id": company_id}, session=session)
+    return people

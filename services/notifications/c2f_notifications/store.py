@@ -10,7 +10,5 @@ MEETINGS = "meetings"  # parties, status, placement, sequence
 OUTGOING = "outgoing"  # one document per (kind, fact, recipient): the dedupe key is its _id
 TIMERS = "timers"  # digests, reminders, nudges and outcome requests still to come
 DIGEST_ITEMS = "digest_items"  # suggestions waiting for a participant's next digest
-WEBHOOKS = "webhooks"
-ERASURES = (
-    "erasures"  # ids of erased companies and when (no personal data)  # a cluster's endpoint and signing key
-)
+WEBHOOKS = "webhooks"  # a cluster's endpoint and signing key
+ERASURES = "erasures"  # ids of erased companies and of their participants, and when (no personal data)

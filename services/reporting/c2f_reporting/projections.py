@@ -2,6 +2,7 @@
 
 from c2f_shared.envelope import Envelope
 from c2f_shared.events import (
+    ERASED_PARTY,
     ClusterRegistered,
     CompanyErased,
     CompanyRegistered,
@@ -107,6 +108,12 @@ async def _meeting(uow: UnitOfWork, event: Event) -> None:
         data = event.model_dump(mode="json")
         await uow.db["outcomes"].update_one({"_id": key}, {"$set": data}, upsert=True, session=uow.session)
         return
+    assert isinstance(event, _MeetingFacts | MeetingScheduled | MeetingUnscheduled)
+    if ERASED_PARTY in event.parties:
+        # The cancellation an erasure caused: the meeting leaves the reports with its company.
+        await uow.db["meetings"].delete_one({"_id": event.meeting_id}, session=uow.session)
+        await uow.db["outcomes"].delete_many({"meeting_id": event.meeting_id}, session=uow.session)
+        return
     changes: dict[str, object]
     if isinstance(event, MeetingScheduled):
         changes = {"scheduled": True, "slot_id": event.slot_id, "table": event.table}
@@ -133,7 +140,12 @@ async def _forget_company(uow: UnitOfWork, company_id: str) -> None:
     ]
     await db["match_suggestions"].delete_many({"parties.company_id": company_id}, session=session)
     await db["notifications"].delete_many({"recipient_participant_id": {"$in": people}}, session=session)
-    await db["meetings"].delete_many({"parties": {"$in": people}}, session=session)
-    await db["outcomes"].delete_many({"participant_id": {"$in": people}}, session=session)
+    meetings = [
+        m["_id"] async for m in db["meetings"].find({"parties": {"$in": people}}, {"_id": 1}, session=session)
+    ]
+    await db["meetings"].delete_many({"_id": {"$in": meetings}}, session=session)
+    await db["outcomes"].delete_many(
+        {"$or": [{"participant_id": {"$in": people}}, {"meeting_id": {"$in": meetings}}]}, session=session
+    )
     await db["participants"].delete_many({"company_id": company_id}, session=session)
     await db["companies"].delete_one({"_id": company_id}, session=session)
