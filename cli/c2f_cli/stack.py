@@ -85,26 +85,8 @@ class Stack:
             self.say(f"Kafka broker (external)          {cfg.external_kafka}")
         if cfg.external_mongo is None:
             self._claim("the database", cfg.mongo_port)
-            data = cfg.home / "mongo"
-            data.mkdir(parents=True, exist_ok=True)
-            mongo = spawn(
-                "mongo",
-                [
-                    _bin("secantusd-py"),
-                    "--host",
-                    cfg.host,
-                    "--port",
-                    str(cfg.mongo_port),
-                    "--storage-path",
-                    str(data),
-                    "--log-level",
-                    "WARNING",
-                ],
-                self.logs,
-            )
-            self.children.append(mongo)
-            wait_for_port(mongo, cfg.host, cfg.mongo_port)
-            self.say(f"MongoDB-compatible database      {cfg.mongo_uri}  (data in {data})")
+            self.children.append(self.start_database())
+            self.say(f"MongoDB-compatible database      {cfg.mongo_uri}  (data in {cfg.home / 'mongo'})")
         else:
             self.say("MongoDB (external)               C2F_MONGO_URI")
         if cfg.external_smtp is None:
@@ -129,6 +111,24 @@ class Stack:
             self.say(f"SMTP sink                        {cfg.host}:{cfg.smtp_port}  (mail in {cfg.maildir})")
         else:
             self.say(f"SMTP server (external)           {cfg.external_smtp}:{cfg.smtp_port}")
+
+    def start_database(self) -> Child:
+        """SecantusDB on the configured port, its data in $C2F_HOME/mongo (kept across restarts)."""
+        cfg = self.config
+        data = cfg.home / "mongo"
+        data.mkdir(parents=True, exist_ok=True)
+        argv = [
+            _bin("secantusd-py"),
+            "--host",
+            cfg.host,
+            "--port",
+            str(cfg.mongo_port),
+            "--storage-path",
+            str(data),
+        ]
+        mongo = spawn("mongo", [*argv, "--log-level", "WARNING"], self.logs)
+        wait_for_port(mongo, cfg.host, cfg.mongo_port)
+        return mongo
 
     def start_services(self, names: Iterable[str] = SERVICES) -> None:
         cfg = self.config
