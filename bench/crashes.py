@@ -56,6 +56,7 @@ TARGETS = ("registration", "matching", "notifications", "reporting", "mongo")
 class Figures:
     kills: list[tuple[str, float, float]] = field(default_factory=list)  # what, down s, restart→ready s
     retries: Counter[str] = field(default_factory=Counter)
+    refused: Counter[str] = field(default_factory=Counter)  # meeting requests refused by a rule, by reason
     signed_up: dict[str, str] = field(default_factory=dict)  # participant id → e-mail
     requests: dict[str, str] = field(default_factory=dict)  # meeting id → invitee id
 
@@ -232,8 +233,9 @@ async def run(people: int, down: float, pace: float) -> int:
                 meeting = asked.json()
             else:
                 raise SystemExit(f"meeting request refused: {asked.status_code} {asked.text}")
-            if meeting is None:
-                raise SystemExit(f"{pid} was refused a meeting with {other} and has none")
+            if meeting is None:  # refused by a rule (a cap reached, no slot left): the answer says which
+                figures.refused[asked.json()["detail"]] += 1
+                continue
             figures.requests[meeting["id"]] = other
             answered = await retrying(
                 figures,
@@ -336,6 +338,9 @@ async def check(
     table.add_row("sign-ups (each once everywhere)", str(people))
     table.add_row("suggestions = reporting's count", str(suggestions))
     table.add_row("meeting requests = reporting's count", str(meetings))
+    if figures.refused:
+        reasons = "; ".join(f"{n}× {why}" for why, n in figures.refused.items())
+        table.add_row("meeting requests refused by a rule", reasons)
     table.add_row("schedule: accepted meetings placed", f"{schedule['scheduled']} of {schedule['accepted']}")
     table.add_row("mails sent (reporting counts the same)", str(sent))
     table.add_row("duplicate mails (same Message-ID)", str(duplicates))

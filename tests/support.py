@@ -4,8 +4,10 @@ import asyncio
 import inspect
 import uuid
 from collections.abc import Awaitable, Callable, Iterable
+from datetime import UTC, datetime, time, timedelta
 from email.message import EmailMessage
 from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
 
 import httpx
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -19,6 +21,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "as_operator",
+    "b2b_event",
     "committed_offsets",
     "eventually",
     "first_on_topic",
@@ -144,3 +147,33 @@ def text_of(message: EmailMessage) -> str:
     assert part is not None, "no plain-text part"
     text: str = part.get_content()
     return text
+
+
+def b2b_event(
+    host_cluster_id: str,
+    name: str,
+    city: str,
+    country: str,
+    timezone: str,
+    *,
+    days_ahead: int = 30,
+    tables: int | None = None,
+) -> dict[str, Any]:
+    """The body of a B2B day (8:00 to 13:00 at the venue, `days_ahead` from today), with a
+    meetings plan of 30-minute slots from 9:00 to 12:00 at `tables` tables if given."""
+    zone = ZoneInfo(timezone)
+    day = (datetime.now(UTC) + timedelta(days=days_ahead)).date()
+    body: dict[str, Any] = {
+        "name": name,
+        "kind": "b2b",
+        "host_cluster_id": host_cluster_id,
+        "city": city,
+        "country": country,
+        "venue_timezone": timezone,
+        "starts_at": datetime.combine(day, time(8), zone).isoformat(),
+        "ends_at": datetime.combine(day, time(13), zone).isoformat(),
+    }
+    if tables is not None:
+        plan = {"days": [day.isoformat()], "day_start": "09:00", "day_end": "12:00", "slot_minutes": 30}
+        body["meetings"] = {**plan, "tables": tables}
+    return body

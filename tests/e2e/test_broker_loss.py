@@ -15,7 +15,6 @@ import signal
 import time
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +24,7 @@ from pymongo import AsyncMongoClient
 
 from c2f_cli.stack import Stack, start_broker
 from tests.infra import running_stack
-from tests.support import as_operator, eventually, of_kind, read_mail
+from tests.support import as_operator, b2b_event, eventually, of_kind, read_mail
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="session"), pytest.mark.timeout(300)]
 
@@ -72,20 +71,10 @@ async def test_the_platform_recovers_what_an_empty_broker_lost(stack: Stack) -> 
             )
             for n in range(PEOPLE)
         ]
-        day = (datetime.now(UTC) + timedelta(days=20)).date().isoformat()
         event = await created(
             registration,
             "/events",
-            {
-                "name": f"Thessaloniki {run}",
-                "kind": "b2b",
-                "host_cluster_id": cluster,
-                "city": "Thessaloniki",
-                "country": "GR",
-                "venue_timezone": "Europe/Athens",
-                "starts_at": f"{day}T08:00:00+02:00",
-                "ends_at": f"{day}T13:00:00+02:00",
-            },
+            b2b_event(cluster, f"Thessaloniki {run}", "Thessaloniki", "GR", "Europe/Athens", days_ahead=20),
         )
 
         async def sign_up(n: int) -> None:

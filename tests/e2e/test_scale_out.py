@@ -37,7 +37,6 @@ import uuid
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +48,7 @@ from c2f_cli.processes import Child, free_port, spawn, wait_until_ready
 from c2f_cli.stack import Stack
 from c2f_shared import topics
 from tests.infra import running_stack
-from tests.support import as_operator, eventually, of_kind, read_mail, settled
+from tests.support import as_operator, b2b_event, eventually, of_kind, read_mail, settled
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="session"), pytest.mark.timeout(360)]
 
@@ -191,28 +190,10 @@ async def test_replicas_share_the_partitions_and_a_killed_one_loses_and_doubles_
             )
             for n in range(PEOPLE)
         ]
-        day = (datetime.now(UTC) + timedelta(days=30)).date().isoformat()
         event = await created(
             registration,
             "/events",
-            {
-                "name": f"Brokerage {run}",
-                "kind": "b2b",
-                "host_cluster_id": cluster,
-                "venue": "Lingotto Fiere",
-                "city": "Torino",
-                "country": "IT",
-                "venue_timezone": "Europe/Rome",
-                "starts_at": f"{day}T08:00:00+02:00",
-                "ends_at": f"{day}T13:00:00+02:00",
-                "meetings": {
-                    "days": [day],
-                    "day_start": "09:00",
-                    "day_end": "12:00",
-                    "slot_minutes": 30,
-                    "tables": 4,
-                },
-            },
+            b2b_event(cluster, f"Brokerage {run}", "Torino", "IT", "Europe/Rome", tables=4),
         )
 
         # The instances killed are the last started; the first of each (the stack's own) survive.

@@ -159,6 +159,26 @@ async def test_a_cancelled_meeting_is_not_reminded(runtime: Runtime) -> None:
     assert len(await reminders(runtime)) == before
 
 
+def suggested(event_id: str, me: str, other: str | None = None) -> MatchSuggested:
+    """A suggestion that `me` meets `other` (someone made up if not given)."""
+    return MatchSuggested(
+        suggestion_id=str(uuid.uuid4()),
+        event_id=event_id,
+        event_name="Day",
+        parties=(
+            MatchParty(participant_id=me, company_id="c1", company_name="Me", country="BG"),
+            MatchParty(
+                participant_id=other or f"q-{uuid.uuid4().hex[:6]}",
+                company_id="c2",
+                company_name="Them",
+                country="ES",
+            ),
+        ),
+        reasons=[],
+        score=0.5,
+    )
+
+
 async def test_one_digest_gathers_the_suggestions_that_came_meanwhile(runtime: Runtime) -> None:
     handle = handlers.make_handler(settings(digest_delay_seconds=0.5), lambda: None)
     event_id = str(uuid.uuid4())
@@ -166,21 +186,7 @@ async def test_one_digest_gathers_the_suggestions_that_came_meanwhile(runtime: R
     others = [f"q-{uuid.uuid4().hex[:6]}" for _ in range(3)]
     await people(runtime, handle, event_id, me, *others)
     for other in others:
-        await deliver(
-            runtime,
-            handle,
-            MatchSuggested(
-                suggestion_id=str(uuid.uuid4()),
-                event_id=event_id,
-                event_name="Day",
-                parties=(
-                    MatchParty(participant_id=me, company_id="c1", company_name="Me", country="BG"),
-                    MatchParty(participant_id=other, company_id="c2", company_name="Them", country="ES"),
-                ),
-                reasons=[],
-                score=0.5,
-            ),
-        )
+        await deliver(runtime, handle, suggested(event_id, me, other))
     await asyncio.sleep(0.8)
     await timers.fire_due(runtime)
     [digest] = (
@@ -190,21 +196,6 @@ async def test_one_digest_gathers_the_suggestions_that_came_meanwhile(runtime: R
     # The next suggestion waits for the next period (24 h by default), not for 0.5 s.
     timer = await runtime.db[TIMERS].find_one({"_id": f"digest:{me}"})
     assert timer is not None and timer["status"] == "done"
-
-
-def suggested(event_id: str, me: str) -> MatchSuggested:
-    other = f"q-{uuid.uuid4().hex[:6]}"
-    return MatchSuggested(
-        suggestion_id=str(uuid.uuid4()),
-        event_id=event_id,
-        event_name="Day",
-        parties=(
-            MatchParty(participant_id=me, company_id="c1", company_name="Me", country="BG"),
-            MatchParty(participant_id=other, company_id="c2", company_name="Them", country="ES"),
-        ),
-        reasons=[],
-        score=0.5,
-    )
 
 
 async def test_a_digest_sent_before_the_sign_up_arrived_still_starts_the_period(runtime: Runtime) -> None:
