@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 
 import pydantic
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import KafkaError
 from fastapi import FastAPI
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
@@ -192,7 +193,7 @@ class Runtime:
             *[Topic(t, num_partitions=topics.PARTITIONS) for t in topic_names],
             group_id=self.settings.consumer_group,
             auto_offset_reset="earliest",
-            ack_policy=AckPolicy.NACK_ON_ERROR,
+            ack_policy=AckPolicy.MANUAL,  # _receive commits or rewinds each message itself
             listener=listener,
             title=f"{self.service}.{name}",
             session_timeout_ms=timeouts.session_timeout_ms,
@@ -307,6 +308,38 @@ class Runtime:
     async def _receive(
         self, message: Any, handler: Handler, name: str, only: tuple[type[Event], ...] | None
     ) -> None:
+        """Handle one message, then commit past it (done) or rewind to it (to come again).
+        Nothing is raised to the broker's loop: one message never stops a consumer."""
+        try:
+            done = await self._handle(message, handler, name, only)
+        except Exception:  # e.g. the dead letter could not be written: the message comes again
+            log.exception("%s: could not finish with a message; it will come again", name)
+            await asyncio.sleep(RETRY_PAUSE_S)
+            done = False
+        await self._settle(message, done=done)
+
+    async def _settle(self, message: Any, *, done: bool) -> None:
+        """Commit past the message (done) or rewind to it. If a rebalance gave the partition to
+        another member meanwhile, neither is possible nor needed: the new owner reads the
+        message again and its inbox recognises it."""
+        try:
+            await (message.ack() if done else message.nack())
+        except KafkaError as error:
+            record = message.raw_message
+            log.warning(
+                "could not %s %s[%d]@%d (%s: %s); its partition's owner will read it again",
+                "commit" if done else "rewind",
+                record.topic,
+                record.partition,
+                record.offset,
+                type(error).__name__,
+                error,
+            )
+
+    async def _handle(
+        self, message: Any, handler: Handler, name: str, only: tuple[type[Event], ...] | None
+    ) -> bool:
+        """True: finished with the message (processed, skipped or set aside); False: again."""
         record = message.raw_message
         where = (record.topic, record.partition, record.offset)
         started = time.perf_counter()
@@ -317,6 +350,7 @@ class Runtime:
             self.metrics.failures.labels(name, record.topic, "poison").inc()
             await self._dead_letter(record, str(poison), message.body)
             self.metrics.messages.labels(name, record.topic, "dead_lettered").inc()
+            return True
         except Exception as error:
             if _transient(error):
                 self.metrics.failures.labels(name, record.topic, "transient").inc()
@@ -328,7 +362,7 @@ class Runtime:
                 pause = min(TRANSIENT_PAUSE_MAX_S, 0.25 * 2 ** min(waits, 6))
                 log.warning("%s: %s busy (%s); retry %d in %.1fs", name, where, error, waits, pause)
                 await asyncio.sleep(pause)
-                raise
+                return False
             self.metrics.failures.labels(name, record.topic, "error").inc()
             attempts = self._attempts.get(where, 0) + 1
             if attempts >= MAX_ATTEMPTS:
@@ -338,16 +372,16 @@ class Runtime:
                     record, f"failed {attempts} times: {type(error).__name__}: {error}", message.body
                 )
                 self.metrics.messages.labels(name, record.topic, "dead_lettered").inc()
-                return
+                return True
             self._attempts[where] = attempts
             log.warning("%s: attempt %d on %s failed (%s); will retry", name, attempts, where, error)
             await asyncio.sleep(RETRY_PAUSE_S * attempts)
-            raise  # NACK: the consumer seeks back and the message comes again
-        else:
-            self._attempts.pop(where, None)
-            self._waits.pop(where, None)
-            self.metrics.messages.labels(name, record.topic, outcome).inc()
-            self.metrics.handler_seconds.labels(name, record.topic).observe(time.perf_counter() - started)
+            return False  # the consumer seeks back and the message comes again
+        self._attempts.pop(where, None)
+        self._waits.pop(where, None)
+        self.metrics.messages.labels(name, record.topic, outcome).inc()
+        self.metrics.handler_seconds.labels(name, record.topic).observe(time.perf_counter() - started)
+        return True
 
     async def _process(self, body: bytes, handler: Handler, only: tuple[type[Event], ...] | None) -> str:
         """Process one message; returns what happened: processed, duplicate or ignored."""
