@@ -10,7 +10,7 @@ from faststream.specification import AsyncAPI
 from pymongo.errors import ConnectionFailure, PyMongoError
 
 from c2f_shared.service import dead_letters
-from c2f_shared.service.limits import BodySizeLimit
+from c2f_shared.service.limits import BodySizeLimit, FailedAuthLimit
 from c2f_shared.service.logs import configure_logging, log_context
 from c2f_shared.service.metrics import CONTENT_TYPE_LATEST
 from c2f_shared.service.runtime import Runtime
@@ -53,6 +53,7 @@ def service_app(
     app.include_router(router)
     app.include_router(dead_letters.router)
     app.add_middleware(BodySizeLimit, limit=runtime.settings.max_body_bytes, overrides=body_limits)
+    app.add_middleware(FailedAuthLimit, limit=runtime.settings.auth_failures_per_minute)
     app.middleware("http")(runtime.metrics.observe_http)
     return app
 

@@ -12,6 +12,7 @@ from c2f_matching.handlers import event_profiles
 from c2f_matching.matcher import Matcher
 from c2f_matching.scoring import MIN_PAIR_SCORE, PairScore, Profile, calibrate, pair, squash, top_pairs
 from c2f_matching.store import COMPANIES, MEETINGS, SUGGESTIONS
+from c2f_shared.service.access import OPERATOR_ONLY, PARTICIPANT_OR_OPERATOR
 from c2f_shared.service.http import RuntimeDep
 from c2f_shared.vocabulary import COUNTRY_NAMES
 
@@ -155,18 +156,25 @@ def _out(doc: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-@router.get("/events/{event_id}/suggestions", tags=["suggestions"])
-async def event_suggestions(event_id: str, runtime: RuntimeDep, limit: Limit = 100) -> list[dict[str, Any]]:
-    """Suggestions published for an event (ids, company names and reasons), best first."""
+@router.get("/events/{event_id}/suggestions", tags=["suggestions"], responses=OPERATOR_ONLY)
+async def event_suggestions(
+    event_id: str, request: Request, runtime: RuntimeDep, token: Token, limit: Limit = 100
+) -> list[dict[str, Any]]:
+    """Suggestions published for an event (ids, company names and reasons), best first
+    (operator: who should meet whom is the organisers' view, not the public's)."""
+    require_operator(request, token, "see an event's suggestions")
     cursor = runtime.db[SUGGESTIONS].find({"event_id": event_id}).sort("score", -1).limit(limit)
     return [_out(d) async for d in cursor]
 
 
-@router.get("/participants/{participant_id}/suggestions", tags=["suggestions"])
+@router.get(
+    "/participants/{participant_id}/suggestions", tags=["suggestions"], responses=PARTICIPANT_OR_OPERATOR
+)
 async def participant_suggestions(
-    participant_id: str, runtime: RuntimeDep, limit: Limit = 20
+    participant_id: str, request: Request, runtime: RuntimeDep, token: Token, limit: Limit = 20
 ) -> list[dict[str, Any]]:
-    """Suggestions published for a participant, best first."""
+    """Suggestions published for a participant, best first (its own token, or the operator's)."""
+    await may_see(request, runtime, token, participant_id)
     cursor = runtime.db[SUGGESTIONS].find({"participant_ids": participant_id}).sort("score", -1).limit(limit)
     return [_out(d) async for d in cursor]
 
