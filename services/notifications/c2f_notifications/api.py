@@ -15,7 +15,15 @@ from c2f_notifications.i18n import Words
 from c2f_notifications.messages import OPTIONAL
 from c2f_notifications.store import OUTGOING, RECIPIENTS, TIMERS, WEBHOOKS
 from c2f_shared import links
-from c2f_shared.service.access import Token, is_operator, owns, require_operator
+from c2f_shared.service.access import (
+    OPERATOR_ONLY,
+    PARTICIPANT_OR_OPERATOR,
+    SIGNED_LINK,
+    Token,
+    is_operator,
+    owns,
+    require_operator,
+)
 from c2f_shared.service.http import RuntimeDep
 
 router = APIRouter()
@@ -58,7 +66,12 @@ class Inbox(BaseModel):
     upcoming: list[Upcoming] = Field(description="Digests, reminders and requests still to come")
 
 
-@router.get("/participants/{participant_id}/inbox", response_model=Inbox, tags=["inbox"])
+@router.get(
+    "/participants/{participant_id}/inbox",
+    response_model=Inbox,
+    tags=["inbox"],
+    responses=PARTICIPANT_OR_OPERATOR,
+)
 async def inbox(participant_id: str, request: Request, runtime: RuntimeDep, token: Token) -> Inbox:
     """What the platform sent this participant (or will send), newest first, with status."""
     await _participant(request, runtime, token, participant_id)
@@ -93,7 +106,12 @@ class Preferences(BaseModel):
     )
 
 
-@router.get("/participants/{participant_id}/preferences", response_model=Preferences, tags=["inbox"])
+@router.get(
+    "/participants/{participant_id}/preferences",
+    response_model=Preferences,
+    tags=["inbox"],
+    responses=PARTICIPANT_OR_OPERATOR,
+)
 async def get_preferences(
     participant_id: str, request: Request, runtime: RuntimeDep, token: Token
 ) -> Preferences:
@@ -101,7 +119,12 @@ async def get_preferences(
     return Preferences(muted=person.get("muted", []), digest_hours=person.get("digest_hours"))
 
 
-@router.put("/participants/{participant_id}/preferences", response_model=Preferences, tags=["inbox"])
+@router.put(
+    "/participants/{participant_id}/preferences",
+    response_model=Preferences,
+    tags=["inbox"],
+    responses=PARTICIPANT_OR_OPERATOR,
+)
 async def put_preferences(
     participant_id: str, body: Preferences, request: Request, runtime: RuntimeDep, token: Token
 ) -> Preferences:
@@ -136,7 +159,7 @@ label{{display:block;margin:.4em 0}}</style></head>
     )
 
 
-@router.get("/unsubscribe/{token}", response_class=HTMLResponse, tags=["links"], include_in_schema=True)
+@router.get("/unsubscribe/{token}", response_class=HTMLResponse, tags=["links"], responses=SIGNED_LINK)
 async def unsubscribe_page(token: str, request: Request, runtime: RuntimeDep) -> HTMLResponse:
     """The page an unsubscribe link opens: it asks before doing anything (mail scanners open
     links too)."""
@@ -149,7 +172,12 @@ async def unsubscribe_page(token: str, request: Request, runtime: RuntimeDep) ->
     return _page(t.language, t("unsubscribe.title"), form)
 
 
-@router.post("/unsubscribe/{token}", response_class=HTMLResponse, tags=["links"])
+@router.post(
+    "/unsubscribe/{token}",
+    response_class=HTMLResponse,
+    tags=["links"],
+    responses={**SIGNED_LINK, 422: {"description": "Messages about meetings cannot be muted"}},
+)
 async def unsubscribe(token: str, request: Request, runtime: RuntimeDep) -> HTMLResponse:
     """Mute the optional kind of message the link names, for the participant it names."""
     link = _verified(request, token, "unsubscribe")
@@ -167,7 +195,7 @@ async def unsubscribe(token: str, request: Request, runtime: RuntimeDep) -> HTML
     )
 
 
-@router.get("/preferences/{token}", response_class=HTMLResponse, tags=["links"])
+@router.get("/preferences/{token}", response_class=HTMLResponse, tags=["links"], responses=SIGNED_LINK)
 async def preferences_page(token: str, request: Request, runtime: RuntimeDep) -> HTMLResponse:
     """The page the "choose which e-mails you receive" link opens."""
     link = _verified(request, token, "preferences")
@@ -183,7 +211,7 @@ async def preferences_page(token: str, request: Request, runtime: RuntimeDep) ->
     return _page(t.language, t("footer_preferences"), form)
 
 
-@router.post("/preferences/{token}", response_class=HTMLResponse, tags=["links"])
+@router.post("/preferences/{token}", response_class=HTMLResponse, tags=["links"], responses=SIGNED_LINK)
 async def save_preferences(
     token: str, request: Request, runtime: RuntimeDep, wanted: Annotated[list[str] | None, Form()] = None
 ) -> HTMLResponse:
@@ -193,7 +221,7 @@ async def save_preferences(
     return await preferences_page(token, request, runtime)
 
 
-@router.get("/outgoing/summary", tags=["outgoing"])
+@router.get("/outgoing/summary", tags=["outgoing"], responses=OPERATOR_ONLY)
 async def summary(request: Request, runtime: RuntimeDep, token: Token) -> dict[str, int]:
     """How many messages are pending, being sent, sent, failed (dead letters) and cancelled,
     and how many timers (digests, reminders, …) fall due within 5 seconds."""
@@ -208,7 +236,7 @@ async def summary(request: Request, runtime: RuntimeDep, token: Token) -> dict[s
     return counts
 
 
-@router.get("/outgoing", tags=["outgoing"])
+@router.get("/outgoing", tags=["outgoing"], responses=OPERATOR_ONLY)
 async def list_outgoing(
     request: Request,
     runtime: RuntimeDep,
@@ -221,10 +249,14 @@ async def list_outgoing(
     _operator(request, token)
     query = {"status": state} if state else {}
     cursor = runtime.db[OUTGOING].find(query, {"data": 0}).sort("created_at", -1).limit(limit)
-    return [{**doc, "id": doc.pop("_id")} async for doc in cursor]
+    return [{"id": doc.pop("_id"), **doc} async for doc in cursor]
 
 
-@router.post("/outgoing/{message_id}/redrive", tags=["outgoing"])
+@router.post(
+    "/outgoing/{message_id}/redrive",
+    tags=["outgoing"],
+    responses={**OPERATOR_ONLY, 409: {"description": "Only a failed message can be re-driven"}},
+)
 async def redrive(message_id: str, request: Request, runtime: RuntimeDep, token: Token) -> dict[str, Any]:
     """Send a dead-lettered (failed) message again, from its first attempt (operator)."""
     _operator(request, token)
@@ -260,7 +292,9 @@ class WebhookOut(BaseModel):
     )
 
 
-@router.put("/clusters/{cluster_id}/webhook", response_model=WebhookOut, tags=["webhooks"])
+@router.put(
+    "/clusters/{cluster_id}/webhook", response_model=WebhookOut, tags=["webhooks"], responses=OPERATOR_ONLY
+)
 async def set_webhook(
     cluster_id: str, body: WebhookIn, request: Request, runtime: RuntimeDep, token: Token
 ) -> WebhookOut:
@@ -274,7 +308,12 @@ async def set_webhook(
     return WebhookOut(cluster_id=cluster_id, url=doc["url"], created_at=doc["created_at"], secret=secret)
 
 
-@router.get("/clusters/{cluster_id}/webhook", response_model=WebhookOut, tags=["webhooks"])
+@router.get(
+    "/clusters/{cluster_id}/webhook",
+    response_model=WebhookOut,
+    tags=["webhooks"],
+    responses={**OPERATOR_ONLY, 404: {"description": "The cluster has no webhook"}},
+)
 async def get_webhook(cluster_id: str, request: Request, runtime: RuntimeDep, token: Token) -> WebhookOut:
     _operator(request, token)
     doc = await runtime.db[WEBHOOKS].find_one({"_id": cluster_id})
@@ -283,7 +322,7 @@ async def get_webhook(cluster_id: str, request: Request, runtime: RuntimeDep, to
     return WebhookOut(cluster_id=cluster_id, url=doc["url"], created_at=doc["created_at"])
 
 
-@router.delete("/clusters/{cluster_id}/webhook", status_code=204, tags=["webhooks"])
+@router.delete("/clusters/{cluster_id}/webhook", status_code=204, tags=["webhooks"], responses=OPERATOR_ONLY)
 async def delete_webhook(cluster_id: str, request: Request, runtime: RuntimeDep, token: Token) -> None:
     _operator(request, token)
     await runtime.db[WEBHOOKS].delete_one({"_id": cluster_id})

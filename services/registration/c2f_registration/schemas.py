@@ -16,6 +16,7 @@ from pydantic import (
     Field,
     HttpUrl,
     ValidationInfo,
+    WithJsonSchema,
     field_validator,
     model_validator,
 )
@@ -51,6 +52,21 @@ Text = Annotated[str, Field(min_length=1, max_length=4000)]
 Note = Annotated[str, Field(min_length=1, max_length=1000)]
 Tag = Annotated[str, Field(min_length=1, max_length=40)]
 Phone = Annotated[str, Field(pattern=r"^\+?[0-9 ().-]{6,24}$", examples=["+359 2 123 4567"])]
+
+
+def _wall_clock(value: time) -> time:
+    if value.tzinfo is not None:
+        raise ValueError("a time of day at the venue, without a UTC offset, e.g. 09:30")
+    return value
+
+
+# A time of day at the venue (its zone is the event's): "09:30" in, "09:30:00" out. Not JSON
+# Schema's "time" format, which is RFC 3339's and needs a UTC offset.
+LocalTime = Annotated[
+    time,
+    AfterValidator(_wall_clock),
+    WithJsonSchema({"type": "string", "pattern": r"^([01]\d|2[0-3]):[0-5]\d(:[0-5]\d(\.\d{1,6})?)?$"}),
+]
 
 
 def _unique(values: list[Any]) -> list[Any]:
@@ -249,16 +265,16 @@ class CompanyPage(BaseModel):
 class BreakIn(_In):
     """A pause in every meeting day, in the venue's local time."""
 
-    start: time
-    end: time
+    start: LocalTime
+    end: LocalTime
 
 
 class MeetingPlan(_In):
     """When meetings can happen at a B2B or C2C event, in the venue's local time."""
 
     days: Annotated[list[date], Field(min_length=1, max_length=14), Unique]
-    day_start: time = Field(examples=["09:00"])
-    day_end: time = Field(examples=["17:00"])
+    day_start: LocalTime = Field(examples=["09:00"])
+    day_end: LocalTime = Field(examples=["17:00"])
     slot_minutes: Annotated[int, Field(ge=5, le=240)] = 20
     breaks: Annotated[list[BreakIn], Field(max_length=10)] = []
     tables: Annotated[int, Field(ge=1, le=1000, description="Meetings that can run at once")] = 10
@@ -430,7 +446,7 @@ class ParticipantPatch(_In):
     availability: Annotated[list[str], Field(max_length=500), Unique] | None = Field(
         None, description="Slot ids the participant can meet in; empty list: every slot"
     )
-    languages: Languages | None = None
+    languages: Languages = []  # (not null: a participant's languages are a list, perhaps empty)
     max_meetings: Annotated[int, Field(ge=1, le=100)] | None = None
 
 

@@ -9,11 +9,13 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, HTTPException, Path, Query, Request, Response, status
 from fastapi.responses import HTMLResponse
 from openpyxl import Workbook
+from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 from pydantic import BaseModel, Field
 
 from c2f_reporting import breakdown, brochure, dashboard, insights
-from c2f_shared.service.access import Token, require_operator
+from c2f_shared.service.access import OPERATOR_ONLY, Token, require_operator
 from c2f_shared.service.http import RuntimeDep
+from c2f_shared.vocabulary import Sector
 
 router = APIRouter(tags=["reports"])
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
@@ -114,6 +116,11 @@ def table_file(name: str, fmt: str, sheets: dict[str, tuple[list[str], list[dict
             return "; ".join(str(v) for v in value)
         return value
 
+    def xlsx_cell(value: Any) -> Any:
+        """A worksheet cannot hold control characters (a name may): they are left out."""
+        value = cell(value)
+        return ILLEGAL_CHARACTERS_RE.sub("", value) if isinstance(value, str) else value
+
     headers = {"Content-Disposition": f'attachment; filename="{name}.{fmt}"'}
     if fmt == "csv":
         columns, rows = next(iter(sheets.values()))
@@ -130,9 +137,9 @@ def table_file(name: str, fmt: str, sheets: dict[str, tuple[list[str], list[dict
     book.remove(first)
     for title, (columns, rows) in sheets.items():
         sheet = book.create_sheet(title[:31])
-        sheet.append(columns)
+        sheet.append([xlsx_cell(c) for c in columns])
         for row in rows:
-            sheet.append([cell(row.get(c)) for c in columns])
+            sheet.append([xlsx_cell(row.get(c)) for c in columns])
         sheet.freeze_panes = "B2"
     out_bytes = io.BytesIO()
     book.save(out_bytes)
@@ -148,13 +155,13 @@ async def partnership_by(by: Dimension, runtime: RuntimeDep) -> list[BreakdownRo
 Market = Annotated[str | None, Query(pattern=r"^[A-Z]{2}(-[A-Z0-9]{1,3})?$", description="e.g. MX, US-CA")]
 
 
-def _filters(market: str | None, sector: str | None, cluster: str | None) -> brochure.Filters:
-    return brochure.Filters(market=market, sector=sector, cluster=cluster)
+def _filters(market: str | None, sector: Sector | None, cluster: str | None) -> brochure.Filters:
+    return brochure.Filters(market=market, sector=sector.value if sector else None, cluster=cluster)
 
 
 @router.get("/brochure.html", response_class=HTMLResponse, tags=["brochure"])
 async def brochure_html(
-    runtime: RuntimeDep, market: Market = None, sector: str | None = None, cluster: str | None = None
+    runtime: RuntimeDep, market: Market = None, sector: Sector | None = None, cluster: str | None = None
 ) -> HTMLResponse:
     """The Smart City catalogue as a web page: members' offers grouped by sector, contacts only
     with consent; filter by target market, sector and cluster ("Mexico, mobility")."""
@@ -168,7 +175,7 @@ async def brochure_html(
     responses={200: {"content": {"application/pdf": {}}, "description": "The typeset catalogue"}},
 )
 async def brochure_pdf(
-    runtime: RuntimeDep, market: Market = None, sector: str | None = None, cluster: str | None = None
+    runtime: RuntimeDep, market: Market = None, sector: Sector | None = None, cluster: str | None = None
 ) -> Response:
     """The same catalogue typeset for print: cover, contents with page numbers, page numbers."""
     document = await brochure.html(runtime.db, _filters(market, sector, cluster))
@@ -179,7 +186,11 @@ async def brochure_pdf(
     )
 
 
-@router.get("/reports/events/{event_id}.{fmt}", response_class=Response, responses=FILE_RESPONSES)
+@router.get(
+    "/reports/events/{event_id}.{fmt}",
+    response_class=Response,
+    responses={**FILE_RESPONSES, 404: {"description": "No such event"}},
+)
 async def event_report_file(event_id: str, fmt: Literal["csv", "xlsx"], runtime: RuntimeDep) -> Response:
     """The event report as a file: its slots (CSV), or its figures, slots and who met whom
     (XLSX, one sheet each)."""
@@ -238,7 +249,7 @@ async def show_dashboard(
     return HTMLResponse(await dashboard.page(runtime.db, event or None, cluster or None))
 
 
-@router.post("/admin/rebuild", tags=["operations"])
+@router.post("/admin/rebuild", tags=["operations"], responses=OPERATOR_ONLY)
 async def rebuild(request: Request, runtime: RuntimeDep, token: Token) -> dict[str, Any]:
     """Empty every projection and replay every topic into it (operator); the reports come out
     identical. Events the broker no longer keeps cannot come back."""

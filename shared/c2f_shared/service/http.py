@@ -19,6 +19,23 @@ __all__ = ["CorrelationId", "RuntimeDep", "service_app"]
 
 CORRELATION_HEADER = "X-Correlation-ID"
 VERSION = "0.1.0"
+BUSY: dict[int | str, dict[str, Any]] = {
+    503: {
+        "description": "The database is busy with concurrent changes or out of reach; nothing was stored. "
+        "Try again after `Retry-After` seconds",
+        "headers": {"Retry-After": {"schema": {"type": "integer"}, "description": "Seconds to wait"}},
+    }
+}
+# What any route may answer because of what it shares with the others, not because of what it does:
+# FastAPI refuses a body it cannot parse (not UTF-8, a broken form) with 400, the body limit is 413,
+# and a route that takes a bearer token answers 401 without one.
+UNREADABLE_BODY = {"description": "The body could not be read (not UTF-8, or a malformed form)"}
+BODY_TOO_LARGE = {"description": "The body is larger than the service's limit"}
+TOO_MANY_REFUSALS = {
+    "description": "This address had too many credentials refused lately; try again after `Retry-After` s",
+    "headers": {"Retry-After": {"schema": {"type": "integer"}, "description": "Seconds to wait"}},
+}
+NO_TOKEN = {"description": "No token (`Authorization: Bearer <token>`), or one that is not known"}
 
 
 def correlation_id(request: Request) -> str:
@@ -50,12 +67,35 @@ def service_app(
         lifespan=runtime.lifespan,
     )
     _install_basics(app, runtime, description)
-    app.include_router(router)
-    app.include_router(dead_letters.router)
+    app.include_router(router, responses=BUSY)
+    app.include_router(dead_letters.router, responses=BUSY)
+    _document_shared_answers(app)
     app.add_middleware(BodySizeLimit, limit=runtime.settings.max_body_bytes, overrides=body_limits)
     app.add_middleware(FailedAuthLimit, limit=runtime.settings.auth_failures_per_minute)
     app.middleware("http")(runtime.metrics.observe_http)
     return app
+
+
+def _document_shared_answers(app: FastAPI) -> None:
+    """Add the answers every route shares (400 and 413 with a body, 401 with a token, 429 after
+    refused credentials) to the OpenAPI document, so that it lists every status a route can give."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        schema = build()  # made once (and again if routes are added), then kept
+        for path, path_item in schema.get("paths", {}).items():
+            for operation in path_item.values():
+                responses = operation.setdefault("responses", {})
+                if path not in FailedAuthLimit.OPEN:
+                    responses.setdefault("429", TOO_MANY_REFUSALS)
+                if "requestBody" in operation:
+                    responses.setdefault("400", UNREADABLE_BODY)
+                    responses.setdefault("413", BODY_TOO_LARGE)
+                if operation.get("security"):
+                    responses.setdefault("401", NO_TOKEN)
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def _install_basics(app: FastAPI, runtime: Runtime, description: str) -> None:

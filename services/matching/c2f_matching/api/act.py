@@ -14,10 +14,11 @@ from c2f_matching.meetings import Refused
 from c2f_matching.store import EVENTS, MEETINGS
 from c2f_shared import links
 from c2f_shared.service import UnitOfWork
+from c2f_shared.service.access import SIGNED_LINK
 from c2f_shared.service.http import RuntimeDep
 from c2f_shared.vocabulary import FollowUp
 
-router = APIRouter(tags=["links"])
+router = APIRouter(tags=["links"], responses=SIGNED_LINK)
 
 VERBS = {"accept": "Accept", "decline": "Decline", "outcome": "Record the outcome"}
 FOLLOW_UPS = {
@@ -59,7 +60,11 @@ async def _describe(runtime: Any, meeting: dict[str, Any], me: str) -> str:
     return f"{others} — {event.get('name', '')}"
 
 
-@router.get("/act/{token}", response_class=HTMLResponse)
+@router.get(
+    "/act/{token}",
+    response_class=HTMLResponse,
+    responses={404: {"description": "The meeting no longer exists"}},
+)
 async def act_page(token: str, request: Request, runtime: RuntimeDep) -> HTMLResponse:
     """What the link will do, and a button to do it."""
     link = _link(request, token)

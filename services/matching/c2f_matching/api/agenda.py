@@ -11,9 +11,14 @@ from c2f_matching.agenda import Agenda, AgendaItem
 from c2f_matching.api.access import Token, may_see
 from c2f_matching.api.meetings import parties
 from c2f_matching.store import EVENTS, MEETINGS
+from c2f_shared.service.access import PARTICIPANT_OR_OPERATOR
 from c2f_shared.service.http import RuntimeDep
 
 router = APIRouter()
+NOT_YOURS: dict[int | str, dict[str, Any]] = {
+    **PARTICIPANT_OR_OPERATOR,
+    404: {"description": "No such participant, or its event is not known yet"},
+}
 
 
 async def _agenda(request: Request, runtime: Any, token: str, participant_id: str) -> Agenda:
@@ -74,7 +79,9 @@ async def _agenda(request: Request, runtime: Any, token: str, participant_id: st
     )
 
 
-@router.get("/participants/{participant_id}/agenda", response_model=Agenda, tags=["agenda"])
+@router.get(
+    "/participants/{participant_id}/agenda", response_model=Agenda, tags=["agenda"], responses=NOT_YOURS
+)
 async def agenda_json(participant_id: str, request: Request, runtime: RuntimeDep, token: Token) -> Agenda:
     """The participant's meetings in time order, with venue times and tables; accepted
     meetings not yet scheduled come last ("waiting"); called-off ones as "cancelled"."""
@@ -85,7 +92,7 @@ async def agenda_json(participant_id: str, request: Request, runtime: RuntimeDep
     "/participants/{participant_id}/agenda.ics",
     tags=["agenda"],
     response_class=Response,
-    responses={200: {"content": {"text/calendar": {}}, "description": "An iCalendar file"}},
+    responses={**NOT_YOURS, 200: {"content": {"text/calendar": {}}, "description": "An iCalendar file"}},
 )
 async def agenda_ics(participant_id: str, request: Request, runtime: RuntimeDep, token: Token) -> Response:
     """The agenda as an iCalendar file: one event per meeting, in the venue's time zone, with
@@ -98,7 +105,12 @@ async def agenda_ics(participant_id: str, request: Request, runtime: RuntimeDep,
     )
 
 
-@router.get("/participants/{participant_id}/agenda.html", tags=["agenda"], response_class=HTMLResponse)
+@router.get(
+    "/participants/{participant_id}/agenda.html",
+    tags=["agenda"],
+    response_class=HTMLResponse,
+    responses=NOT_YOURS,
+)
 async def agenda_html(
     participant_id: str, request: Request, runtime: RuntimeDep, token: Token
 ) -> HTMLResponse:

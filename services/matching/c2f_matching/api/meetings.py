@@ -12,6 +12,7 @@ from c2f_matching.api.access import OPERATOR, Token, is_operator, may_see, parti
 from c2f_matching.meetings import Refused
 from c2f_matching.store import CLUSTERS, COMPANIES, MEETINGS, PARTICIPANTS, SCHEDULES
 from c2f_shared.service import UnitOfWork
+from c2f_shared.service.access import OPERATOR_ONLY, PARTICIPANT_OR_OPERATOR
 from c2f_shared.service.http import CorrelationId, RuntimeDep
 from c2f_shared.vocabulary import FollowUp, MeetingStatus
 
@@ -168,6 +169,7 @@ MEETING_ERRORS: dict[int | str, dict[str, Any]] = {
     response_model=MeetingOut,
     tags=["meetings"],
     responses={
+        **PARTICIPANT_OR_OPERATOR,
         200: {"description": "They had asked you already: this accepted their request"},
         409: {"description": "Already requested or declined, a cap reached, or requests closed"},
         422: {"description": "Yourself, a participant of another event, or too many parties"},
@@ -240,7 +242,12 @@ async def get_meeting(meeting_id: str, request: Request, runtime: RuntimeDep, to
     return (await meetings_out(runtime.db, [doc]))[0]
 
 
-@router.get("/participants/{participant_id}/meetings", response_model=list[MeetingOut], tags=["meetings"])
+@router.get(
+    "/participants/{participant_id}/meetings",
+    response_model=list[MeetingOut],
+    tags=["meetings"],
+    responses=PARTICIPANT_OR_OPERATOR,
+)
 async def participant_meetings(
     participant_id: str,
     request: Request,
@@ -284,7 +291,9 @@ async def record_outcome(
     return OutcomeOut(**doc)
 
 
-@router.get("/events/{event_id}/meetings", response_model=list[MeetingOut], tags=["schedule"])
+@router.get(
+    "/events/{event_id}/meetings", response_model=list[MeetingOut], tags=["schedule"], responses=OPERATOR_ONLY
+)
 async def event_meetings(
     event_id: str,
     request: Request,
@@ -320,7 +329,11 @@ class ScheduleOut(BaseModel):
     "/events/{event_id}/schedule",
     response_model=ScheduleOut,
     tags=["schedule"],
-    responses={404: {"description": "No such event"}, 409: {"description": "No slots, or meetings changed"}},
+    responses={
+        **OPERATOR_ONLY,
+        404: {"description": "No such event"},
+        409: {"description": "No slots, or meetings changed"},
+    },
 )
 async def publish_schedule(
     event_id: str,
@@ -343,7 +356,9 @@ async def publish_schedule(
     return ScheduleOut(**published)
 
 
-@router.get("/events/{event_id}/schedule", response_model=ScheduleOut, tags=["schedule"])
+@router.get(
+    "/events/{event_id}/schedule", response_model=ScheduleOut, tags=["schedule"], responses=OPERATOR_ONLY
+)
 async def get_schedule(event_id: str, request: Request, runtime: RuntimeDep, token: Token) -> ScheduleOut:
     """The published schedule (operator): its figures and every placed meeting, in time order."""
     require_operator(request, token, "see the whole schedule")

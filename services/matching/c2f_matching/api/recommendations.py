@@ -85,6 +85,7 @@ def _recommendation(me: Profile, other: Profile, scored: PairScore) -> Recommend
     "/participants/{participant_id}/recommendations",
     response_model=list[Recommendation],
     tags=["recommendations"],
+    responses=PARTICIPANT_OR_OPERATOR,
 )
 async def recommendations(
     participant_id: str,
@@ -120,7 +121,9 @@ class Pair(BaseModel):
     score: float
 
 
-@router.get("/events/{event_id}/pairs", response_model=list[Pair], tags=["recommendations"])
+@router.get(
+    "/events/{event_id}/pairs", response_model=list[Pair], tags=["recommendations"], responses=OPERATOR_ONLY
+)
 async def event_pairs(
     event_id: str,
     request: Request,
@@ -190,7 +193,12 @@ class SearchHit(BaseModel):
     offer_description: str
 
 
-@router.get("/search", response_model=list[SearchHit], tags=["search"])
+@router.get(
+    "/search",
+    response_model=list[SearchHit],
+    tags=["search"],
+    responses={403: {"description": "The token is neither a participant's nor the operator's"}},
+)
 async def search(
     request: Request,
     runtime: RuntimeDep,
@@ -239,7 +247,7 @@ async def search(
     return hits[:limit]
 
 
-@router.post("/admin/rebuild", tags=["operations"])
+@router.post("/admin/rebuild", tags=["operations"], responses=OPERATOR_ONLY)
 async def rebuild(request: Request, runtime: RuntimeDep, token: Token) -> dict[str, int]:
     """Rebuild matching's read model (profiles, events, participants) from the topics
     (operator). Suggestions already made stay, so nothing is announced twice."""

@@ -7,7 +7,7 @@ from fastapi import APIRouter, HTTPException, Request, Response, status
 from fastapi.exceptions import RequestValidationError
 
 from c2f_registration import auth, store
-from c2f_registration.api.common import CREATED, not_found, register
+from c2f_registration.api.common import CREATED, OWN_CLUSTER, not_found, register
 from c2f_registration.schemas import (
     AgreementIn,
     AgreementOut,
@@ -92,14 +92,16 @@ async def _own_cluster(runtime: Any, caller: auth.Principal, cluster_id: str) ->
         raise not_found("cluster served here", cluster_id)
 
 
-@router.post("/clusters/{cluster_id}/api-keys", status_code=201, response_model=ApiKeyCreated)
+@router.post(
+    "/clusters/{cluster_id}/api-keys", status_code=201, response_model=ApiKeyCreated, responses=OWN_CLUSTER
+)
 async def create_api_key(cluster_id: str, runtime: RuntimeDep, caller: auth.Caller) -> dict[str, Any]:
     """A new key for the cluster (to rotate: make a new one, switch, revoke the old one)."""
     await _own_cluster(runtime, caller, cluster_id)
     return await auth.new_api_key(runtime.db, cluster_id)
 
 
-@router.get("/clusters/{cluster_id}/api-keys", response_model=list[ApiKeyInfo])
+@router.get("/clusters/{cluster_id}/api-keys", response_model=list[ApiKeyInfo], responses=OWN_CLUSTER)
 async def list_api_keys(cluster_id: str, runtime: RuntimeDep, caller: auth.Caller) -> list[ApiKeyInfo]:
     """The cluster's keys: ids and dates only, never the secrets."""
     await _own_cluster(runtime, caller, cluster_id)
@@ -110,7 +112,11 @@ async def list_api_keys(cluster_id: str, runtime: RuntimeDep, caller: auth.Calle
     ]
 
 
-@router.delete("/clusters/{cluster_id}/api-keys/{key_id}", status_code=204)
+@router.delete(
+    "/clusters/{cluster_id}/api-keys/{key_id}",
+    status_code=204,
+    responses={**OWN_CLUSTER, 404: {"description": "No such cluster served here, or no such key"}},
+)
 async def revoke_api_key(cluster_id: str, key_id: str, runtime: RuntimeDep, caller: auth.Caller) -> None:
     """Revoke a key: it stops working at once."""
     await _own_cluster(runtime, caller, cluster_id)

@@ -19,6 +19,15 @@ CREATED: dict[int | str, dict[str, Any]] = {
 }
 
 
+NOT_YOUR_CLUSTER: dict[int | str, dict[str, Any]] = {
+    403: {"description": "An API key acts only for its own cluster"}
+}
+OWN_CLUSTER: dict[int | str, dict[str, Any]] = {
+    **NOT_YOUR_CLUSTER,
+    404: {"description": "No such cluster served by this instance"},
+}
+
+
 def unknown(field: str, what: str, value: str) -> RequestValidationError:
     """A 422 naming `field`, as FastAPI's own validation errors do."""
     return RequestValidationError(

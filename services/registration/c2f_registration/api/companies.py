@@ -11,7 +11,15 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Response
 
 from c2f_registration import auth, store
-from c2f_registration.api.common import CREATED, merged, not_found, register, replace, unknown
+from c2f_registration.api.common import (
+    CREATED,
+    NOT_YOUR_CLUSTER,
+    merged,
+    not_found,
+    register,
+    replace,
+    unknown,
+)
 from c2f_registration.schemas import CompanyFields, CompanyIn, CompanyOut, CompanyPage, CompanyPatch
 from c2f_shared.events import CompanyErased, CompanyRegistered, CompanyUpdated
 from c2f_shared.service import Runtime, UnitOfWork
@@ -19,9 +27,14 @@ from c2f_shared.service.http import CorrelationId, RuntimeDep
 from c2f_shared.vocabulary import Sector
 
 router = APIRouter(tags=["companies"])
+MAX_OFFSET = 2**31 - 1  # no list is this long; a skip beyond 64 bits would fail in the database driver
 
 NOT_VISIBLE: dict[int | str, dict[str, Any]] = {
     404: {"description": "No such company, or not one of your cluster's members"}
+}
+CHANGED: dict[int | str, dict[str, Any]] = {
+    **NOT_VISIBLE,
+    409: {"description": "Another member of the cluster already has this legal name"},
 }
 
 
@@ -87,7 +100,7 @@ async def save_company(runtime: Runtime, cluster_id: str, fields: CompanyFields,
     return "updated" if (await _replace(runtime, doc, fields, correlation))[1] else "unchanged"
 
 
-@router.get("/companies", response_model=CompanyPage)
+@router.get("/companies", response_model=CompanyPage, responses=NOT_YOUR_CLUSTER)
 async def list_companies(
     runtime: RuntimeDep,
     caller: auth.Caller,
@@ -97,7 +110,7 @@ async def list_companies(
     target_market: Annotated[str | None, Query(pattern=r"^[A-Z]{2}(-[A-Z0-9]{1,3})?$")] = None,
     q: Annotated[str | None, Query(max_length=100, description="Part of the legal name, any case")] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> CompanyPage:
     """Members, oldest first, filtered; a cluster's key lists only its own members."""
     if cluster_id is not None:
@@ -143,7 +156,7 @@ async def _replace(
     return out(new_doc), changed
 
 
-@router.put("/companies/{company_id}", response_model=CompanyOut, responses=NOT_VISIBLE)
+@router.put("/companies/{company_id}", response_model=CompanyOut, responses=CHANGED)
 async def replace_company(
     company_id: str, body: CompanyFields, runtime: RuntimeDep, correlation: CorrelationId, caller: auth.Caller
 ) -> CompanyOut:
@@ -152,7 +165,7 @@ async def replace_company(
     return (await _replace(runtime, doc, body, correlation))[0]
 
 
-@router.patch("/companies/{company_id}", response_model=CompanyOut, responses=NOT_VISIBLE)
+@router.patch("/companies/{company_id}", response_model=CompanyOut, responses=CHANGED)
 async def update_company(
     company_id: str, body: CompanyPatch, runtime: RuntimeDep, correlation: CorrelationId, caller: auth.Caller
 ) -> CompanyOut:

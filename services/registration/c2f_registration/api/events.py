@@ -10,7 +10,15 @@ from fastapi.exceptions import RequestValidationError
 from pymongo.errors import DuplicateKeyError
 
 from c2f_registration import auth, store
-from c2f_registration.api.common import CREATED, merged, not_found, register, replace, unknown
+from c2f_registration.api.common import (
+    CREATED,
+    NOT_YOUR_CLUSTER,
+    merged,
+    not_found,
+    register,
+    replace,
+    unknown,
+)
 from c2f_registration.schemas import (
     EventFields,
     EventIn,
@@ -116,7 +124,16 @@ async def get_event(event_id: str, runtime: RuntimeDep, _: auth.Caller) -> Event
     return _event_out(await _event(runtime, event_id))
 
 
-@router.patch("/events/{event_id}", response_model=EventOut, responses=NO_EVENT, tags=["events"])
+@router.patch(
+    "/events/{event_id}",
+    response_model=EventOut,
+    responses={
+        **NO_EVENT,
+        **NOT_YOUR_CLUSTER,
+        409: {"description": "Hosted by another instance, or the host has an event of this name then"},
+    },
+    tags=["events"],
+)
 async def update_event(
     event_id: str, body: EventPatch, runtime: RuntimeDep, correlation: CorrelationId, caller: auth.Caller
 ) -> EventOut:
@@ -170,6 +187,7 @@ def _closed(reason: str) -> HTTPException:
     response_model=ParticipantOut,
     responses={
         **NO_EVENT,
+        **NOT_YOUR_CLUSTER,
         409: {
             "description": "Already registered (the detail names the participant), deadline passed, or full"
         },

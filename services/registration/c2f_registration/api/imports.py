@@ -19,7 +19,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from c2f_registration import auth, importer, store
-from c2f_registration.api.common import not_found
+from c2f_registration.api.common import NOT_YOUR_CLUSTER, OWN_CLUSTER, not_found
 from c2f_registration.api.companies import natural_key, save_company
 from c2f_registration.schemas import CompanyFields
 from c2f_shared.service import Runtime
@@ -78,6 +78,7 @@ def _attachment(name: str) -> dict[str, str]:
     response_model=ImportReport,
     status_code=202,
     responses={
+        **OWN_CLUSTER,
         200: {"description": "Dry run: the report; nothing was stored"},
         202: {"description": "Import started; follow it at GET .../imports/{id}"},
         422: {"description": "Rows with problems (by row and column); nothing was imported"},
@@ -184,7 +185,11 @@ async def _run(
         )
 
 
-@router.get("/clusters/{cluster_id}/imports/{import_id}", response_model=ImportReport)
+@router.get(
+    "/clusters/{cluster_id}/imports/{import_id}",
+    response_model=ImportReport,
+    responses={**NOT_YOUR_CLUSTER, 404: {"description": "No such import of this cluster"}},
+)
 async def import_status(
     cluster_id: str, import_id: str, runtime: RuntimeDep, caller: auth.Caller
 ) -> ImportReport:
