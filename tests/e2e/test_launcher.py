@@ -20,7 +20,8 @@ from c2f_cli.processes import free_port
 from c2f_cli.seed import DEMO_DIR, Partnership
 from tests.support import of_kind, read_mail, settled
 
-pytestmark = pytest.mark.e2e
+# `c2f up` seeds the demo and plays its meetings: minutes on a busy machine.
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
 
 @pytest.fixture(scope="module")
