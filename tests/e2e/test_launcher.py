@@ -21,7 +21,7 @@ from c2f_cli.seed import DEMO_DIR, Partnership
 from tests.support import of_kind, read_mail, settled
 
 # `c2f up` seeds the demo and plays its meetings: minutes on a busy machine.
-pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +38,7 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     }
 
 
-def wait_for(condition, within: float = 120.0, what: str = "condition"):
+def wait_for(condition, within: float = 240.0, what: str = "condition"):
     deadline = time.monotonic() + within
     while time.monotonic() < deadline:
         value = condition()

@@ -9,6 +9,7 @@ for consumers, the record that the incoming event was processed (inbox).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
@@ -562,7 +563,15 @@ class Runtime:
                 metadata_max_age_ms=timeouts.metadata_max_age_ms,
             )
             await self._probe.start()
-        ends: dict[TopicPartition, int] = await self._probe.end_offsets(partitions)
+        try:
+            ends: dict[TopicPartition, int] = await self._probe.end_offsets(partitions)
+        except BaseException:
+            # After a broker restart the probe's connections can stay broken: start afresh next time.
+            probe, self._probe = self._probe, None
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(SHUTDOWN_SECONDS):
+                    await probe.stop()
+            raise
         return ends
 
     # -- health and metrics ---------------------------------------------------
