@@ -57,6 +57,7 @@ bench: $(STAMP)  ## Run the benchmarks under bench/
 	$(PY) bench/scheduling.py
 	$(PY) bench/notifications.py
 	$(PY) bench/reporting.py
+	$(PY) bench/load.py
 	$(PY) bench/crashes.py
 
 clean:  ## Remove the virtual environment and local stack data

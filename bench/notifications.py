@@ -58,6 +58,7 @@ from c2f_cli.mail import read_mail
 from c2f_cli.stack import Stack
 from c2f_notifications import messages
 from c2f_notifications.i18n import Words
+from measuring import cpu_seconds
 
 console = Console()
 LANGUAGES = ("en", "es", "it", "bg", "sr", "el")
@@ -151,20 +152,6 @@ class Run:
     retried: list[str]  # sign-ups the server failed (5xx, dropped connection) and that were sent again
     cpu: dict[str, float] = field(default_factory=dict)  # CPU seconds per process, sign-ups to settled
     wall: float = 0.0  # the seconds `cpu` was counted over
-
-
-def cpu_seconds(stack: Stack) -> dict[str, float]:
-    """CPU time (user + system) each of the stack's processes, and this one, has used so far.
-    Linux only (/proc); empty elsewhere."""
-    tick = os.sysconf("SC_CLK_TCK")
-    used = {"this benchmark": sum(os.times()[:2])}
-    for child in stack.children:
-        try:
-            fields = Path(f"/proc/{child.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            return {}
-        used[child.name] = (int(fields[11]) + int(fields[12])) / tick  # utime, stime
-    return used
 
 
 def maildir_files(maildir: Path) -> list[Path]:

@@ -103,6 +103,7 @@ from c2f_shared.events import (
     Slot,
 )
 from c2f_shared.service import Runtime, UnitOfWork
+from measuring import cpu_seconds, cpu_used, percentile
 
 # Redirected to a file, rich would wrap the tables at 80 columns.
 console = Console() if sys.stdout.isatty() else Console(width=120)
@@ -558,31 +559,6 @@ def progress() -> Progress:
         console=console,
         transient=True,
     )
-
-
-def cpu_seconds(stack: Stack) -> dict[str, float]:
-    """CPU time (user + system) each of the stack's processes, and this one, has used so far.
-    Linux only (/proc); empty elsewhere."""
-    tick = os.sysconf("SC_CLK_TCK")
-    used = {"this benchmark": sum(os.times()[:2])}
-    for child in stack.children:
-        try:
-            fields = Path(f"/proc/{child.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            return {}
-        used[child.name] = (int(fields[11]) + int(fields[12])) / tick  # utime, stime
-    return used
-
-
-def cpu_used(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
-    """Per process; one started in between counts from zero."""
-    return {name: after[name] - before.get(name, 0.0) for name in after} if before and after else {}
-
-
-def percentile(samples: list[float], q: float) -> float:
-    """Nearest rank: with fewer than 100 samples, p99 is the largest."""
-    ordered = sorted(samples)
-    return ordered[max(0, math.ceil(q / 100 * len(ordered)) - 1)]
 
 
 async def all_partitions(consumer: Any) -> list[TopicPartition]:

@@ -572,3 +572,20 @@ async def test_concurrent_requests_neither_duplicate_nor_overbook(
         codes = sorted(s.status_code for s in signups)
         assert codes == [201] * 4 + [409] * 6, [s.text for s in signups if s.status_code not in (201, 409)]
         assert (await operator.get(f"/events/{event['id']}")).json()["registered"] == 4
+
+
+async def test_a_rush_of_sign_ups_to_one_event_all_get_in_without_retrying(
+    stack: Stack, clusters: dict[str, Any]
+) -> None:
+    """Sign-ups to one event share its counter; at once, they must queue, not fail with 503."""
+    hamac = clusters["HAMAC"]["id"]
+    async with as_operator(stack) as operator:
+        event = (await operator.post("/events", json=meeting_event(hamac))).json()
+        companies = [await _company(operator, hamac, f"Crowd {i} {event['id'][:6]}") for i in range(60)]
+        path = f"/events/{event['id']}/participants"
+        signups = await asyncio.gather(*(operator.post(path, json=signup(c)) for c in companies))
+        refused = [s.text for s in signups if s.status_code != 201]
+        assert refused == [], refused
+        assert (await operator.get(f"/events/{event['id']}")).json()["registered"] == 60
+        listed = await operator.get(path)
+        assert sorted(p["company_id"] for p in listed.json()) == sorted(companies)

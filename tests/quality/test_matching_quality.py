@@ -6,7 +6,7 @@ see docs/matching-evaluation.md for the figures these thresholds sit below.
 
 import json
 
-from bench.eval_matching import DEFAULT_DATA, bm25_ranker, evaluate, matcher_rankers
+from eval_matching import DEFAULT_DATA, bm25_ranker, evaluate, matcher_rankers
 
 
 def test_the_matcher_beats_keywords_across_languages_by_far() -> None:

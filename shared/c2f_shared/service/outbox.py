@@ -75,29 +75,37 @@ class Outbox:
         return await self._coll.count_documents({"published": False})
 
     async def publish_pending(self, batch: int = 200) -> int:
-        """Publish what is pending, oldest first; returns how many were published."""
-        sent = 0
+        """Publish what is pending, oldest first; returns how many were published.
+
+        One record at a time, each acknowledged before the next is sent: a partition's records
+        stay in order, and each goes in a batch of its own (Tansu, the embedded broker, reports
+        a partition's end offset short after a multi-record batch, which `watch_for_loss` would
+        take for a loss). What was sent is marked published in one write, also when a later
+        send failed; a crash before that write publishes them again (consumers deduplicate)."""
         docs = await self._coll.find({"published": False}).sort("seq", ASCENDING).limit(batch).to_list(None)
-        for doc in docs:
-            record = await self._broker.publish(
-                doc["payload"].encode(),
-                topic=doc["topic"],
-                key=doc["key"].encode(),
-                headers={
-                    "content-type": "application/json",
-                    "event-type": doc["type"],
-                    "correlation-id": doc["correlation_id"],
-                },
-            )
-            tp = TopicPartition(record.topic, record.partition)
-            self._reached[tp] = max(self._reached.get(tp, 0), record.offset + 1)
-            await self._coll.update_one(
-                {"_id": doc["_id"]},
-                {"$set": {"published": True, "published_at": datetime.now(UTC)}},
-            )
-            sent += 1
-        self.published += sent
-        return sent
+        sent: list[Any] = []
+        try:
+            for doc in docs:
+                record = await self._broker.publish(
+                    doc["payload"].encode(),
+                    topic=doc["topic"],
+                    key=doc["key"].encode(),
+                    headers={
+                        "content-type": "application/json",
+                        "event-type": doc["type"],
+                        "correlation-id": doc["correlation_id"],
+                    },
+                )
+                tp = TopicPartition(record.topic, record.partition)
+                self._reached[tp] = max(self._reached.get(tp, 0), record.offset + 1)
+                sent.append(doc["_id"])
+        finally:
+            if sent:
+                await self._coll.update_many(
+                    {"_id": {"$in": sent}}, {"$set": {"published": True, "published_at": datetime.now(UTC)}}
+                )
+                self.published += len(sent)
+        return len(sent)
 
     def reached(self) -> dict[TopicPartition, int]:
         """Per partition this service published to: the end offset it saw the partition reach."""

@@ -1,7 +1,9 @@
 """Partnership events (B2B, C2C, webinars) and the participants who sign up for them."""
 
+import asyncio
 import hashlib
 import secrets
+import weakref
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
@@ -44,6 +46,19 @@ router = APIRouter()
 
 PARTICIPANT_TOKEN_PREFIX = "c2fp"
 NO_EVENT: dict[int | str, dict[str, Any]] = {404: {"description": "No such event"}}
+
+# Every sign-up and withdrawal changes its event's `registered` counter inside its transaction,
+# so two at once for one event collide (a write conflict: one is retried after a pause, and
+# under a rush many are, until some give up with 503). Queued here instead, one at a time per
+# event and process, they do not collide; the transaction still guards across instances.
+_event_locks: "weakref.WeakValueDictionary[str, asyncio.Lock]" = weakref.WeakValueDictionary()
+
+
+def _one_at_a_time(event_id: str) -> asyncio.Lock:
+    lock = _event_locks.get(event_id)
+    if lock is None:
+        lock = _event_locks[event_id] = asyncio.Lock()
+    return lock
 
 
 def _event_out(doc: dict[str, Any], created: bool = False) -> EventOut:
@@ -288,7 +303,8 @@ async def _sign_up(
         )
         return doc
 
-    return await runtime.transact(work, correlation)
+    async with _one_at_a_time(event_id):
+        return await runtime.transact(work, correlation)
 
 
 @router.get("/events/{event_id}/participants", tags=["participants"], responses=NO_EVENT)
@@ -334,7 +350,8 @@ async def withdraw_participant(
         )
         uow.emit(ParticipantWithdrawn(participant_id=participant_id, event_id=event_id))
 
-    await runtime.transact(work, correlation)
+    async with _one_at_a_time(event_id):
+        await runtime.transact(work, correlation)
 
 
 def _check_slots(event: dict[str, Any], availability: list[str] | None) -> None:

@@ -1,0 +1,61 @@
+"""What the benchmarks under bench/ share to measure: CPU seconds per process of a stack, nearest-
+rank percentiles, and a line describing the machine. Import it from a script in bench/ (the
+script's folder is on the path)."""
+
+import math
+import os
+import re
+import sys
+from pathlib import Path
+
+from c2f_cli.stack import Stack
+
+MACHINE = "(the whole machine)"
+
+
+def cpu_seconds(stack: Stack) -> dict[str, float]:
+    """CPU time (user + system) each of the stack's processes, this one, and (under MACHINE)
+    every process on the machine have used so far. Linux only (/proc); empty elsewhere."""
+    tick = os.sysconf("SC_CLK_TCK")
+    used = {"this benchmark": sum(os.times()[:2])}
+    for child in stack.children:
+        try:
+            fields = Path(f"/proc/{child.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return {}
+        used[child.name] = (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+    try:  # user nice system idle iowait irq softirq steal
+        ticks = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:9]]
+    except (OSError, ValueError):
+        return used
+    used[MACHINE] = (sum(ticks) - ticks[3] - ticks[4]) / tick
+    return used
+
+
+def cpu_used(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    """Per process; one started in between counts from zero."""
+    return {name: after[name] - before.get(name, 0.0) for name in after} if before and after else {}
+
+
+def percentile(samples: list[float], q: float) -> float:
+    """Nearest rank: with fewer than 100 samples, p99 is the largest. NaN without samples."""
+    if not samples:
+        return math.nan
+    ordered = sorted(samples)
+    return ordered[max(0, math.ceil(q / 100 * len(ordered)) - 1)]
+
+
+def machine() -> str:
+    """CPUs, their model, RAM and Python, for the line above a benchmark's figures."""
+    ram = cpu = "?"
+    try:
+        kib = re.search(r"MemTotal:\s+(\d+)", Path("/proc/meminfo").read_text())
+        ram = f"{int(kib.group(1)) / 2**20:.1f} GiB RAM" if kib else "?"
+        cpu = next(
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        )
+    except (OSError, StopIteration):
+        pass
+    return f"{os.cpu_count()} CPUs ({cpu}), {ram}, Python {sys.version.split()[0]}"
