@@ -587,5 +587,6 @@ async def test_a_rush_of_sign_ups_to_one_event_all_get_in_without_retrying(
         refused = [s.text for s in signups if s.status_code != 201]
         assert refused == [], refused
         assert (await operator.get(f"/events/{event['id']}")).json()["registered"] == 60
-        listed = await operator.get(path)
-        assert sorted(p["company_id"] for p in listed.json()) == sorted(companies)
+        pages = [(await operator.get(path, params={"limit": 25, "offset": k})).json() for k in (0, 25, 50)]
+        assert [len(page) for page in pages] == [25, 25, 10]
+        assert sorted(p["company_id"] for page in pages for p in page) == sorted(companies)

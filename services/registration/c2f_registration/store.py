@@ -47,7 +47,7 @@ async def ensure_indexes(runtime: Runtime) -> None:
     for name in (CLUSTERS, COMPANIES, EVENTS, PARTICIPANTS, AGREEMENTS):
         await runtime.db[name].create_index("natural_key", unique=True)
     await runtime.db[COMPANIES].create_index("data.cluster_id")
-    await runtime.db[PARTICIPANTS].create_index("event_id")
+    await runtime.db[PARTICIPANTS].create_index([("event_id", 1), ("created_at", 1), ("_id", 1)])  # lists
     await runtime.db[PARTICIPANTS].create_index("data.company_id")
 
 

@@ -10,6 +10,8 @@ from pydantic import BaseModel
 from c2f_registration import store
 from c2f_shared.service import Runtime
 
+MAX_OFFSET = 2**31 - 1  # no list is this long; a skip beyond 64 bits would fail in the database driver
+
 CREATED: dict[int | str, dict[str, Any]] = {
     200: {"description": "Already registered with identical data; nothing new was published"},
     401: {"description": "No or unknown token"},

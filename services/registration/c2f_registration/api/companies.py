@@ -13,6 +13,7 @@ from fastapi import APIRouter, Query, Response
 from c2f_registration import auth, store
 from c2f_registration.api.common import (
     CREATED,
+    MAX_OFFSET,
     NOT_YOUR_CLUSTER,
     merged,
     not_found,
@@ -27,7 +28,6 @@ from c2f_shared.service.http import CorrelationId, RuntimeDep
 from c2f_shared.vocabulary import Sector
 
 router = APIRouter(tags=["companies"])
-MAX_OFFSET = 2**31 - 1  # no list is this long; a skip beyond 64 bits would fail in the database driver
 
 NOT_VISIBLE: dict[int | str, dict[str, Any]] = {
     404: {"description": "No such company, or not one of your cluster's members"}

@@ -14,6 +14,7 @@ from pymongo.errors import DuplicateKeyError
 from c2f_registration import auth, store
 from c2f_registration.api.common import (
     CREATED,
+    MAX_OFFSET,
     NOT_YOUR_CLUSTER,
     merged,
     not_found,
@@ -309,15 +310,20 @@ async def _sign_up(
 
 @router.get("/events/{event_id}/participants", tags=["participants"], responses=NO_EVENT)
 async def list_participants(
-    event_id: str, runtime: RuntimeDep, caller: auth.Caller, limit: Annotated[int, Query(ge=1, le=1000)] = 500
+    event_id: str,
+    runtime: RuntimeDep,
+    caller: auth.Caller,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 500,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET, description="Skip this many (in sign-up order)")] = 0,
 ) -> list[dict[str, Any]]:
-    """Who takes part (ids only, no contact data). A cluster's key sees its own participants;
-    the operator and the host see all."""
+    """Who takes part (ids only, no contact data), in sign-up order; page with `offset`. A
+    cluster's key sees its own participants; the operator and the host see all."""
     event = await _event(runtime, event_id)
     query: dict[str, Any] = {"event_id": event_id, "status": "registered"}
     if not caller.may_act_for(event["data"]["host_cluster_id"]):
         query["cluster_id"] = caller.cluster_id
-    docs = await runtime.db[store.PARTICIPANTS].find(query).limit(limit).to_list(None)
+    found = runtime.db[store.PARTICIPANTS].find(query).sort([("created_at", 1), ("_id", 1)])
+    docs = await found.skip(offset).limit(limit).to_list(None)
     return [
         {"id": d["_id"], "company_id": d["data"]["company_id"], "delegation_of": d["data"]["delegation_of"]}
         for d in docs
