@@ -659,6 +659,24 @@ async def test_mails_and_webhooks_carry_contact_data_only_with_consent(world: Wo
     ]
     text = readable(request)
     assert_all([m for m in p_attendee if m.field == "name"], text, "P's meeting request to Q")
+
+    # Company contacts who agreed to `brochure` or `matches` reach the companies matched with
+    # theirs: in the digest, and when a meeting is accepted. (Only names and addresses.)
+    def reachable(owner: str) -> list[Marker]:
+        return [
+            m
+            for m in world.of(owner)
+            if m.kind == "contact" and partner_may_see(m) and m.field in ("name", "email")
+        ]
+
+    assert_all(reachable("P"), readable(digest), "the digest to Q (P's contacts agreed)")
+    to_p = mails_to(world, "P")
+    q_name = world.companies["Q"].legal_name
+    digests = [readable(m) for m in of_kind(to_p, "suggestions_digest") if q_name in readable(m)]
+    assert digests, "no digest to P lists Q"
+    assert_all(reachable("Q"), "\n".join(digests), "the digest to P (Q's `matches` contact agreed)")
+    [accepted] = [m for m in of_kind(to_p, "meeting_accepted") if q_name in m["Subject"]]
+    assert_all(reachable("Q"), readable(accepted), "Q's acceptance to P")
     # The page behind the request's accept link shows no more than the mail.
     accept_link = next(u for u in re.findall(r'href="([^"]+)"', text) if "/act/" in u)
     async with httpx.AsyncClient(timeout=30) as browser:
@@ -772,13 +790,14 @@ async def database_text(platform: Stack, service: str) -> dict[str, list[tuple[d
 
 async def test_each_service_keeps_only_the_contact_data_it_needs(world: World, met: Snapshot) -> None:
     """README, "Personal data on the topics": matching keeps no contacts, reporting only those
-    that consented to the brochure, notifications the recipients' own name, address, language."""
+    that consented to the brochure, notifications the recipients' own name, address, language,
+    and the names and addresses of the contacts who agreed to be shown to matched companies."""
     contacts = [m for m in world.markers if m.kind == "contact"]
     attendees = [m for m in world.markers if m.kind == "attendee"]
     keeps = {
         "matching": contacts + [m for m in attendees if m.field == "email" or m.consent == "private"],
         "reporting": [m for m in world.markers if not in_brochure(m)],
-        "notifications": contacts,
+        "notifications": [m for m in contacts if not partner_may_see(m) or m.field not in ("name", "email")],
     }
     for service, forbidden in keeps.items():
         for collection, docs in (await database_text(world.platform, service)).items():

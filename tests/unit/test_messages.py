@@ -151,3 +151,34 @@ def test_dates_and_lists_are_written_the_local_way() -> None:
     assert Words("es").when(START, "Europe/Madrid") == "martes, 16 de marzo de 2027, 08:20"
     assert Words("bg").join(["MX", "CO"]) == "MX и CO"
     assert Words("xx").language == "en"
+
+
+def plain_text(kind: str, ctx: messages.Context) -> str:
+    email = messages.render(
+        messages.compose(kind, DATA[kind], ctx),
+        ctx,
+        to="i@example.org",
+        message_id="m1",
+        preferences_url="https://p",
+        unsubscribe_url=None,
+    )
+    return str(email.get_body(("plain",)).get_content())  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("kind", ["suggestions_digest", "meeting_accepted"])
+def test_partners_see_whom_they_may_write_to_and_no_one_else(kind: str) -> None:
+    ctx = context("en")
+    seen = {
+        "me": messages.Party("Mine", "BG"),
+        "them": messages.Party(
+            "Theirs", "ES", contacts=[("Ana Ruiz", "ana@theirs.example"), ("Luis", "luis@theirs.example")]
+        ),
+    }
+    ctx.party = lambda pid: seen[pid]
+    text = plain_text(kind, ctx)
+    assert "Contact: Ana Ruiz <ana@theirs.example>; Contact: Luis <luis@theirs.example>" in text
+    seen["them"] = messages.Party("Theirs", "ES", attendee="Elena", email="elena@example.org")
+    assert "Contact: Elena <elena@example.org>" in plain_text(kind, ctx)
+    seen["them"] = messages.Party("Theirs", "ES")  # nobody agreed to be shown
+    text = plain_text(kind, ctx)
+    assert "Contact:" not in text and "theirs.example" not in text and "elena@" not in text

@@ -193,7 +193,8 @@ class Delivery:
 
     async def _parties(self, ids: set[str]) -> Callable[[str], messages.Party]:
         """How each participant mentioned may be shown: its company's (or cluster's) name and
-        country, and its attendee's name and e-mail only if the attendee agreed."""
+        country, its attendee's name and e-mail only if the attendee agreed, and its company's
+        contact persons who agreed to be shown to matched companies."""
         db = self._runtime.db
         people = {p["_id"]: p async for p in db[RECIPIENTS].find({"_id": {"$in": list(ids)}})}
         companies = {
@@ -218,6 +219,7 @@ class Delivery:
                 country=owner.get("country"),
                 attendee=person["name"] if shared else None,
                 email=person["email"] if shared else None,
+                contacts=[(c["name"], c["email"]) for c in owner.get("contacts", [])],
             )
 
         return party

@@ -49,6 +49,7 @@ from c2f_shared.events import (
 from c2f_shared.service import UnitOfWork
 from c2f_shared.service.runtime import Handler
 from c2f_shared.times import now, utc
+from c2f_shared.vocabulary import Consent
 
 HANDLES = (
     ParticipantRegistered,
@@ -217,7 +218,17 @@ def make_handler(settings: Settings, wake: Callable[[], None]) -> Handler:
             )
             await cancel_timers(uow, {"recipient_id": event.participant_id})
         elif isinstance(event, CompanyRegistered | CompanyUpdated):
-            await upsert(COMPANIES, event.company_id, {"name": event.legal_name, "country": event.country})
+            # Contact persons only if they agreed to be shown to matched companies.
+            shown = [
+                {"name": c.name, "email": c.email}
+                for c in event.contacts
+                if c.consent in (Consent.BROCHURE, Consent.MATCHES)
+            ]
+            await upsert(
+                COMPANIES,
+                event.company_id,
+                {"name": event.legal_name, "country": event.country, "contacts": shown},
+            )
         elif isinstance(event, CompanyErased):
             people = await _forget_company(uow, event.company_id)
             # Ids and a date only: facts about the company or its people still in flight are recognised.

@@ -67,10 +67,17 @@ class Party:
     country: str | None = None
     attendee: str | None = None  # with consent only
     email: str | None = None  # with consent only
+    contacts: list[tuple[str, str]] = field(default_factory=list)  # the company's, with consent only
 
     def label(self) -> str:
         who = f"{self.name} ({self.country})" if self.country else self.name
         return f"{who}, {self.attendee}" if self.attendee else who
+
+    def reachable(self) -> list[tuple[str, str]]:
+        """(name, e-mail) of whom a matched company may write to: the attendee, then the
+        company's contact persons, each only with their consent."""
+        attendee = [(self.attendee or self.name, self.email)] if self.email else []
+        return attendee + [c for c in self.contacts if c not in attendee]
 
 
 @dataclass
@@ -151,10 +158,8 @@ def _suggestions_digest(data: dict[str, Any], ctx: Context) -> Message:
             elif signal["kind"] == "connects_countries":
                 why.append(t("suggestions_digest.connects", countries=t.join(signal["countries"])))
         line = f"{theirs['company_name']} ({theirs['country']}): " + "; ".join(why)
-        if other.email:
-            line += ". " + t(
-                "suggestions_digest.contact", name=other.attendee or other.name, email=other.email
-            )
+        if other.reachable():
+            line += ". " + _contacts(t, other)
         items.append(line)
     event = ctx.event["name"]
     return Message(
@@ -194,12 +199,22 @@ def _meeting_request(data: dict[str, Any], ctx: Context) -> Message:
     )
 
 
+def _contacts(t: Words, party: Party) -> str:
+    """ "Contact: name <e-mail>" for each person of `party` a partner may write to."""
+    reach = party.reachable()
+    return "; ".join(t("suggestions_digest.contact", name=name, email=email) for name, email in reach)
+
+
 def _answered(kind: str) -> Callable[[dict[str, Any], Context], Message]:
     def compose_answer(data: dict[str, Any], ctx: Context) -> Message:
         t, event = ctx.words, ctx.event["name"]
         other = ctx.others(data["parties"])
         blocks = [Block(t(f"{kind}.intro", other=other, event=event))]
         if kind == "meeting_accepted":
+            partners = [ctx.party(p) for p in data["parties"] if p != ctx.recipient["_id"]]
+            reach = [f"{p.name}: {_contacts(t, p)}" for p in partners if p.reachable()]
+            if reach:
+                blocks.append(Block(items=reach))
             blocks.append(Block(t("meeting_accepted.next")))
         return Message(kind, t(f"{kind}.subject", other=other, event=event), blocks)
 
