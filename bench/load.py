@@ -682,10 +682,11 @@ class Run:
     downstream: dict[str, str] = field(default_factory=dict)
     cpu: list[tuple[str, float, dict[str, float]]] = field(default_factory=list)  # (what, wall s, CPU s)
     failed_polls: dict[str, int] = field(default_factory=dict)
+    matching_caught_up: float | None = None  # s after the last sign-up answer; None: not within patience
     problems: list[str] = field(default_factory=list)
 
 
-async def load(stack: Stack, run: Run, patience: float, give_up: float) -> None:
+async def load(stack: Stack, run: Run, patience: float, give_up: float, matching_patience: float) -> None:
     cfg = stack.config
     operator = cfg.operator_token()
     tag = uuid.uuid4().hex[:6]
@@ -828,6 +829,33 @@ async def load(stack: Stack, run: Run, patience: float, give_up: float) -> None:
 
         await check_registration(http, operator, clusters, events, expected_signups, run)
     await analyse(cfg.mongo_uri, run, cfg.maildir)
+    if matching_patience > 0:
+        before, started = cpu_seconds(stack), time.time()
+        run.matching_caught_up = await wait_for_matching(
+            cfg.mongo_uri, sum(run.per_event.values()), run.phases[3].last_answer, matching_patience
+        )
+        run.cpu.append(("wait for matching", time.time() - started, cpu_used(before, cpu_seconds(stack))))
+
+
+async def wait_for_matching(mongo_uri: str, expected: int, since: float, patience: float) -> float | None:
+    """Until matching has processed every sign-up (each re-ranks its event's participants):
+    seconds after `since`, or None if `patience` seconds passed first. Context, not a verdict."""
+    client: AsyncMongoClient[Document] = AsyncMongoClient(mongo_uri, tz_aware=True)
+    inbox = client["c2f_matching"]["processed_events"]
+    deadline = time.monotonic() + patience
+    try:
+        with Ticker(every=10) as ticker:
+            task = ticker.add("matching: sign-ups processed", expected)
+            while True:
+                done = await inbox.count_documents({"type": "ParticipantRegistered"})
+                ticker.update(task, done)
+                if done >= expected:
+                    return time.time() - since
+                if time.monotonic() > deadline:
+                    return None
+                await asyncio.sleep(POLL_SECONDS)
+    finally:
+        await client.close()
 
 
 async def check_registration(
@@ -1118,6 +1146,12 @@ def report(run: Run, base: Baselines, logs: list[tuple[str, Counter[str], Counte
             f"{key} ({'polled every 1 s' if at else 'NOT REACHED'})",
             f"{at - phase.last_answer:,.1f} s" if at else "—",
         )
+    e2e.add_row(
+        "matching processed every sign-up (context)",
+        f"{run.matching_caught_up:,.1f} s"
+        if run.matching_caught_up is not None
+        else "not within --matching-patience",
+    )
     for kind in ("CompanyRegistered", "ParticipantRegistered"):
         processed = run.lags.get(kind, {}).get("reporting processed at", [])
         if processed:
@@ -1258,6 +1292,13 @@ def main() -> None:
         help="seconds to wait for reporting after the last answer (default 600)",
     )
     parser.add_argument(
+        "--matching-patience",
+        type=float,
+        default=1200,
+        help="seconds to wait, after reporting, until matching has processed every sign-up "
+        "(context, not a verdict; 0 skips; default 1200)",
+    )
+    parser.add_argument(
         "--give-up",
         type=float,
         default=GIVE_UP,
@@ -1293,7 +1334,7 @@ def main() -> None:
             f"Load: {args.clusters} clusters, {events} event(s), {args.companies:,} companies, "
             f"{args.companies:,} sign-ups; {concurrency:,} requests in flight at most…"
         )
-        asyncio.run(load(stack, run, args.patience, args.give_up))
+        asyncio.run(load(stack, run, args.patience, args.give_up, args.matching_patience))
     finally:
         stack.stop()
         logs = summarise_logs(stack.logs)

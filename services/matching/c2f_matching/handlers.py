@@ -2,13 +2,16 @@
 text vectors, clusters, events, participants) and suggest each participant its best partners
 at its event when a participant, a company or an event becomes known or changes."""
 
+import dataclasses
 import re
 from datetime import UTC, datetime
 from typing import Any
 
+from pymongo import UpdateOne
+
 from c2f_matching import meetings
 from c2f_matching.matcher import Matcher
-from c2f_matching.scoring import top_pairs
+from c2f_matching.scoring import Profile, top_pairs
 from c2f_matching.store import CLUSTERS, COMPANIES, EVENTS, PARTICIPANTS, SUGGESTIONS, suggestion_id
 from c2f_shared.envelope import Envelope
 from c2f_shared.events import (
@@ -65,6 +68,7 @@ def make_handler(matcher: Matcher) -> Handler:
                 await suggest_for(uow, matcher, participant)
         elif isinstance(event, CompanyErased):
             await _forget_company(uow, event.company_id)
+            matcher.forget_profile(event.company_id)
         elif isinstance(event, ClusterRegistered):
             await _upsert(uow, CLUSTERS, event.cluster_id, {"name": event.name, "country": event.country})
         elif isinstance(event, ParticipantRegistered):
@@ -122,21 +126,33 @@ async def _upsert(uow: UnitOfWork, collection: str, doc_id: str, doc: dict[str, 
     )
 
 
-async def event_profiles(uow_or_db: Any, matcher: Matcher, event_id: str, session: Any = None) -> list[Any]:
-    """Every participant of the event whose company is known, as scoring profiles."""
-    db = uow_or_db
+async def event_profiles(db: Any, matcher: Matcher, event_id: str, session: Any = None) -> list[Profile]:
+    """Every participant of the event whose company is known, as scoring profiles. Company
+    documents (with their vectors) are read only where the matcher does not hold the current
+    version: a sign-up to an event of n participants reads n small documents, not n profiles."""
     participants = (
         await db[PARTICIPANTS]
-        .find({"event_id": event_id, "company_id": {"$ne": None}}, session=session)
+        .find({"event_id": event_id, "company_id": {"$ne": None}}, {"company_id": 1}, session=session)
         .to_list(None)
     )
     company_ids = list({p["company_id"] for p in participants})
-    companies = {
-        c["_id"]: c
-        for c in await db[COMPANIES].find({"_id": {"$in": company_ids}}, session=session).to_list(None)
+    versions = {
+        c["_id"]: matcher.version(c)
+        async for c in db[COMPANIES].find(
+            {"_id": {"$in": company_ids}}, {"revision": 1, "updated_at": 1}, session=session
+        )
     }
+    companies: dict[str, Profile] = {}
+    for company_id, version in versions.items():
+        kept = matcher.kept_profile(company_id, version)
+        if kept is not None:
+            companies[company_id] = kept
+    changed = [company_id for company_id in versions if company_id not in companies]
+    if changed:
+        async for company in db[COMPANIES].find({"_id": {"$in": changed}}, session=session):
+            companies[company["_id"]] = matcher.keep_profile(company)
     return [
-        matcher.profile(p["_id"], companies[p["company_id"]])
+        dataclasses.replace(companies[p["company_id"]], participant_id=p["_id"])
         for p in participants
         if p["company_id"] in companies
     ]
@@ -152,10 +168,9 @@ async def suggest_for(uow: UnitOfWork, matcher: Matcher, participant: dict[str, 
     if me is None:
         return  # its company's profile has not reached us yet
     others = [p for p in profiles if p.participant_id != me.participant_id]
-    for other, scored in top_pairs(me, others, TOP_K):
-        sid = suggestion_id(event["_id"], me.participant_id, other.participant_id)
-        suggested = MatchSuggested(
-            suggestion_id=sid,
+    suggestions = [
+        MatchSuggested(
+            suggestion_id=suggestion_id(event["_id"], me.participant_id, other.participant_id),
             event_id=event["_id"],
             event_name=event["name"],
             parties=(_party(me), _party(other)),
@@ -164,20 +179,30 @@ async def suggest_for(uow: UnitOfWork, matcher: Matcher, participant: dict[str, 
             signals=scored.signals,
             score_parts=scored.parts,
         )
-        result = await uow.db[SUGGESTIONS].update_one(
-            {"_id": sid},
-            {
-                "$setOnInsert": {
-                    **suggested.model_dump(mode="json", exclude={"suggestion_id"}),
-                    "participant_ids": [me.participant_id, other.participant_id],
-                    "created_at": datetime.now(UTC),
-                }
-            },
-            upsert=True,
-            session=uow.session,
-        )
-        if result.upserted_id is not None:
-            uow.emit(suggested, event_id=sid)
+        for other, scored in top_pairs(me, others, TOP_K)
+    ]
+    if not suggestions:
+        return
+    created_at = datetime.now(UTC)
+    stored = await uow.db[SUGGESTIONS].bulk_write(
+        [
+            UpdateOne(
+                {"_id": s.suggestion_id},
+                {
+                    "$setOnInsert": {
+                        **s.model_dump(mode="json", exclude={"suggestion_id"}),
+                        "participant_ids": [p.participant_id for p in s.parties],
+                        "created_at": created_at,
+                    }
+                },
+                upsert=True,
+            )
+            for s in suggestions
+        ],
+        session=uow.session,
+    )
+    for i in sorted(stored.upserted_ids or {}):  # only what was not suggested before is news
+        uow.emit(suggestions[i], event_id=suggestions[i].suggestion_id)
 
 
 async def _forget_company(uow: UnitOfWork, company_id: str) -> None:

@@ -5,6 +5,7 @@ in matching's own database, so scoring an event needs no model calls.
 """
 
 import json
+from collections import OrderedDict
 from importlib import resources
 from typing import Any
 
@@ -26,11 +27,17 @@ def _items(raw: list[dict[str, Any]]) -> tuple[Item, ...]:
     return tuple(Item(r["title"], r["description"], r.get("category")) for r in raw)
 
 
+PROFILES_KEPT = 20_000  # companies' profiles kept in memory, the least recently used dropped
+
+
 class Matcher:
     def __init__(self, model: Embedder) -> None:
         self.model = model
         self._embedder: CachedEmbedder | None = None
         self._background: Vectors | None = None
+        # company id → (its document's version, its profile): scoring an event reads each
+        # company's document again only when it changed.
+        self._profiles: OrderedDict[str, tuple[Any, Profile]] = OrderedDict()
 
     def bind(self, cache: Any) -> None:
         """Keep computed vectors in `cache` (a collection of matching's database)."""
@@ -61,6 +68,32 @@ class Matcher:
             "needs": need_vectors.astype(np.float32).tobytes(),
             "calibration": calibration.astype(np.float32).tobytes(),
         }
+
+    @staticmethod
+    def version(company: dict[str, Any]) -> Any:
+        """What changes whenever matching writes a company's document (handlers._upsert)."""
+        return (company.get("revision"), company.get("updated_at"))
+
+    def kept_profile(self, company_id: str, version: Any) -> Profile | None:
+        """The company's profile (without a participant), if kept at this version."""
+        kept = self._profiles.get(company_id)
+        if kept is None or kept[0] != version:
+            return None
+        self._profiles.move_to_end(company_id)
+        return kept[1]
+
+    def keep_profile(self, company: dict[str, Any]) -> Profile:
+        """The company's profile (without a participant), kept for the next time."""
+        profile = self.profile("", company)
+        self._profiles[company["_id"]] = (self.version(company), profile)
+        self._profiles.move_to_end(company["_id"])
+        while len(self._profiles) > PROFILES_KEPT:
+            self._profiles.popitem(last=False)
+        return profile
+
+    def forget_profile(self, company_id: str) -> None:
+        """Erasure (and anything else that removes a company from the read model)."""
+        self._profiles.pop(company_id, None)
 
     def profile(self, participant_id: str, company: dict[str, Any]) -> Profile:
         vectors = company["vectors"]

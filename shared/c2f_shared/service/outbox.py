@@ -18,7 +18,7 @@ from typing import Any
 
 from aiokafka import TopicPartition
 from faststream.kafka import KafkaBroker
-from pymongo import ASCENDING
+from pymongo import ASCENDING, UpdateOne
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
 
@@ -45,22 +45,32 @@ class Outbox:
             "published_at", expireAfterSeconds=int(PUBLISHED_RETENTION.total_seconds())
         )
 
-    async def add(self, envelope: Envelope, topic: str, session: AsyncClientSession) -> None:
-        # $setOnInsert: re-deriving a fact with the same deterministic id stores it once.
-        await self._coll.update_one(
-            {"_id": envelope.event_id},
-            {
-                "$setOnInsert": {
-                    "topic": topic,
-                    "key": envelope.key,
-                    "type": envelope.type,
-                    "payload": envelope.model_dump_json(),
-                    "correlation_id": envelope.correlation_id,
-                    "seq": time.time_ns(),
-                    "published": False,
-                }
-            },
-            upsert=True,
+    async def add(self, emitted: list[tuple[Envelope, str]], session: AsyncClientSession) -> None:
+        """Store (envelope, topic) pairs in the caller's transaction, in order, in one write.
+        $setOnInsert: re-deriving a fact with the same deterministic id stores it once."""
+        if not emitted:
+            return
+        first = time.time_ns()
+        await self._coll.bulk_write(
+            [
+                UpdateOne(
+                    {"_id": envelope.event_id},
+                    {
+                        "$setOnInsert": {
+                            "topic": topic,
+                            "key": envelope.key,
+                            "type": envelope.type,
+                            "payload": envelope.model_dump_json(),
+                            "correlation_id": envelope.correlation_id,
+                            "seq": first + i,  # the order they were emitted in
+                            "published": False,
+                        }
+                    },
+                    upsert=True,
+                )
+                for i, (envelope, topic) in enumerate(emitted)
+            ],
+            ordered=True,
             session=session,
         )
 

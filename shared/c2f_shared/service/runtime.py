@@ -279,8 +279,7 @@ class Runtime:
                 _runtime=self,
             )
             yield uow
-            for envelope, topic in uow._emitted:
-                await self.outbox.add(envelope, topic, session)
+            await self.outbox.add(uow._emitted, session)
         if uow._emitted:
             self.outbox.wake()
         for callback in uow._after_commit:
