@@ -200,7 +200,7 @@ def _meeting_request(data: dict[str, Any], ctx: Context) -> Message:
 
 
 def _contacts(t: Words, party: Party) -> str:
-    """ "Contact: name <e-mail>" for each person of `party` a partner may write to."""
+    """Each person of `party` a partner may write to, as "Contact: name <e-mail>"."""
     reach = party.reachable()
     return "; ".join(t("suggestions_digest.contact", name=name, email=email) for name, email in reach)
 
