@@ -32,7 +32,7 @@ from tests.support import (
     text_of,
 )
 
-pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="session")]
+pytestmark = [pytest.mark.e2e, pytest.mark.counts_platform, pytest.mark.asyncio(loop_scope="session")]
 
 AIRDATA_EMAIL = "ivana.petrova@airdata.example"
 SENSORES_EMAIL = "elena.ortiz@sensores.example"
