@@ -4,12 +4,14 @@ recommendations, with a reason that names both texts — above the Italian look-
 
 import json
 import uuid
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
 from c2f_cli.stack import Stack
 from c2f_shared import topics
+from tests.e2e.scene import Scene
 from tests.support import as_operator, eventually, first_on_topic, settled
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="session")]
@@ -305,3 +307,95 @@ async def test_webinars_are_not_matchmaking(platform: Stack) -> None:
     await eventually(lambda: settled(platform.config), within=60)
     async with as_operator(platform, "matching") as matching:
         assert (await matching.get(f"/events/{webinar['id']}/suggestions")).json() == []
+
+
+async def test_delegations_at_a_c2c_event_see_the_clusters_that_complement_theirs(scene: Scene) -> None:
+    """Three clusters send delegations: the Spanish one's members offer what the Bulgarian
+    one's need and need what they offer; the Italian one only shares words. The Bulgarian
+    delegation sees the Spanish first, with reasons; the operator sees the same among every
+    cluster in the registry."""
+    bg, es, it = [await scene.cluster(c) for c in ("BG", "ES", "IT")]
+
+    async def member(cluster: str, name: str, country: str, **profile: Any) -> None:
+        body = {"cluster_id": cluster, "legal_name": f"{name} {scene.run}", "country": country}
+        await scene.post("/companies", {**body, "sectors": ["environmental_technologies"], **profile})
+
+    def item(title: str, description: str, language: str, **more: str) -> dict[str, str]:
+        return {"title": title, "description": description, "language": language, **more}
+
+    need = item(NEED, "Търсим станции за фини прахови частици и азотен диоксид.", "bg", kind="supplier")
+    await member(bg, "ВъздухДата", "BG", needs=[need], target_markets=["MX"])
+    await member(
+        bg,
+        "Градски данни",
+        "BG",
+        offers=[
+            item(
+                "Платформа за градски данни",
+                "Отворена платформа, която събира данни от сензори и ги показва на общината.",
+                "bg",
+                category="urban_data_platforms",
+            )
+        ],
+    )
+    await member(
+        es,
+        "Aire Limpio",
+        "ES",
+        offers=[
+            item(OFFER, "Estaciones IoT que miden PM2.5 y NO2.", "es", category="air_quality_monitoring")
+        ],
+        connections=[{"market": "MX"}],
+    )
+    await member(
+        es,
+        "Ciudad Abierta",
+        "ES",
+        needs=[
+            item(
+                "Plataforma de datos urbanos",
+                "Buscamos una plataforma que reúna los datos de los sensores municipales.",
+                "es",
+                kind="technology",
+            )
+        ],
+    )
+    await member(
+        it,
+        "Sosta Facile",
+        "IT",
+        offers=[
+            item(
+                "Sensori per parcheggi",
+                "Sensori che rilevano i posti liberi.",
+                "it",
+                category="smart_parking",
+            )
+        ],
+    )
+    host_day = (datetime.now(UTC) + timedelta(days=2)).date().isoformat()
+    c2c = await scene.event(bg, kind="c2c", day=host_day)
+    ours, spanish, italian = [await scene.sign_up(c2c, {"delegation_of": c}) for c in (bg, es, it)]
+
+    async def spanish_first() -> bool:
+        answer = await scene.as_(ours).get(f"/participants/{ours}/recommendations")
+        assert answer.status_code == 200, answer.text
+        return bool(answer.json()) and answer.json()[0]["participant_id"] == spanish
+
+    await eventually(spanish_first)
+    first, *rest = (await scene.as_(ours).get(f"/participants/{ours}/recommendations")).json()
+    assert first["cluster_id"] == es and first["company_id"] is None
+    assert first["reasons"][0].startswith("1 of your members need what 1 of theirs offer: “Sensores")
+    assert first["reasons"][1].startswith("1 of their members need what 1 of yours offer")
+    assert "Mexico" in first["reasons"][2]
+    assert all(r["score"] < first["score"] for r in rest)
+    # another delegation does not read ours
+    assert (await scene.as_(italian).get(f"/participants/{ours}/recommendations")).status_code == 403
+
+    candidates = await scene.as_operator().get(f"/clusters/{bg}/partner-candidates", params={"limit": 100})
+    assert candidates.status_code == 200, candidates.text
+    ranked = [c["cluster_id"] for c in candidates.json()]
+    assert es in ranked and (it not in ranked or ranked.index(es) < ranked.index(it))
+    assert bg not in ranked
+    assert (await scene.as_(ours).get(f"/clusters/{bg}/partner-candidates")).status_code == 403
+    assert (await scene.as_operator().get("/clusters/nowhere/partner-candidates")).status_code == 404

@@ -81,10 +81,13 @@ def test_the_offer_that_means_the_need_fits_best() -> None:
     assert fits["air"] > 0.9 and fits["insulation"] < 0.1
 
 
-def test_a_shared_category_counts_as_a_strong_fit() -> None:
-    seeker = profile("s", needs=[("x", INSULATION_OFFER)])
-    object.__setattr__(seeker, "needs", (Item("x", "", "smart_parking"),))
-    assert scoring.fit(seeker, PARKING).value >= 0.9
+def test_a_shared_category_helps_an_offer_but_does_not_outweigh_its_meaning() -> None:
+    seeker = profile("s", needs=[("Сензори за въздух", AIR_NEED)])
+    object.__setattr__(seeker, "needs", (Item("Сензори за въздух", "", "smart_parking"),))
+    plain = scoring.fit(SEEKER, PARKING).value
+    with_category = scoring.fit(seeker, PARKING).value
+    assert with_category > plain, "an offer of the need's own category gains"
+    assert scoring.fit(seeker, AIR).value > with_category, "a look-alike of that category stays behind"
 
 
 def test_nobody_meets_their_own_company() -> None:
@@ -97,7 +100,26 @@ def test_a_pair_with_nothing_to_gain_is_not_scored() -> None:
     assert scoring.pair(AIR, PARKING) is None  # two suppliers, no needs
 
 
-def test_reciprocal_pairs_rank_above_one_way_pairs() -> None:
+def test_the_partner_who_meets_the_need_comes_first_even_if_it_gains_nothing_back() -> None:
+    """Need first: what the other side gains is a bonus, never a reason to bury the answer."""
+    seeker = profile(
+        "seeker2", needs=[("Сензори", AIR_NEED)], offers=[("Платформа", unit(0, 0, 0, 0, 0.98, 0.1), None)]
+    )
+    # wants the seeker's platform badly, and offers nothing it needs
+    customer = profile(
+        "customer",
+        country="ES",
+        cluster="c2",
+        offers=[("Pannelli", INSULATION_OFFER, None)],
+        needs=[("Plataforma", unit(0, 0, 0, 0, 1.0))],
+    )
+    ranked = [p.participant_id for p, _ in scoring.top_pairs(seeker, [customer, AIR], 5)]
+    assert ranked == ["air", "customer"]
+    one_way = scoring.pair(seeker, AIR)
+    assert one_way is not None and one_way.parts["gain_b"] == 0 and one_way.parts["other_side"] == 0
+
+
+def test_what_the_other_side_gains_breaks_ties() -> None:
     mutual = profile(
         "mutual",
         country="ES",
@@ -110,12 +132,17 @@ def test_reciprocal_pairs_rank_above_one_way_pairs() -> None:
     )
     one_way, both_ways = scoring.pair(seeker, AIR), scoring.pair(seeker, mutual)
     assert one_way is not None and both_ways is not None
-    assert both_ways.score > one_way.score
-    assert both_ways.parts["reciprocal"] > 0 == one_way.parts["reciprocal"]
+    assert both_ways.score > one_way.score and both_ways.mutual > one_way.mutual
+    assert both_ways.parts["other_side"] > 0 == one_way.parts["other_side"]
     assert {(r.offered_by, r.needed_by) for r in both_ways.reasons} == {
         ("mutual", "seeker2"),
         ("seeker2", "mutual"),
     }
+
+
+def test_a_supplier_without_needs_sees_who_needs_its_offer() -> None:
+    ranked = [p.participant_id for p, _ in scoring.top_pairs(AIR, [INSULATION, PARKING, SEEKER], 5)]
+    assert ranked == ["seeker"]
 
 
 def test_signals_name_markets_borders_and_access() -> None:
@@ -150,7 +177,7 @@ def test_top_pairs_keeps_the_best_k_above_the_threshold() -> None:
     assert [p.participant_id for p, _ in ranked] == ["air"]
     everyone = scoring.top_pairs(SEEKER, [INSULATION, PARKING, AIR], k=10)
     assert "insulation" not in [p.participant_id for p, _ in everyone]
-    assert all(s.score >= scoring.MIN_PAIR_SCORE for _, s in everyone)
+    assert all(max(s.parts["gain_a"], s.parts["gain_b"]) >= scoring.MIN_GAIN for _, s in everyone)
 
 
 def test_calibration_is_robust_to_a_few_fitting_background_offers() -> None:

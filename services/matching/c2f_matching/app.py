@@ -9,7 +9,9 @@ from fastapi import FastAPI
 from c2f_matching import api, handlers, meetings
 from c2f_matching.config import Settings
 from c2f_matching.embedder import EMBEDDINGS, E5Embedder
+from c2f_matching.language import LanguageCentres
 from c2f_matching.matcher import Matcher
+from c2f_matching.search import OfferIndex
 from c2f_shared import topics
 from c2f_shared.events import MatchSuggested
 from c2f_shared.service import Runtime
@@ -22,12 +24,17 @@ log = logging.getLogger("c2f.matching")
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     runtime = Runtime(settings, service="matching")
-    matcher = Matcher(E5Embedder())
+    matcher = Matcher(E5Embedder(), LanguageCentres.shipped())
+    offers = OfferIndex(matcher.model.dim, matcher.vectors_id)
 
     async def on_start(runtime: Runtime) -> None:
         await handlers.ensure_indexes(runtime.db)
         matcher.bind(runtime.db[EMBEDDINGS])
         await matcher.background()
+        renewed = await handlers.refresh_vectors(runtime.db, matcher)
+        if renewed:
+            log.info("encoded %d company profiles again for %s", renewed, matcher.vectors_id)
+        await offers.sync(runtime.db)
 
     runtime.on_start(on_start)
 
@@ -55,6 +62,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         router=api.router,
     )
     app.state.matcher = matcher
+    app.state.offers = offers
 
     async def rebuild() -> int:
         return await runtime.replay(sources, handle, forget=handlers.READ_MODEL, only=handlers.HANDLES)

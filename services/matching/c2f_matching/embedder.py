@@ -53,9 +53,10 @@ def _key(model_id: str, role: Role, text: str) -> str:
 
 
 class CachedEmbedder:
-    """Embeds each (role, text) once, remembering vectors in memory and in `collection`."""
+    """Embeds each (role, text) once, remembering vectors in memory and in `collection` (None:
+    in memory only)."""
 
-    def __init__(self, inner: Embedder, collection: Any) -> None:
+    def __init__(self, inner: Embedder, collection: Any = None) -> None:
         self.inner = inner
         self.model_id = inner.model_id
         self.dim = inner.dim
@@ -66,7 +67,7 @@ class CachedEmbedder:
     async def embed(self, texts: Sequence[str], role: Role) -> Vectors:
         keys = [_key(self.model_id, role, t) for t in texts]
         missing = [k for k in dict.fromkeys(keys) if k not in self._memory]
-        if missing:
+        if missing and self._collection is not None:
             async for doc in self._collection.find({"_id": {"$in": missing}}):
                 self._memory[doc["_id"]] = np.frombuffer(doc["vector"], dtype=np.float32)
         todo = {k: t for k, t in zip(keys, texts, strict=True) if k not in self._memory}
@@ -76,6 +77,8 @@ class CachedEmbedder:
             self.computed += len(todo)
             for key, vector in zip(todo, fresh, strict=True):
                 self._memory[key] = vector
+                if self._collection is None:
+                    continue
                 await self._collection.update_one(
                     {"_id": key},
                     {"$setOnInsert": {"vector": vector.tobytes(), "model": self.model_id}},

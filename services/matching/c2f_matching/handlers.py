@@ -2,7 +2,6 @@
 text vectors, clusters, events, participants) and suggest each participant its best partners
 at its event when a participant, a company or an event becomes known or changes."""
 
-import dataclasses
 import re
 from datetime import UTC, datetime
 from typing import Any
@@ -11,7 +10,8 @@ from pymongo import UpdateOne
 
 from c2f_matching import meetings
 from c2f_matching.matcher import Matcher
-from c2f_matching.scoring import Profile, top_pairs
+from c2f_matching.profiles import event_profiles
+from c2f_matching.scoring import top_pairs
 from c2f_matching.store import CLUSTERS, COMPANIES, EVENTS, PARTICIPANTS, SUGGESTIONS, suggestion_id
 from c2f_shared.envelope import Envelope
 from c2f_shared.events import (
@@ -126,38 +126,6 @@ async def _upsert(uow: UnitOfWork, collection: str, doc_id: str, doc: dict[str, 
     )
 
 
-async def event_profiles(db: Any, matcher: Matcher, event_id: str, session: Any = None) -> list[Profile]:
-    """Every participant of the event whose company is known, as scoring profiles. Company
-    documents (with their vectors) are read only where the matcher does not hold the current
-    version: a sign-up to an event of n participants reads n small documents, not n profiles."""
-    participants = (
-        await db[PARTICIPANTS]
-        .find({"event_id": event_id, "company_id": {"$ne": None}}, {"company_id": 1}, session=session)
-        .to_list(None)
-    )
-    company_ids = list({p["company_id"] for p in participants})
-    versions = {
-        c["_id"]: matcher.version(c)
-        async for c in db[COMPANIES].find(
-            {"_id": {"$in": company_ids}}, {"revision": 1, "updated_at": 1}, session=session
-        )
-    }
-    companies: dict[str, Profile] = {}
-    for company_id, version in versions.items():
-        kept = matcher.kept_profile(company_id, version)
-        if kept is not None:
-            companies[company_id] = kept
-    changed = [company_id for company_id in versions if company_id not in companies]
-    if changed:
-        async for company in db[COMPANIES].find({"_id": {"$in": changed}}, session=session):
-            companies[company["_id"]] = matcher.keep_profile(company)
-    return [
-        dataclasses.replace(companies[p["company_id"]], participant_id=p["_id"])
-        for p in participants
-        if p["company_id"] in companies
-    ]
-
-
 async def suggest_for(uow: UnitOfWork, matcher: Matcher, participant: dict[str, Any]) -> None:
     """Publish `participant`'s best partners at its event that were not suggested before."""
     event = await uow.db[EVENTS].find_one({"_id": participant["event_id"]}, session=uow.session)
@@ -230,8 +198,23 @@ def _party(profile: Any) -> MatchParty:
     )
 
 
+async def refresh_vectors(db: Any, matcher: Matcher) -> int:
+    """Encode again the companies stored with other vectors than the matcher's (another model,
+    or before language-neutral vectors); how many."""
+    renewed = 0
+    async for company in db[COMPANIES].find({"vectors.model": {"$ne": matcher.vectors_id}}):
+        vectors = await matcher.encode(company["offers"], company["needs"])
+        await db[COMPANIES].update_one(
+            {"_id": company["_id"]}, {"$set": {"vectors": vectors, "updated_at": datetime.now(UTC)}}
+        )
+        renewed += 1
+    return renewed
+
+
 async def ensure_indexes(db: Any) -> None:
     await meetings.ensure_indexes(db)
+    await db[COMPANIES].create_index("updated_at")
+    await db[COMPANIES].create_index("cluster_id")
     await db[PARTICIPANTS].create_index("event_id")
     await db[PARTICIPANTS].create_index("company_id")
     await db[SUGGESTIONS].create_index("event_id")

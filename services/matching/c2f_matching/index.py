@@ -43,9 +43,13 @@ class ProfileIndex:
     def __init__(self, profiles: Sequence[Profile], dim: int) -> None:
         self.profiles = list(profiles)
         self.dim = dim
-        self.offers, self.offer_starts = _grouped([p.offer_vectors for p in self.profiles], dim)
+        # Stored transposed (one row per dimension): a few vectors times the whole matrix then
+        # reads memory in order, which is what bounds the time at this size.
+        offers, self.offer_starts = _grouped([p.offer_vectors for p in self.profiles], dim)
+        self.offers_t = np.ascontiguousarray(offers.T)
         self.offer_counts = np.array([len(p.offers) for p in self.profiles], dtype=np.intp)
-        self.needs, self.need_starts = _grouped([p.need_vectors for p in self.profiles], dim)
+        needs, self.need_starts = _grouped([p.need_vectors for p in self.profiles], dim)
+        self.needs_t = np.ascontiguousarray(needs.T)
         self.need_counts = np.array([len(p.needs) for p in self.profiles], dtype=np.intp)
         calibrations = [p.need_calibration for p in self.profiles if len(p.need_calibration)]
         calibration = np.vstack(calibrations) if calibrations else np.zeros((0, 2), np.float32)
@@ -53,23 +57,20 @@ class ProfileIndex:
         self.companies = np.array([p.company_id for p in self.profiles])
 
     def nbytes(self) -> int:
-        return int(self.offers.nbytes + self.needs.nbytes + self.need_centre.nbytes * 2)
+        return int(self.offers_t.nbytes + self.needs_t.nbytes + self.need_centre.nbytes * 2)
 
     def estimate(self, me: Profile) -> NDArray[np.float32]:
-        """A cheap pair score for `me` with every indexed profile (no bonuses, no category)."""
+        """A cheap score for `me` with every indexed profile, need first (no bonuses, no category)."""
         gain_me = np.zeros(len(self.profiles), np.float32)
-        if len(me.needs) and len(self.offers):
-            z = (me.need_vectors @ self.offers.T - me.need_calibration[:, :1]) / me.need_calibration[:, 1:]
+        if len(me.needs) and self.offers_t.shape[1]:
+            z = (me.need_vectors @ self.offers_t - me.need_calibration[:, :1]) / me.need_calibration[:, 1:]
             gain_me = _best_per_profile(scoring.squash(z.max(axis=0)), self.offer_starts, self.offer_counts)
         gain_them = np.zeros(len(self.profiles), np.float32)
-        if len(me.offers) and len(self.needs):
-            z = ((self.needs @ me.offer_vectors.T).max(axis=1) - self.need_centre) / self.need_spread
+        if len(me.offers) and self.needs_t.shape[1]:
+            z = ((me.offer_vectors @ self.needs_t).max(axis=0) - self.need_centre) / self.need_spread
             gain_them = _best_per_profile(scoring.squash(z), self.need_starts, self.need_counts)
-        total = gain_me + gain_them
-        reciprocal = np.divide(2 * gain_me * gain_them, total, out=np.zeros_like(total), where=total > 0)
-        estimate: NDArray[np.float32] = scoring.W_RECIPROCAL * reciprocal + scoring.W_BEST * np.maximum(
-            gain_me, gain_them
-        )
+        first, second = (gain_me, gain_them) if len(me.needs) else (gain_them, gain_me)
+        estimate: NDArray[np.float32] = first + scoring.OTHER_SIDE * second
         estimate[self.companies == me.company_id] = -1.0
         return estimate
 

@@ -1,7 +1,10 @@
 """Between the read model and the scoring: text vectors for a profile, and profiles to score.
 
-Vectors are computed once per text (CachedEmbedder) and stored with the company
-in matching's own database, so scoring an event needs no model calls.
+Vectors are computed once per text (CachedEmbedder), made language-neutral
+(`language.LanguageCentres`) and stored with the company in matching's own
+database, so scoring an event needs no model calls. `vectors_id` names the model
+and the language means: a company stored with other vectors is encoded again at
+start (`refresh_vectors`).
 """
 
 import json
@@ -11,7 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from c2f_matching.embedder import CachedEmbedder, Embedder, Vectors
+from c2f_matching.embedder import CachedEmbedder, Embedder, Role, Vectors
+from c2f_matching.language import LanguageCentres
 from c2f_matching.scoring import Item, Profile, calibrate
 
 
@@ -31,8 +35,16 @@ PROFILES_KEPT = 20_000  # companies' profiles kept in memory, the least recently
 
 
 class Matcher:
-    def __init__(self, model: Embedder) -> None:
+    def __init__(self, model: Embedder, centres: LanguageCentres | None = None) -> None:
+        """`centres`: the model's language means (None: vectors are compared as they come)."""
+        if centres is not None and centres.model_id != model.model_id:
+            raise ValueError(
+                f"the language means are for {centres.model_id}, not {model.model_id}: "
+                "rebuild them with `python -m c2f_matching.language`"
+            )
         self.model = model
+        self.centres = centres
+        self.vectors_id = f"{model.model_id}+neutral-v1" if centres else model.model_id
         self._embedder: CachedEmbedder | None = None
         self._background: Vectors | None = None
         # company id → (its document's version, its profile): scoring an event reads each
@@ -40,7 +52,8 @@ class Matcher:
         self._profiles: OrderedDict[str, tuple[Any, Profile]] = OrderedDict()
 
     def bind(self, cache: Any) -> None:
-        """Keep computed vectors in `cache` (a collection of matching's database)."""
+        """Keep computed vectors in `cache` (a collection of matching's database; None: in
+        memory only)."""
         self._embedder = CachedEmbedder(self.model, cache)
 
     @property
@@ -49,21 +62,30 @@ class Matcher:
             raise RuntimeError("matcher not bound to its database")
         return self._embedder
 
-    async def _embed(self, texts: list[str], role: Any) -> Vectors:
-        return await self.embedder.embed(texts, role)
+    async def embed(self, texts: list[str], role: Role, languages: list[str | None] | None = None) -> Vectors:
+        """Language-neutral vectors of `texts`; `languages`: what their authors declared (None:
+        detect)."""
+        vectors = await self.embedder.embed(texts, role)
+        if self.centres is None:
+            return vectors
+        return self.centres.neutral(texts, vectors, role, languages or [None] * len(texts))
 
     async def background(self) -> Vectors:
         if self._background is None:
-            self._background = await self._embed(background_texts(), "passage")
+            self._background = await self.embed(background_texts(), "passage")
         return self._background
 
     async def encode(self, offers: list[dict[str, Any]], needs: list[dict[str, Any]]) -> dict[str, Any]:
         """What the company document keeps: offer and need vectors and the needs' calibration."""
-        offer_vectors = await self._embed([i.text for i in _items(offers)], "passage")
-        need_vectors = await self._embed([i.text for i in _items(needs)], "query")
+        offer_vectors = await self.embed(
+            [i.text for i in _items(offers)], "passage", [o.get("language") for o in offers]
+        )
+        need_vectors = await self.embed(
+            [i.text for i in _items(needs)], "query", [n.get("language") for n in needs]
+        )
         calibration = calibrate(need_vectors, await self.background())
         return {
-            "model": self.embedder.model_id,
+            "model": self.vectors_id,
             "offers": offer_vectors.astype(np.float32).tobytes(),
             "needs": need_vectors.astype(np.float32).tobytes(),
             "calibration": calibration.astype(np.float32).tobytes(),
@@ -108,6 +130,10 @@ class Matcher:
             target_markets=frozenset(company.get("target_markets", [])),
             connection_markets=frozenset(
                 c["market"] for c in company.get("connections", []) if c.get("market")
+            ),
+            obstacles=frozenset(o["kind"] for o in company.get("obstacles", []) if o.get("kind")),
+            partner_names=frozenset(
+                c["organisation"].casefold() for c in company.get("connections", []) if c.get("organisation")
             ),
             offers=_items(company["offers"]),
             needs=_items(company["needs"]),

@@ -2,19 +2,26 @@
 
 Pure: profiles with their text vectors in, scores and reasons out; no I/O.
 
-- **Offer ↔ need.** Each need is compared with every offer of the other side
-  (cosine of multilingual embeddings). E5 similarities sit in a narrow band,
-  so a need's similarity is turned into a z-score against that same need's
+- **Offer ↔ need.** Each need is compared with every offer of the other side:
+  the cosine of language-neutral multilingual embeddings (each language's mean
+  vector removed, see `language.py`). E5 similarities sit in a narrow band, so a
+  need's similarity is turned into a z-score against that same need's
   similarities to a fixed set of generic offers (the *background*), then
   squashed to 0..1. That makes scores comparable across needs and pools,
-  without a fixed cut-off on raw cosines. A shared category from the
-  controlled vocabulary counts as a strong fit.
+  without a fixed cut-off on raw cosines. When the member gave its need a
+  category from the controlled vocabulary, an offer of that category gains a
+  little (it is one signal among others, not a verdict: look-alike offers
+  often share a category).
 - **What each side gains.** A's gain from B is its best need↔offer fit, plus a
   little when B already works in a market A targets.
-- **Reciprocal.** The pair score blends the harmonic mean of both gains (both
-  must gain to rank high) with the larger gain (a pure supplier still meets its
-  customer), plus small bonuses: shared target markets, crossing a border,
+- **Need first.** For a reader with needs, the partners who meet them come
+  first; what the other side gains is a bonus (`OTHER_SIDE`), never a reason to
+  bury the answer. A reader with no needs sees first who needs what it offers.
+  An organiser's view of a pair (`PairScore.mutual`) ranks by the larger gain
+  with the same bonus for the smaller one.
+- Small bonuses break ties: shared target markets, crossing a border,
   crossing clusters, complementary sectors.
+- A pair is worth suggesting when one side gains at least `MIN_GAIN`.
 - The same company never meets itself.
 """
 
@@ -31,12 +38,13 @@ from c2f_shared.events import MatchReason
 
 Vectors = NDArray[np.float32]
 
-CATEGORY_Z = 4.0  # a need and an offer with the same category count as a very strong fit
+CATEGORY_Z = 1.0  # what an offer of the need's own category adds to its z-score
 Z_MIDPOINT = 1.0  # z at which a fit counts one half
 FIT_FOR_REASON = 0.5  # fits below this are not named as reasons
-MIN_PAIR_SCORE = 0.35  # pairs below this are not suggested
+MIN_GAIN = 0.35  # pairs where neither side gains this much are not suggested
+MIN_PAIR_SCORE = MIN_GAIN  # the organisers' default cut-off on the mutual score
 
-W_RECIPROCAL, W_BEST = 0.6, 0.4
+OTHER_SIDE = 0.02  # what the other side gains only breaks ties (0.1 and more buried true partners)
 MARKET_ACCESS = 0.10
 OBSTACLE_HELP = 0.05
 # Obstacles a partner already working in the market can help with.
@@ -92,6 +100,7 @@ class Profile:
     sectors: frozenset[str] = frozenset()
     target_markets: frozenset[str] = frozenset()
     connection_markets: frozenset[str] = frozenset()
+    partner_names: frozenset[str] = frozenset()  # organisations it works with, casefolded
     obstacles: frozenset[str] = frozenset()
     offers: tuple[Item, ...] = ()
     needs: tuple[Item, ...] = ()
@@ -136,7 +145,7 @@ def fit(seeker: Profile, provider: Profile) -> Fit:
     for i, need in enumerate(seeker.needs):
         for j, offer in enumerate(provider.offers):
             if need.category is not None and need.category == offer.category:
-                z[i, j] = max(z[i, j], CATEGORY_Z)
+                z[i, j] += CATEGORY_Z
     scores = squash(z)
     best_need, best_offer = (int(x) for x in np.unravel_index(int(np.argmax(scores)), scores.shape))
     return Fit(float(scores[best_need, best_offer]), seeker.needs[best_need], provider.offers[best_offer])
@@ -154,33 +163,42 @@ def gain(seeker: Profile, provider: Profile) -> tuple[float, Fit, frozenset[str]
 
 @dataclass
 class PairScore:
+    """A pair seen by its first party (the reader): `score` ranks partners for the reader,
+    `mutual` ranks pairs for organisers."""
+
     score: float
+    mutual: float
     parts: dict[str, float]
     reasons: list[MatchReason]
     signals: list[dict[str, Any]]
 
 
 def pair(a: Profile, b: Profile) -> PairScore | None:
-    """Score and reasons for a meeting of `a` and `b`; None when they should not meet."""
+    """Score and reasons for a meeting of `a` (the reader) and `b`; None when they should not
+    meet."""
     if a.company_id == b.company_id:
         return None
     gain_a, fit_a, opens_a = gain(a, b)
     gain_b, fit_b, opens_b = gain(b, a)
     if max(gain_a, gain_b) == 0.0:
         return None
-    reciprocal = 2 * gain_a * gain_b / (gain_a + gain_b) if gain_a + gain_b else 0.0
+    first, second = (gain_a, gain_b) if a.needs else (gain_b, gain_a)
     shared = sorted(a.target_markets & b.target_markets)
-    parts = {
-        "gain_a": round(gain_a, 4),
-        "gain_b": round(gain_b, 4),
-        "reciprocal": round(W_RECIPROCAL * reciprocal, 4),
-        "best": round(W_BEST * max(gain_a, gain_b), 4),
+    bonuses = {
         "shared_markets": min(SHARED_MARKET_MAX, SHARED_MARKET * len(shared)),
         "cross_border": CROSS_BORDER if a.country != b.country else 0.0,
         "cross_cluster": CROSS_CLUSTER if a.cluster_id != b.cluster_id else 0.0,
         "complementary_sectors": COMPLEMENTARY if _complementary(a.sectors, b.sectors) else 0.0,
     }
-    score = sum(v for k, v in parts.items() if not k.startswith("gain_"))
+    parts = {
+        "gain_a": round(gain_a, 4),
+        "gain_b": round(gain_b, 4),
+        "first": round(first, 4),
+        "other_side": round(OTHER_SIDE * second, 4),
+        **bonuses,
+    }
+    extra = sum(bonuses.values())
+    mutual = max(gain_a, gain_b) + OTHER_SIDE * min(gain_a, gain_b) + extra
     reasons = [
         MatchReason(
             offered_by=provider.participant_id,
@@ -208,9 +226,14 @@ def pair(a: Profile, b: Profile) -> PairScore | None:
             signals.append(access)
     if a.country != b.country:
         signals.append({"kind": "connects_countries", "countries": sorted({a.country, b.country})})
-    if parts["complementary_sectors"]:
+    if bonuses["complementary_sectors"]:
         signals.append({"kind": "complementary_sectors", "sectors": sorted(a.sectors | b.sectors)})
-    return PairScore(round(score, 4), parts, reasons, signals)
+    score = first + OTHER_SIDE * second + extra
+    return PairScore(round(score, 4), round(mutual, 4), parts, reasons, signals)
+
+
+def worth_meeting(scored: PairScore) -> bool:
+    return max(scored.parts["gain_a"], scored.parts["gain_b"]) >= MIN_GAIN
 
 
 def _complementary(mine: frozenset[str], theirs: frozenset[str]) -> bool:
@@ -218,9 +241,7 @@ def _complementary(mine: frozenset[str], theirs: frozenset[str]) -> bool:
 
 
 def top_pairs(me: Profile, others: Sequence[Profile], k: int) -> list[tuple[Profile, PairScore]]:
-    """`me`'s best `k` partners among `others`, best first, above MIN_PAIR_SCORE."""
-    scored = [
-        (other, s) for other in others if (s := pair(me, other)) is not None and s.score >= MIN_PAIR_SCORE
-    ]
+    """`me`'s best `k` partners among `others`, best first for `me`, those worth meeting."""
+    scored = [(other, s) for other in others if (s := pair(me, other)) is not None and worth_meeting(s)]
     scored.sort(key=lambda item: item[1].score, reverse=True)
     return scored[:k]
