@@ -136,6 +136,7 @@ def routes(w: "World") -> list[Route]:
         R("matching", "GET", "/events/{event_id}/suggestions", OPERATOR),
         R("matching", "GET", "/participants/{participant_id}/suggestions", PARTICIPANT_P),
         R("matching", "GET", "/search", PARTICIPANTS),
+        R("matching", "GET", "/clusters/{cluster_id}/partner-candidates", OPERATOR),
         R("matching", "POST", "/admin/rebuild", OPERATOR, try_allowed=False),
         R("matching", "POST", "/participants/{participant_id}/meetings", PARTICIPANT_P, {"with": [w.r]}),
         R("matching", "GET", "/participants/{participant_id}/meetings", PARTICIPANT_P),

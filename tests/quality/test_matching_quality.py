@@ -6,6 +6,8 @@ import pytest
 
 from eval_matching import SETS, SPLITS, Metrics, measure
 
+pytestmark = pytest.mark.timeout(600)  # the model embeds both sets once, in the first test
+
 PLATFORM = ("platform: recommendations", "platform: search")
 RAW = "raw model (e5-small cosine)"
 TARGETS = {"hit_at_1": 0.80, "hit_at_5": 0.95, "mrr": 0.85}
