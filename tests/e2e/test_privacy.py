@@ -840,6 +840,7 @@ TOMBSTONES: dict[tuple[str, str], set[str]] = {
     ("registration", "erasures"): {"_id", "cluster_id", "erased_at"},
     ("notifications", "erasures"): {"_id", "erased_at", "participants"},
     ("reporting", "erasures"): {"_id", "erased_at"},
+    ("matching", "erasures"): {"_id", "erased_at"},
 }
 
 

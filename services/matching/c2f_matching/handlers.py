@@ -12,7 +12,7 @@ from c2f_matching import meetings
 from c2f_matching.matcher import Matcher
 from c2f_matching.profiles import event_profiles
 from c2f_matching.scoring import top_pairs
-from c2f_matching.store import CLUSTERS, COMPANIES, EVENTS, PARTICIPANTS, SUGGESTIONS, suggestion_id
+from c2f_matching.store import CLUSTERS, COMPANIES, ERASED, EVENTS, PARTICIPANTS, SUGGESTIONS, suggestion_id
 from c2f_shared.envelope import Envelope
 from c2f_shared.events import (
     ClusterRegistered,
@@ -187,6 +187,9 @@ async def _forget_company(uow: UnitOfWork, company_id: str) -> None:
     await uow.outbox.forget({"payload": {"$regex": named}}, uow.session)
     await uow.db[PARTICIPANTS].delete_many({"company_id": company_id}, session=uow.session)
     await uow.db[COMPANIES].delete_one({"_id": company_id}, session=uow.session)
+    await uow.db[ERASED].update_one(
+        {"_id": company_id}, {"$set": {"erased_at": datetime.now(UTC)}}, upsert=True, session=uow.session
+    )
 
 
 def _party(profile: Any) -> MatchParty:
@@ -215,6 +218,7 @@ async def ensure_indexes(db: Any) -> None:
     await meetings.ensure_indexes(db)
     await db[COMPANIES].create_index("updated_at")
     await db[COMPANIES].create_index("cluster_id")
+    await db[ERASED].create_index("erased_at")
     await db[PARTICIPANTS].create_index("event_id")
     await db[PARTICIPANTS].create_index("company_id")
     await db[SUGGESTIONS].create_index("event_id")

@@ -5,8 +5,8 @@ matching's database.
 what a hit shows and what the filters look at. A search is one matrix-vector
 product over the live rows, then the best offer per company. `sync` brings the
 index up to date before a search: the companies written since the last look (by
-`updated_at`, indexed), and, when the database holds fewer companies than the
-index, which ones were erased. Rows of a changed company are marked dead and its
+`updated_at`, indexed), and the companies erased since (`erasures`, which erasure
+writes in the same transaction). Rows of a changed company are marked dead and its
 new rows appended; the matrix is compacted when a quarter of it is dead.
 """
 
@@ -16,16 +16,24 @@ import asyncio
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
 from c2f_matching.scoring import squash
-from c2f_matching.store import COMPANIES
+from c2f_matching.store import COMPANIES, ERASED
 
 Vectors = NDArray[np.float32]
+
+
+LOOK_BACK = timedelta(seconds=90)  # a transaction's longest life (60 s) and clock skew
+VERSION = {"revision": 1, "updated_at": 1}
+
+
+def _after(field: str, since: datetime | None) -> dict[str, Any]:
+    return {} if since is None else {field: {"$gte": since - LOOK_BACK}}
 
 
 @dataclass(frozen=True)
@@ -63,7 +71,9 @@ class OfferIndex:
             "country": defaultdict(set),
             "target_market": defaultdict(set),
         }
+        self._versions: dict[str, tuple[Any, Any]] = {}  # company id → (revision, updated_at)
         self._since: datetime | None = None
+        self._erased_since: datetime | None = None
         self._lock = asyncio.Lock()
 
     def __len__(self) -> int:
@@ -156,17 +166,29 @@ class OfferIndex:
                 index[value] = {remap[s] for s in slots}
 
     async def sync(self, db: Any) -> None:
-        """Take in what matching's database changed since the last call."""
+        """Take in what matching's database changed since the last call.
+
+        A write is stamped before its transaction commits, and a transaction lives at most a
+        minute, so each look goes back `LOOK_BACK` before the newest stamp it saw: a write
+        that became visible late is still found. Of what it finds, only companies whose
+        version the index does not hold are read in full."""
         async with self._lock:
-            query = {} if self._since is None else {"updated_at": {"$gte": self._since}}
-            async for company in db[COMPANIES].find(query):
-                self.put(company)
-                if company.get("updated_at") and (self._since is None or company["updated_at"] > self._since):
-                    self._since = company["updated_at"]
-            if await db[COMPANIES].count_documents({}) < len(self._slot):
-                present = {c["_id"] async for c in db[COMPANIES].find({}, {"_id": 1})}
-                for company_id in [c for c in self._slot if c not in present]:
-                    self.remove(company_id)
+            changed: list[str] = []
+            async for company in db[COMPANIES].find(_after("updated_at", self._since), VERSION):
+                stamp = company.get("updated_at")
+                if self._versions.get(company["_id"]) != (company.get("revision"), stamp):
+                    changed.append(company["_id"])
+                if stamp and (self._since is None or stamp > self._since):
+                    self._since = stamp
+            for start in range(0, len(changed), 1000):
+                async for company in db[COMPANIES].find({"_id": {"$in": changed[start : start + 1000]}}):
+                    self.put(company)
+                    self._versions[company["_id"]] = (company.get("revision"), company.get("updated_at"))
+            async for erased in db[ERASED].find(_after("erased_at", self._erased_since)):
+                self.remove(erased["_id"])
+                self._versions.pop(erased["_id"], None)
+                if self._erased_since is None or erased["erased_at"] > self._erased_since:
+                    self._erased_since = erased["erased_at"]
 
     # --- searching -----------------------------------------------------------------------
 

@@ -7,6 +7,7 @@ COMPANIES = "companies"
 CLUSTERS = "clusters"
 PARTICIPANTS = "participants"
 EVENTS = "events"
+ERASED = "erasures"  # when each erased company went (ids and dates only; in-memory indexes drop them)
 # Matching's own facts.
 SUGGESTIONS = "suggestions"
 MEETINGS = "meetings"
