@@ -46,6 +46,14 @@ class Entry:
     offers: tuple[tuple[str, str], ...]  # (title, description)
     first_row: int
 
+    def filtered_by(self) -> list[tuple[str, str]]:
+        """The (filter, value) pairs a search can find it by."""
+        return [
+            *(("sector", s) for s in self.sectors),
+            ("country", self.country),
+            *(("target_market", m) for m in self.target_markets),
+        ]
+
 
 @dataclass(frozen=True)
 class Hit:
@@ -110,13 +118,8 @@ class OfferIndex:
         self._owner[start:end] = slot
         self._alive[start:end] = True
         self._rows = end
-        for field, values in (
-            ("sector", entry.sectors),
-            ("country", (entry.country,)),
-            ("target_market", entry.target_markets),
-        ):
-            for value in values:
-                self._by[field][value].add(slot)
+        for field, value in entry.filtered_by():
+            self._by[field][value].add(slot)
 
     def remove(self, company_id: str) -> None:
         slot = self._slot.pop(company_id, None)
@@ -126,13 +129,8 @@ class OfferIndex:
         self._entries[slot] = None
         if entry is not None:
             self._alive[entry.first_row : entry.first_row + len(entry.offers)] = False
-            for field, values in (
-                ("sector", entry.sectors),
-                ("country", (entry.country,)),
-                ("target_market", entry.target_markets),
-            ):
-                for value in values:
-                    self._by[field][value].discard(slot)
+            for field, value in entry.filtered_by():
+                self._by[field][value].discard(slot)
         if self._rows > 4096 and self._alive[: self._rows].sum() < 0.75 * self._rows:
             self._compact()
 
