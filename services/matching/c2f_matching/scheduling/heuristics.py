@@ -1,5 +1,5 @@
 """Fast schedules without a solver: first-come-first-served (what booking tools do) and a
-greedy with repair, which is the CP-SAT model's starting point and fallback."""
+greedy, where local search starts; and `compact`, which closes gaps in participants' days."""
 
 import time
 from collections import defaultdict
@@ -62,7 +62,7 @@ def first_come_first_served(instance: Instance) -> Schedule:
 def greedy(instance: Instance) -> Schedule:
     """Meetings already published stay where they were if they still can; then the rest, the
     most valuable and most constrained first, each in the slot that adds least waiting; then
-    a repair pass that moves one meeting aside to let an unplaced one in; then gaps closed."""
+    gaps closed. (`local_search.improve` then moves meetings aside to let unplaced ones in.)"""
     started = time.perf_counter()
     board = _Board(instance)
     free = {m.id: instance.free_slots(m) for m in instance.meetings}
@@ -74,54 +74,11 @@ def greedy(instance: Instance) -> Schedule:
         (m for m in instance.meetings if m.id not in board.slot_of),
         key=lambda m: (-m.weight, len(free[m.id]), -sum(load[p] for p in m.parties), m.id),
     )
-    unplaced = []
     for m in order:
         options = [s for s in free[m.id] if board.fits(m, s)]
         if options:
             board.place(m, min(options, key=lambda s: (board.added_idle(m, s), s)))
-        else:
-            unplaced.append(m)
-    _repair(board, unplaced, free)
     return Schedule(compact(instance, dict(board.slot_of)), method="greedy", seconds=_since(started))
-
-
-def _repair(board: _Board, unplaced: list[Meeting], free: dict[str, list[int]]) -> None:
-    """For each unplaced meeting, look for a slot where moving one meeting elsewhere makes room."""
-    meetings = {m.id: m for m in board.instance.meetings}
-    at: dict[tuple[str, int], str] = {}
-    for mid, s in board.slot_of.items():
-        for p in meetings[mid].parties:
-            at[(p, s)] = mid
-    for m in unplaced:
-        done = False
-        for s in free[m.id]:
-            blockers = {at[(p, s)] for p in m.parties if (p, s) in at}
-            if len(blockers) > 1 or (not blockers and board.used[s] < board.instance.tables):
-                continue
-            if not blockers:  # table shortage: move any meeting of this slot away
-                candidates = [mid for mid, slot in board.slot_of.items() if slot == s]
-            else:
-                candidates = list(blockers)
-            for blocker_id in candidates:
-                blocker = meetings[blocker_id]
-                board.lift(blocker)
-                target = next(
-                    (t for t in free[blocker_id] if t != s and board.fits(blocker, t)),
-                    None,
-                )
-                if target is not None and board.fits(m, s):
-                    board.place(blocker, target)
-                    board.place(m, s)
-                    for p in blocker.parties:
-                        at.pop((p, s), None)
-                        at[(p, target)] = blocker_id
-                    for p in m.parties:
-                        at[(p, s)] = m.id
-                    done = True
-                    break
-                board.place(blocker, s)
-            if done:
-                break
 
 
 def _since(started: float) -> float:

@@ -16,9 +16,11 @@ def generate(
     tables: int | None = None,
     seed: int = 0,
     skew: float = 0.8,
+    weighted: bool = True,
 ) -> Instance:
     """An instance where every request was accepted. `skew` shapes popularity: the i-th most
-    popular participant is chosen as a partner with odds ∝ 1/i^skew."""
+    popular participant is chosen as a partner with odds ∝ 1/i^skew. `weighted`: meetings
+    have priorities 1–6 (mutual interest counts extra); else every meeting weighs 1."""
     rng = random.Random(seed)
     people = [f"p{i:04d}" for i in range(participants)]
     per_day = -(-slots // days)
@@ -38,7 +40,7 @@ def generate(
             continue
         pairs.add(key)
         mutual = rng.random() < 0.1
-        weight = rng.choice((1, 1, 2, 3)) + (3 if mutual else 0)
+        weight = rng.choice((1, 1, 2, 3)) + (3 if mutual else 0) if weighted else 1
         meetings.append(Meeting(f"m{len(meetings):05d}", (requester, invitee), weight))
     return Instance(
         day=day,

@@ -161,27 +161,46 @@ def maximise_meetings(
 
 
 def solve(
-    instance: Instance, seconds: float, hint: dict[str, int] | None = None, workers: int | None = None
+    instance: Instance,
+    seconds: float,
+    hint: dict[str, int] | None = None,
+    workers: int | None = None,
+    bound: int | None = None,
 ) -> Schedule | None:
-    """Both phases within `seconds` in all; None if not even a first solution was found."""
+    """Both phases within `seconds` in all; None if not even a first solution was found.
+    `bound`: a known upper bound on the value (phase 1 is skipped when the hint reaches it)."""
     started = time.perf_counter()
     workers = workers or _workers()
     model = _Model(instance)
     if hint:
         model.hint(hint)
     model.model.maximize(model.worth)
-    solver, status = model.solve(seconds * 0.5 - (time.perf_counter() - started), workers)
-    if status in (cp_model.OPTIMAL, cp_model.FEASIBLE):
-        first = Phase(
-            model.read(solver),
-            round(solver.objective_value),
-            solver.best_objective_bound,
-            status == cp_model.OPTIMAL,
-        )
-    elif hint:  # out of time before a first solution (very large days): improve the hint's gaps
-        first = Phase(hint, worth(instance, hint), float("inf"), False)
+    # Building the model is not under the solver's time limit: phase 2 adds as much again and
+    # more, so keep that aside (the whole call stays within `seconds`).
+    built = time.perf_counter() - started
+    phase1 = (seconds - _BUILD_AGAIN * built) * 0.5 - built
+    hinted = worth(instance, hint) if hint else None
+    if hint and hinted is not None and bound is not None and hinted >= bound:
+        first = Phase(hint, hinted, bound, True)  # the hint is already optimal
+    elif hint and hinted is not None and phase1 < _LEAST_SOLVE:  # no time: keep the start
+        first = Phase(hint, hinted, float(bound) if bound is not None else float("inf"), False)
     else:
-        return None
+        solver, status = model.solve(phase1, workers)
+        if status in (cp_model.OPTIMAL, cp_model.FEASIBLE):
+            first = Phase(
+                model.read(solver),
+                round(solver.objective_value),
+                min(solver.best_objective_bound, bound if bound is not None else float("inf")),
+                status == cp_model.OPTIMAL,
+            )
+            if hint and hinted is not None and hinted > first.value:  # never below the start
+                first = Phase(hint, hinted, first.bound, False)
+        elif hint and hinted is not None:  # out of time before a first solution (very large days)
+            first = Phase(hint, hinted, float(bound) if bound is not None else float("inf"), False)
+        else:
+            return None
+        if first.value >= first.bound:
+            first.optimal = True
     # Phase 2 on the same model: keep that value, then fewest moves, then fewest idle slots.
     model.model.add(model.worth >= first.value)
     model.model.minimize(model.add_idle_and_moves())
@@ -193,9 +212,15 @@ def solve(
         and idle_slots(instance, hint) < idle_slots(instance, start)
     ):
         start = hint
+    slot_of = start
     model.hint(start)
-    solver, status = model.solve(seconds - (time.perf_counter() - started), workers)
-    slot_of = model.read(solver) if status in (cp_model.OPTIMAL, cp_model.FEASIBLE) else start
+    # The solver overruns its limit a little on large models (presolve), and reading the
+    # answer takes time too.
+    time_left = (seconds - (time.perf_counter() - started)) * 0.85 - built
+    if time_left >= _LEAST_SOLVE:
+        solver, status = model.solve(time_left, workers)
+        if status in (cp_model.OPTIMAL, cp_model.FEASIBLE):
+            slot_of = model.read(solver)
     if idle_slots(instance, slot_of) > idle_slots(instance, start) and len(moved(instance, slot_of)) >= len(
         moved(instance, start)
     ):
@@ -207,6 +232,10 @@ def solve(
         proven_optimal=first.optimal,
         bound=first.bound if first.bound != float("inf") else None,
     )
+
+
+_BUILD_AGAIN = 2.0  # phase 2's model takes about this many times phase 1's to build
+_LEAST_SOLVE = 0.3  # seconds: below this a solver call is not worth making
 
 
 def _workers() -> int:
