@@ -471,6 +471,12 @@ def schedule(
         f"{grid['unscheduled']} dropped, {grid['idle_slots']} idle slots; "
         f"{grid['method']}{' (proven optimal)' if grid['proven_optimal'] else ''}, {grid['seconds']:g} s."
     )
+    if grid.get("bound"):
+        console.print(
+            f"Worth {grid['value']:,} of at most {grid['bound']:,} possible "
+            f"({100 * grid['share_of_bound']:.1f} % of the best any schedule could do; "
+            "meetings weighted by priority)."
+        )
 
 
 dead_letters_app = typer.Typer(

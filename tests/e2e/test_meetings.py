@@ -84,6 +84,8 @@ async def test_requests_answers_schedule_agenda_and_outcomes(scene: Scene) -> No
     # The schedule: every accepted meeting placed, every rule kept.
     published = await scene.schedule(event)
     assert published["accepted"] == 4 and published["scheduled"] == 4 and published["schedule_version"] == 1
+    # how good it is, in the organiser's terms: all four placed, and nothing could do better
+    assert published["value"] == published["bound"] and published["share_of_bound"] == 1.0
     placed = await scene.placements(event)
     grid = (await scene.as_operator().get(f"/events/{event}/schedule")).json()["meetings"]
     busy = Counter(

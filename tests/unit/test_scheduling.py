@@ -18,8 +18,10 @@ from c2f_matching.scheduling import (
     violations,
     weighted,
 )
+from c2f_matching.scheduling.bound import capacity_bound, lp_bound
 from c2f_matching.scheduling.instances import generate
-from c2f_matching.scheduling.solver import maximise_meetings
+from c2f_matching.scheduling.local_search import improve
+from c2f_matching.scheduling.solver import maximise_meetings, values, worth
 
 
 @st.composite
@@ -151,3 +153,47 @@ def test_a_party_becoming_unavailable_moves_only_its_meetings() -> None:
     others = [mid for mid in moved(after, schedule.slot_of) if mid != meeting.id]
     touched = {p for m in after.meetings if m.id in others for p in m.parties}
     assert len(others) <= 2, (others, touched)
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(instances())
+def test_local_search_and_the_bound_hold_on_any_instance(instance: Instance) -> None:
+    """Local search returns a valid schedule worth at least its start; the bound is above
+    every schedule, the exact one included."""
+    value = values(instance)
+    start = greedy(instance).slot_of
+    bound = lp_bound(instance, value)
+    assert bound is not None
+    searched = improve(instance, value, start, seconds=0.2, target=bound)
+    assert not violations(instance, Schedule(searched))
+    assert bound >= worth(instance, searched) >= worth(instance, start)
+    assert capacity_bound(instance, value) >= worth(instance, searched)
+
+
+def test_a_busy_event_reaches_the_optimum_where_greedy_and_booking_order_fall_short() -> None:
+    """Requests per participant near the number of slots, a few firms wanted by many: greedy
+    and first-come-first-served stay well below the optimum; local search reaches it, and
+    the bound proves it."""
+    instance = generate(40, 240, 8, tables=16, seed=1, skew=1.0, weighted=False)
+    value = values(instance)
+    start = greedy(instance).slot_of
+    booked = weighted(instance, first_come_first_served(instance).slot_of)
+    exact = maximise_meetings(instance, 20, hint=start)
+    assert exact is not None and exact.optimal
+    assert weighted(instance, start) < booked < exact.value
+    assert lp_bound(instance, value) == exact.value
+    assert weighted(instance, improve(instance, value, start, seconds=5, target=exact.value)) == exact.value
+    planned = plan(instance, seconds=4)
+    assert weighted(instance, planned.slot_of) == exact.value and planned.proven_optimal
+    assert planned.bound == exact.value
+
+
+def test_local_search_keeps_published_meetings_unless_more_fits_otherwise() -> None:
+    """A published meeting is worth more than any new one, so the search never gives it up
+    for a single other meeting."""
+    published = Meeting("kept", ("a", "b"), 1, previous_slot=0)
+    rival = Meeting("rival", ("a", "c"), 3)
+    instance = Instance(day=(0,), tables=1, meetings=(published, rival))
+    value = values(instance)
+    assert improve(instance, value, {"rival": 0}, seconds=0.5) == {"kept": 0}
+    assert improve(instance, value, {"kept": 0}, seconds=0.5) == {"kept": 0}

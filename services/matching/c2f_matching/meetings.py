@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from c2f_matching.scheduling import Instance, Meeting, idle_slots, plan
+from c2f_matching.scheduling import Instance, Meeting, idle_slots, plan, worth
 from c2f_matching.store import EVENTS, MEETINGS, OUTCOMES, PARTICIPANTS, SCHEDULES, SUGGESTIONS, suggestion_id
 from c2f_shared.events import (
     ERASED_PARTY,
@@ -362,7 +362,14 @@ async def publish_schedule(
             method=schedule.method,
             proven_optimal=schedule.proven_optimal,
         )
-        summary = {**published.model_dump(), "seconds": round(taken, 3)}
+        reached = worth(instance, schedule.slot_of)
+        summary = {
+            **published.model_dump(),
+            "seconds": round(taken, 3),
+            "value": reached,
+            "bound": schedule.bound,
+            "share_of_bound": round(reached / schedule.bound, 4) if schedule.bound else None,
+        }
         await uow.db[SCHEDULES].update_one(
             {"_id": event_id},
             {"$set": {**summary, "stale": False, "published_at": now()}},

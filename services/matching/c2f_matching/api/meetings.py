@@ -321,6 +321,17 @@ class ScheduleOut(BaseModel):
     idle_slots: int = 0
     method: str = ""
     proven_optimal: bool = False
+    value: int | None = Field(
+        None,
+        description="What the schedule is worth: the meetings placed, each by its priority "
+        "(a meeting of the published schedule counts extra, so that it is kept)",
+    )
+    bound: int | None = Field(
+        None, description="No schedule of these meetings can be worth more (the linear relaxation's value)"
+    )
+    share_of_bound: float | None = Field(
+        None, description="value ÷ bound: how close to the best possible this schedule is, at least"
+    )
     seconds: float = 0.0
     meetings: list[MeetingOut] = []
 

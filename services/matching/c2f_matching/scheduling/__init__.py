@@ -30,6 +30,7 @@ __all__ = [
     "plan",
     "violations",
     "weighted",
+    "worth",
 ]
 
 
