@@ -89,7 +89,7 @@ def plan(instance: Instance, seconds: float = 10.0) -> Schedule:
 _BUILD_SECONDS_PER_OPTION = 5e-5  # measured: 5,000 meetings × 21 open slots each, 5 s
 _LEAST_SOLVER_SECONDS = 1.0
 _BOUND_SHARE = 0.35  # of the time left: the most the linear relaxation may take
-_SEARCH_SHARE = 0.5  # of the time left then: the most local search may take (it stops at the bound)
+_SEARCH_SHARE = 0.75  # of the time left then: the most local search may take (it stops at the bound)
 _MARGIN = 0.75  # seconds kept for reading, checking the result and assigning tables
 
 
