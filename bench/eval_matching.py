@@ -46,7 +46,7 @@ from rich.console import Console
 from rich.table import Table
 
 from c2f_matching import scoring
-from c2f_matching.embedder import CachedEmbedder, E5Embedder, Embedder, Vectors
+from c2f_matching.embedder import E5Embedder, Embedder, Vectors
 from c2f_matching.language import LanguageCentres
 from c2f_matching.matcher import Matcher
 from c2f_matching.scoring import calibrate
@@ -239,7 +239,7 @@ class Platform:
 async def rankers(model: Embedder, data: LabelledSet) -> dict[str, Ranker]:
     platform = Platform(model, data)
     await platform.load()
-    raw = CachedEmbedder(model)
+    raw = platform.matcher.embedder  # the model's own vectors, embedded once for every ranker
     centres = platform.matcher.centres
     assert centres is not None
     cache: dict[tuple[str, str, str], Vectors] = {}

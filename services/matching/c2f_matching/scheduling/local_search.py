@@ -11,8 +11,9 @@ search does, in seconds:
 3. make the best such move unless it loses value (a move that swaps a meeting for one of
    the same worth is taken: it lets the search cross plateaus); an evicted meeting may not
    return to that slot for a while (tabu), so the search does not undo itself;
-4. stop at the time limit, or as soon as the value reaches `target` (an upper bound: then
-   it is optimal).
+4. stop at the time limit, as soon as the value reaches `target` (an upper bound: then
+   it is optimal), or when a long while (`PATIENCE` iterations per meeting) brought
+   nothing better: on small events the exact model then does the rest in no time.
 
 Meetings of the published schedule are worth more (`solver.values`), so the search keeps
 them unless it can place more value otherwise, exactly as the exact model would.
@@ -25,6 +26,7 @@ from collections import Counter, defaultdict
 from c2f_matching.scheduling.model import Instance, Meeting
 
 TABU = 12  # iterations an evicted meeting stays out of the slot it left
+PATIENCE = 50  # per meeting: iterations without a better schedule before the search gives up
 TABLE_CANDIDATES = 8  # meetings of a full slot tried for a move, per try
 
 
@@ -124,9 +126,12 @@ def improve(
     best, best_worth = dict(state.slot_of), state.worth
     unplaced = [m.id for m in instance.meetings if m.id not in state.slot_of]
     tabu: dict[tuple[str, int], int] = {}
-    iteration = 0
+    iteration = last_better = 0
+    patience = max(2000, PATIENCE * len(instance.meetings))
     while unplaced and time.perf_counter() < deadline and (target is None or best_worth < target):
         iteration += 1
+        if iteration - last_better > patience:
+            break
         i = rng.randrange(len(unplaced))
         m = state.meetings[unplaced[i]]
         options = []
@@ -152,5 +157,5 @@ def improve(
                 tabu[(b_id, s)] = iteration + TABU
         state.place(m, s)
         if state.worth > best_worth:
-            best, best_worth = dict(state.slot_of), state.worth
+            best, best_worth, last_better = dict(state.slot_of), state.worth, iteration
     return best
