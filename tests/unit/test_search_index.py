@@ -1,9 +1,11 @@
 """Partner search from memory (`OfferIndex`): best offer per company, filters, the asker left
 out, changed and erased companies, and a matrix that stays right after compaction."""
 
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
+import pytest
 
 from c2f_matching.search import OfferIndex
 
@@ -85,3 +87,59 @@ def test_compaction_keeps_every_company_findable() -> None:
     for cid in ["c1", "c777", "c2999"]:
         assert found(index, vectors[cid], limit=1) == [cid]
     assert found(index, vectors["c2"], limit=1) != ["c2"]
+
+
+class Companies:
+    """matching's `companies` and `erasures` collections, as far as `OfferIndex.sync` reads them."""
+
+    def __init__(self) -> None:
+        self.docs: dict[str, dict[str, Any]] = {}
+        self.erased: dict[str, dict[str, Any]] = {}
+
+    def __getitem__(self, name: str) -> "Companies.Collection":
+        return self.Collection(self.docs if name == "companies" else self.erased)
+
+    class Collection:
+        def __init__(self, docs: dict[str, dict[str, Any]]) -> None:
+            self.docs = docs
+
+        def find(self, query: dict[str, Any], projection: Any = None) -> Any:
+            def matches(doc: dict[str, Any]) -> bool:
+                for field, condition in query.items():
+                    if field == "_id" and doc["_id"] not in condition["$in"]:
+                        return False
+                    if field != "_id" and doc[field] < condition["$gte"]:
+                        return False
+                return True
+
+            chosen = [d for d in self.docs.values() if matches(d)]
+
+            async def iterate() -> Any:
+                for doc in chosen:
+                    yield doc
+
+            return iterate()
+
+
+@pytest.mark.asyncio
+async def test_sync_takes_in_changes_late_writes_and_erasures_and_reload_starts_afresh() -> None:
+    db, index = Companies(), OfferIndex(DIM, "m")
+    at = datetime(2027, 3, 1, 9, 0, tzinfo=UTC)
+    db.docs["a"] = {**company("a", ("sensors", unit(1, 0))), "revision": 1, "updated_at": at}
+    await index.sync(db)
+    assert found(index, unit(1, 0)) == ["a"]
+    # written a minute later, stamped before "a" (its transaction started earlier)
+    db.docs["b"] = {
+        **company("b", ("panels", unit(0, 1))),
+        "revision": 1,
+        "updated_at": at - timedelta(seconds=60),
+    }
+    await index.sync(db)
+    assert found(index, unit(0, 1), limit=1) == ["b"]
+    del db.docs["a"]
+    db.erased["a"] = {"_id": "a", "erased_at": at + timedelta(seconds=5)}
+    await index.sync(db)
+    assert found(index, unit(1, 0)) == ["b"]
+    del db.docs["b"]  # a rebuilt read model without it, and no tombstone
+    await index.reload(db)
+    assert len(index) == 0

@@ -65,7 +65,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.offers = offers
 
     async def rebuild() -> int:
-        return await runtime.replay(sources, handle, forget=handlers.READ_MODEL, only=handlers.HANDLES)
+        replayed = await runtime.replay(sources, handle, forget=handlers.READ_MODEL, only=handlers.HANDLES)
+        await offers.reload(runtime.db)  # companies gone from the read model leave search too
+        return replayed
 
     app.state.rebuild = rebuild
     app.state.link_secret = settings.link_secret.get_secret_value() if settings.link_secret else None

@@ -68,7 +68,11 @@ class OfferIndex:
         until it is encoded again)."""
         self.dim = dim
         self.vectors_id = vectors_id
-        self._vectors = np.zeros((1024, dim), np.float32)
+        self._lock = asyncio.Lock()
+        self._clear()
+
+    def _clear(self) -> None:
+        self._vectors = np.zeros((1024, self.dim), np.float32)
         self._owner = np.zeros(1024, np.int64)  # row → slot of its company
         self._alive = np.zeros(1024, bool)
         self._rows = 0
@@ -82,7 +86,6 @@ class OfferIndex:
         self._versions: dict[str, tuple[Any, Any]] = {}  # company id → (revision, updated_at)
         self._since: datetime | None = None
         self._erased_since: datetime | None = None
-        self._lock = asyncio.Lock()
 
     def __len__(self) -> int:
         return len(self._slot)
@@ -163,6 +166,13 @@ class OfferIndex:
             for value, slots in index.items():
                 index[value] = {remap[s] for s in slots}
 
+    async def reload(self, db: Any) -> None:
+        """Forget everything and read matching's database again (its read model was rebuilt:
+        companies gone from it leave search too)."""
+        async with self._lock:
+            self._clear()
+            await self._sync(db)
+
     async def sync(self, db: Any) -> None:
         """Take in what matching's database changed since the last call.
 
@@ -171,22 +181,25 @@ class OfferIndex:
         that became visible late is still found. Of what it finds, only companies whose
         version the index does not hold are read in full."""
         async with self._lock:
-            changed: list[str] = []
-            async for company in db[COMPANIES].find(_after("updated_at", self._since), VERSION):
-                stamp = company.get("updated_at")
-                if self._versions.get(company["_id"]) != (company.get("revision"), stamp):
-                    changed.append(company["_id"])
-                if stamp and (self._since is None or stamp > self._since):
-                    self._since = stamp
-            for start in range(0, len(changed), 1000):
-                async for company in db[COMPANIES].find({"_id": {"$in": changed[start : start + 1000]}}):
-                    self.put(company)
-                    self._versions[company["_id"]] = (company.get("revision"), company.get("updated_at"))
-            async for erased in db[ERASED].find(_after("erased_at", self._erased_since)):
-                self.remove(erased["_id"])
-                self._versions.pop(erased["_id"], None)
-                if self._erased_since is None or erased["erased_at"] > self._erased_since:
-                    self._erased_since = erased["erased_at"]
+            await self._sync(db)
+
+    async def _sync(self, db: Any) -> None:
+        changed: list[str] = []
+        async for company in db[COMPANIES].find(_after("updated_at", self._since), VERSION):
+            stamp = company.get("updated_at")
+            if self._versions.get(company["_id"]) != (company.get("revision"), stamp):
+                changed.append(company["_id"])
+            if stamp and (self._since is None or stamp > self._since):
+                self._since = stamp
+        for start in range(0, len(changed), 1000):
+            async for company in db[COMPANIES].find({"_id": {"$in": changed[start : start + 1000]}}):
+                self.put(company)
+                self._versions[company["_id"]] = (company.get("revision"), company.get("updated_at"))
+        async for erased in db[ERASED].find(_after("erased_at", self._erased_since)):
+            self.remove(erased["_id"])
+            self._versions.pop(erased["_id"], None)
+            if self._erased_since is None or erased["erased_at"] > self._erased_since:
+                self._erased_since = erased["erased_at"]
 
     # --- searching -----------------------------------------------------------------------
 
