@@ -185,9 +185,18 @@ class FollowUp(StrEnum):
     AGREEMENT_SIGNED = "agreement_signed"
 
 
-# English names of the countries and markets the partnership deals with (ISO 3166 codes;
-# US-CA is California, a target market of its own).
+def _english_territory_names() -> dict[str, str]:
+    """Every ISO 3166-1 alpha-2 code's English name, from CLDR (Babel's copy)."""
+    from babel import Locale
+
+    territories = Locale("en").territories
+    return {str(code): str(name) for code, name in territories.items() if len(code) == 2 and code.isalpha()}
+
+
+# English names of countries and markets (ISO 3166 codes; US-CA is California, a target market
+# of its own): every country a profile may name, with the partnership's own wording first.
 COUNTRY_NAMES: dict[str, str] = {
+    **_english_territory_names(),
     "BG": "Bulgaria",
     "ES": "Spain",
     "RS": "Serbia",

@@ -215,8 +215,20 @@ def read_pdf(path: Path) -> tuple[str, list[Path]]:
 
 async def test_the_dashboard_as_a_person_sees_it(scene: Scene) -> None:
     reporting = scene.platform.config.service_url("reporting")
+    # A partnership agreement between two clusters: the dashboard must not call it 0.
+    pact = {"title": "Pact", "signed_on": "2026-01-01", "scope": "Together"}
+    await scene.post(
+        "/agreements", {**pact, "cluster_ids": [await scene.cluster("BG"), await scene.cluster("ES")]}
+    )
+
+    async def counted() -> bool:
+        async with httpx.AsyncClient(base_url=reporting) as client:
+            return bool((await client.get("/reports/partnership")).json()["agreements"] >= 1)
+
+    await eventually(counted)
     async with httpx.AsyncClient(base_url=reporting) as client:
         by_event = (await client.get("/reports/partnership/by/event")).json()
+        partnership = (await client.get("/reports/partnership")).json()
     busiest = max(by_event, key=lambda r: r["meeting_requests"])
     async with chromium() as browser:
         page = await browser.new_page(viewport={"width": 1400, "height": 1000})
@@ -231,6 +243,9 @@ async def test_the_dashboard_as_a_person_sees_it(scene: Scene) -> None:
             return int(await page.locator(f".tile[data-key='{name}'] .n").inner_text())
 
         assert await tile("Meeting requests") == sum(r["meeting_requests"] for r in by_event)
+        # both kinds of agreement, each under its own name
+        assert await tile("Business agreements") == sum(r["agreements_signed"] for r in by_event)
+        assert await tile("Partnership agreements") == partnership["agreements"]
         for heading in (
             "Meetings over time",
             "Who met whom (countries)",

@@ -108,6 +108,7 @@ async def page(db: Any, event: str | None, cluster: str | None) -> str:
     by_event = await breakdown.rows(db, "event", event, cluster)
     totals = {key: sum(r[key] for r in by_event) for key in breakdown.COUNTED}
     company_query = {"cluster_id": cluster} if cluster else {}
+    agreement_query = {"cluster_ids": cluster} if cluster else {}
     companies = await db["companies"].find(company_query, {"target_markets": 1, "sectors": 1}).to_list(None)
     totals["companies"] = len(companies)
     markets = Counter(m for c in companies for m in c.get("target_markets", []))
@@ -135,7 +136,10 @@ async def page(db: Any, event: str | None, cluster: str | None) -> str:
             ("Accepted", totals["meetings_accepted"]),
             ("Scheduled", totals["meetings_scheduled"]),
             ("Held", totals["meetings_held"]),
-            ("Agreements", totals["agreements_signed"]),
+            # Two kinds, named plainly: the partnership's own agreements between clusters, and
+            # business agreements members signed after meeting.
+            ("Partnership agreements", await db["agreements"].count_documents(agreement_query)),
+            ("Business agreements", totals["agreements_signed"]),
         ],
         over_time=grouped(
             "Meetings per month",
