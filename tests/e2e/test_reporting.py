@@ -216,7 +216,7 @@ def read_pdf(path: Path) -> tuple[str, list[Path]]:
 async def test_the_dashboard_as_a_person_sees_it(scene: Scene) -> None:
     reporting = scene.platform.config.service_url("reporting")
     # A partnership agreement between two clusters: the dashboard must not call it 0.
-    pact = {"title": "Pact", "signed_on": "2026-01-01", "scope": "Together"}
+    pact = {"title": f"Dashboard pact {scene.run}", "signed_on": "2026-01-01", "scope": "Together"}
     await scene.post(
         "/agreements", {**pact, "cluster_ids": [await scene.cluster("BG"), await scene.cluster("ES")]}
     )
