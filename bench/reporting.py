@@ -60,6 +60,7 @@ from zoneinfo import ZoneInfo
 import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from faststream.kafka import KafkaBroker
 from pymongo import AsyncMongoClient
 from rich.console import Console
 from rich.progress import (
@@ -102,7 +103,8 @@ from c2f_shared.events import (
     ParticipantRegistered,
     Slot,
 )
-from c2f_shared.service import Runtime, UnitOfWork
+from c2f_shared.service.outbox import Outbox
+from c2f_shared.service.unit_of_work import Transactions
 from measuring import cpu_seconds, cpu_used, percentile
 
 # Redirected to a file, rich would wrap the tables at 80 columns.
@@ -678,7 +680,7 @@ async def consume_committing(bootstrap: str, n: int) -> float:
 async def database_baselines(mongo_uri: str, sample: list[Message]) -> tuple[float, float]:
     """On a scratch database: (plain inserts/s, events/s of reporting's database work per event).
 
-    The second repeats `Runtime._process_once` with reporting's own `projections.project`: an
+    The second repeats `Pipeline.process` with reporting's own `projections.HANDLERS`: an
     inbox lookup outside the transaction, then one transaction with the inbox insert and the
     projection's writes."""
     client: AsyncMongoClient[Document] = AsyncMongoClient(mongo_uri, tz_aware=True)
@@ -686,7 +688,7 @@ async def database_baselines(mongo_uri: str, sample: list[Message]) -> tuple[flo
     db = client[name]
     envelopes = [Envelope.model_validate_json(value) for _, _, value in sample]
     events = [envelope.open() for envelope in envelopes]
-    runtime = Runtime(Settings(mongo_db=name), service="bench")  # a UnitOfWork needs one; never started
+    store = Transactions(client, db, Outbox(db, KafkaBroker()), "bench")  # never publishes
     try:
         with progress() as bar:
             task = bar.add_task("plain inserts (sample)", total=len(sample))
@@ -702,15 +704,11 @@ async def database_baselines(mongo_uri: str, sample: list[Message]) -> tuple[flo
             for envelope, event in zip(envelopes, events, strict=True):
                 if await inbox.find_one({"_id": envelope.event_id}, {"_id": 1}):
                     continue
-                async with client.start_session() as session, await session.start_transaction():
-                    await inbox.insert_one(
-                        {"_id": envelope.event_id, "type": envelope.type, "at": datetime.now(UTC)},
-                        session=session,
+                async with store.unit_of_work(envelope.correlation_id) as uow:
+                    await uow.db["processed_events"].insert_one(
+                        {"_id": envelope.event_id, "type": envelope.type, "at": datetime.now(UTC)}
                     )
-                    uow = UnitOfWork(
-                        db=db, session=session, correlation_id=envelope.correlation_id, _runtime=runtime
-                    )
-                    await projections.project(event, envelope, uow)
+                    await projections.HANDLERS[type(event)](event, envelope, uow)
                 bar.advance(task)
             transactions = len(sample) / (time.perf_counter() - start)
     finally:

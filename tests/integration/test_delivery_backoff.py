@@ -29,7 +29,7 @@ from pydantic import SecretStr
 
 from c2f_cli.processes import free_port
 from c2f_cli.stack import Stack
-from c2f_notifications import api, handlers
+from c2f_notifications import api, outgoing
 from c2f_notifications.config import Settings
 from c2f_notifications.delivery import Delivery
 from c2f_notifications.store import EVENTS, OUTGOING, RECIPIENTS
@@ -153,14 +153,14 @@ async def a_scene(runtime: Runtime, people: int) -> tuple[str, dict[str, str]]:
 async def queue_confirmations(runtime: Runtime, delivery: Delivery, event_id: str, ids: list[str]) -> None:
     async def work(uow: UnitOfWork) -> None:
         for pid in ids:
-            assert await handlers.queue(uow, "registration_confirmed", pid, pid, {"event_id": event_id})
+            assert await outgoing.queue(uow, "registration_confirmed", pid, pid, {"event_id": event_id})
 
     await runtime.transact(work, "backoff-test")
     delivery.wake()
 
 
 def key(pid: str) -> str:
-    return handlers.dedupe_key("registration_confirmed", pid, pid)
+    return outgoing.dedupe_key("registration_confirmed", pid, pid)
 
 
 def _aware(moment: datetime) -> datetime:

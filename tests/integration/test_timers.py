@@ -49,7 +49,7 @@ async def deliver(runtime: Runtime, handle: Any, event: Event) -> None:
     envelope = Envelope.wrap(event, producer="test", correlation_id="c")
 
     async def work(uow: UnitOfWork) -> None:
-        await handle(event, envelope, uow)
+        await handle[type(event)](event, envelope, uow)
 
     await runtime.transact(work)
 
@@ -107,7 +107,7 @@ async def reminders(runtime: Runtime) -> list[dict[str, Any]]:
 
 
 async def test_a_reminder_moves_with_its_meeting_and_fires_once(runtime: Runtime) -> None:
-    handle = handlers.make_handler(settings(reminders="2s"), lambda: None)
+    handle = handlers.make_handlers(settings(reminders="2s"), lambda: None)
     event_id, meeting = str(uuid.uuid4()), f"mt-{uuid.uuid4().hex[:6]}"
     await people(runtime, handle, event_id, "a", "b")
     soon = datetime.now(UTC) + timedelta(seconds=3)
@@ -134,7 +134,7 @@ async def test_a_reminder_moves_with_its_meeting_and_fires_once(runtime: Runtime
 
 
 async def test_a_cancelled_meeting_is_not_reminded(runtime: Runtime) -> None:
-    handle = handlers.make_handler(settings(reminders="1s"), lambda: None)
+    handle = handlers.make_handlers(settings(reminders="1s"), lambda: None)
     event_id, meeting = str(uuid.uuid4()), f"mt-{uuid.uuid4().hex[:6]}"
     await people(runtime, handle, event_id, "c", "d")
     before = len(await reminders(runtime))
@@ -180,7 +180,7 @@ def suggested(event_id: str, me: str, other: str | None = None) -> MatchSuggeste
 
 
 async def test_one_digest_gathers_the_suggestions_that_came_meanwhile(runtime: Runtime) -> None:
-    handle = handlers.make_handler(settings(digest_delay_seconds=0.5), lambda: None)
+    handle = handlers.make_handlers(settings(digest_delay_seconds=0.5), lambda: None)
     event_id = str(uuid.uuid4())
     me = f"p-{uuid.uuid4().hex[:6]}"
     others = [f"q-{uuid.uuid4().hex[:6]}" for _ in range(3)]
@@ -201,7 +201,7 @@ async def test_one_digest_gathers_the_suggestions_that_came_meanwhile(runtime: R
 async def test_a_digest_sent_before_the_sign_up_arrived_still_starts_the_period(runtime: Runtime) -> None:
     """Scaled out, a suggestion (one topic) can be handled before its participant's sign-up
     (another topic): the digest goes out once the sign-up arrives, and the period holds."""
-    handle = handlers.make_handler(settings(digest_delay_seconds=0.3), lambda: None)
+    handle = handlers.make_handlers(settings(digest_delay_seconds=0.3), lambda: None)
     event_id, me = str(uuid.uuid4()), f"p-{uuid.uuid4().hex[:6]}"
     await deliver(runtime, handle, suggested(event_id, me))  # before anything about `me`
     await asyncio.sleep(0.5)
@@ -218,7 +218,7 @@ async def test_a_digest_sent_before_the_sign_up_arrived_still_starts_the_period(
 async def test_a_suggestion_arriving_while_the_digest_is_sent_waits_for_the_next_period(
     runtime: Runtime,
 ) -> None:
-    handle = handlers.make_handler(settings(digest_delay_seconds=0.3), lambda: None)
+    handle = handlers.make_handlers(settings(digest_delay_seconds=0.3), lambda: None)
     event_id, me = str(uuid.uuid4()), f"p-{uuid.uuid4().hex[:6]}"
     await people(runtime, handle, event_id, me)
     await deliver(runtime, handle, suggested(event_id, me))

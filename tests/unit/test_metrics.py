@@ -1,7 +1,7 @@
 """What /metrics reports, computed from small fakes: consumer lag per assigned partition, and
 HTTP requests by route template. (The whole endpoint, on real services, is in tests/e2e.)"""
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import httpx
 import pytest
@@ -10,8 +10,8 @@ from fastapi import FastAPI
 from prometheus_client.parser import text_string_to_metric_families
 
 from c2f_matching.config import Settings
+from c2f_shared.service import health
 from c2f_shared.service.metrics import Metrics
-from c2f_shared.service.runtime import Runtime
 
 A = TopicPartition("c2f.registration.participants", 0)
 B = TopicPartition("c2f.registration.participants", 1)
@@ -38,9 +38,10 @@ class FakeConsumer:
 
 
 @dataclass
-class FakeSubscriber:
-    consumer: FakeConsumer | None = None
-    extra: dict[str, str] = field(default_factory=dict)
+class Consuming:
+    """Our consumer, as the metrics see it: its aiokafka consumer (None before it starts)."""
+
+    kafka: FakeConsumer | None = None
 
 
 def samples(metrics: Metrics, name: str) -> dict[tuple[tuple[str, str], ...], float]:
@@ -48,13 +49,22 @@ def samples(metrics: Metrics, name: str) -> dict[tuple[tuple[str, str], ...], fl
     return {tuple(sorted(s.labels.items())): s.value for f in families for s in f.samples if s.name == name}
 
 
-def runtime_with(consumer: FakeConsumer | None) -> Runtime:
-    runtime = Runtime(Settings(), service="matching")
-    runtime._subscribers["registrations"] = FakeSubscriber(consumer)
-    return runtime
+class Measured:
+    """The metrics of a matching instance whose only consumer is `consumer`."""
+
+    def __init__(self, consumer: FakeConsumer | None) -> None:
+        self.metrics = Metrics()
+        self._consumers = [Consuming(consumer)]
+
+    async def refresh_metrics(self) -> None:
+        await health.refresh_metrics(self.metrics, Settings().consumer_group, self._consumers, None, None)
 
 
-def lag_of(runtime: Runtime) -> dict[str, float]:
+def runtime_with(consumer: FakeConsumer | None) -> Measured:
+    return Measured(consumer)
+
+
+def lag_of(runtime: Measured) -> dict[str, float]:
     return {
         dict(labels)["partition"]: v for labels, v in samples(runtime.metrics, "c2f_consumer_lag").items()
     }

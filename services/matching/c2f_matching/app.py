@@ -12,7 +12,6 @@ from c2f_matching.embedder import EMBEDDINGS, E5Embedder
 from c2f_matching.language import LanguageCentres
 from c2f_matching.matcher import Matcher
 from c2f_matching.search import OfferIndex
-from c2f_shared import topics
 from c2f_shared.events import MatchSuggested
 from c2f_shared.service import Runtime
 from c2f_shared.service.access import operator_digest
@@ -49,9 +48,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await asyncio.sleep(1)
 
     runtime.background(replan)
-    sources = [topics.CLUSTERS, topics.COMPANIES, topics.EVENTS, topics.PARTICIPANTS]
-    handle = handlers.make_handler(matcher)
-    runtime.consume(sources, handle, name="registrations", only=handlers.HANDLES)
+    runtime.consume(handlers.make_handlers(matcher), name="registrations")
     runtime.publishes(MatchSuggested, *meetings.PUBLISHES)
     app = service_app(
         runtime,
@@ -65,7 +62,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.offers = offers
 
     async def rebuild() -> int:
-        replayed = await runtime.replay(sources, handle, forget=handlers.READ_MODEL, only=handlers.HANDLES)
+        replayed = await runtime.replay(forget=handlers.READ_MODEL)
         await offers.reload(runtime.db)  # companies gone from the read model leave search too
         return replayed
 

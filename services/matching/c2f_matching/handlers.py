@@ -19,7 +19,6 @@ from c2f_shared.events import (
     CompanyErased,
     CompanyRegistered,
     CompanyUpdated,
-    Event,
     EventCreated,
     EventUpdated,
     MatchParty,
@@ -28,8 +27,7 @@ from c2f_shared.events import (
     ParticipantUpdated,
     ParticipantWithdrawn,
 )
-from c2f_shared.service import UnitOfWork
-from c2f_shared.service.runtime import Handler
+from c2f_shared.service import Handlers, UnitOfWork
 
 # What a rebuild starts afresh; suggestions made and meetings (matching's own facts) stay.
 READ_MODEL = (COMPANIES, CLUSTERS, PARTICIPANTS, EVENTS)
@@ -37,71 +35,74 @@ READ_MODEL = (COMPANIES, CLUSTERS, PARTICIPANTS, EVENTS)
 # Each participant is suggested at most its TOP_K best partners, each pair once.
 TOP_K = 5
 
-HANDLES = (
-    ClusterRegistered,
-    CompanyRegistered,
-    CompanyUpdated,
-    CompanyErased,
-    EventCreated,
-    EventUpdated,
-    ParticipantRegistered,
-    ParticipantUpdated,
-    ParticipantWithdrawn,
-)
+
+def make_handlers(matcher: Matcher) -> Handlers:
+    """What matching takes from registration's topics, each with its handler."""
+
+    async def company(event: CompanyRegistered | CompanyUpdated, envelope: Envelope, uow: UnitOfWork) -> None:
+        known = await uow.db[COMPANIES].find_one({"_id": event.company_id}, {"revision": 1})
+        if known is not None and known.get("revision", 0) >= event.revision:
+            return  # an older revision arriving late
+        # Matching needs what a company offers and seeks, not who its people are.
+        doc = event.model_dump(mode="json", exclude={"contacts"})
+        doc["vectors"] = await matcher.encode(doc["offers"], doc["needs"])
+        await _upsert(uow, COMPANIES, event.company_id, doc)
+        async for participant in uow.db[PARTICIPANTS].find({"company_id": event.company_id}):
+            await suggest_for(uow, matcher, participant)
+
+    async def erased(event: CompanyErased, envelope: Envelope, uow: UnitOfWork) -> None:
+        await _forget_company(uow, event.company_id)
+        matcher.forget_profile(event.company_id)
+
+    async def participant(event: ParticipantRegistered, envelope: Envelope, uow: UnitOfWork) -> None:
+        doc = {
+            "event_id": event.event_id,
+            "company_id": event.company_id,  # None for a C2C delegation
+            "cluster_id": event.cluster_id,
+            "token_hash": event.access_token_hash,
+            "availability": event.availability,
+            "max_meetings": event.max_meetings,
+            "languages": event.languages,
+            # Shown to the people it meets only with the attendee's consent.
+            "attendee": event.attendee.name if event.consent_share_contact else None,
+        }
+        await _upsert(uow, PARTICIPANTS, event.participant_id, doc)
+        if event.company_id is not None:
+            await suggest_for(uow, matcher, {"_id": event.participant_id, **doc})
+
+    async def event_changed(event: EventCreated | EventUpdated, envelope: Envelope, uow: UnitOfWork) -> None:
+        await _upsert(uow, EVENTS, event.event_id, event.model_dump(mode="json", include=EVENT_FIELDS))
+        async for participant in uow.db[PARTICIPANTS].find(
+            {"event_id": event.event_id, "company_id": {"$ne": None}}
+        ):
+            await suggest_for(uow, matcher, participant)
+
+    return {
+        ClusterRegistered: _cluster,
+        CompanyRegistered: company,
+        CompanyUpdated: company,
+        CompanyErased: erased,
+        EventCreated: event_changed,
+        EventUpdated: event_changed,
+        ParticipantRegistered: participant,
+        ParticipantUpdated: _participant_updated,
+        ParticipantWithdrawn: _participant_withdrawn,
+    }
 
 
-def make_handler(matcher: Matcher) -> Handler:
-    async def handle(event: Event, envelope: Envelope, uow: UnitOfWork) -> None:
-        if isinstance(event, CompanyRegistered | CompanyUpdated):
-            known = await uow.db[COMPANIES].find_one(
-                {"_id": event.company_id}, {"revision": 1}, session=uow.session
-            )
-            if known is not None and known.get("revision", 0) >= event.revision:
-                return  # an older revision arriving late
-            # Matching needs what a company offers and seeks, not who its people are.
-            doc = event.model_dump(mode="json", exclude={"contacts"})
-            doc["vectors"] = await matcher.encode(doc["offers"], doc["needs"])
-            await _upsert(uow, COMPANIES, event.company_id, doc)
-            async for participant in uow.db[PARTICIPANTS].find(
-                {"company_id": event.company_id}, session=uow.session
-            ):
-                await suggest_for(uow, matcher, participant)
-        elif isinstance(event, CompanyErased):
-            await _forget_company(uow, event.company_id)
-            matcher.forget_profile(event.company_id)
-        elif isinstance(event, ClusterRegistered):
-            await _upsert(uow, CLUSTERS, event.cluster_id, {"name": event.name, "country": event.country})
-        elif isinstance(event, ParticipantRegistered):
-            doc = {
-                "event_id": event.event_id,
-                "company_id": event.company_id,  # None for a C2C delegation
-                "cluster_id": event.cluster_id,
-                "token_hash": event.access_token_hash,
-                "availability": event.availability,
-                "max_meetings": event.max_meetings,
-                "languages": event.languages,
-                # Shown to the people it meets only with the attendee's consent.
-                "attendee": event.attendee.name if event.consent_share_contact else None,
-            }
-            await _upsert(uow, PARTICIPANTS, event.participant_id, doc)
-            if event.company_id is not None:
-                await suggest_for(uow, matcher, {"_id": event.participant_id, **doc})
-        elif isinstance(event, ParticipantUpdated):
-            changes = {"availability": event.availability, "max_meetings": event.max_meetings}
-            await _upsert(uow, PARTICIPANTS, event.participant_id, {**changes, "languages": event.languages})
-            await meetings.schedule_is_stale(uow, event.event_id)
-        elif isinstance(event, ParticipantWithdrawn):
-            await meetings.withdraw(uow, event.participant_id)
-            await uow.db[PARTICIPANTS].delete_one({"_id": event.participant_id}, session=uow.session)
-        elif isinstance(event, EventCreated | EventUpdated):
-            doc = event.model_dump(mode="json", include=EVENT_FIELDS)
-            await _upsert(uow, EVENTS, event.event_id, doc)
-            async for participant in uow.db[PARTICIPANTS].find(
-                {"event_id": event.event_id, "company_id": {"$ne": None}}, session=uow.session
-            ):
-                await suggest_for(uow, matcher, participant)
+async def _cluster(event: ClusterRegistered, envelope: Envelope, uow: UnitOfWork) -> None:
+    await _upsert(uow, CLUSTERS, event.cluster_id, {"name": event.name, "country": event.country})
 
-    return handle
+
+async def _participant_updated(event: ParticipantUpdated, envelope: Envelope, uow: UnitOfWork) -> None:
+    changes = {"availability": event.availability, "max_meetings": event.max_meetings}
+    await _upsert(uow, PARTICIPANTS, event.participant_id, {**changes, "languages": event.languages})
+    await meetings.schedule_is_stale(uow, event.event_id)
+
+
+async def _participant_withdrawn(event: ParticipantWithdrawn, envelope: Envelope, uow: UnitOfWork) -> None:
+    await meetings.withdraw(uow, event.participant_id)
+    await uow.db[PARTICIPANTS].delete_one({"_id": event.participant_id})
 
 
 EVENT_FIELDS = {
@@ -122,16 +123,16 @@ EVENT_FIELDS = {
 
 async def _upsert(uow: UnitOfWork, collection: str, doc_id: str, doc: dict[str, Any]) -> None:
     await uow.db[collection].update_one(
-        {"_id": doc_id}, {"$set": {**doc, "updated_at": datetime.now(UTC)}}, upsert=True, session=uow.session
+        {"_id": doc_id}, {"$set": {**doc, "updated_at": datetime.now(UTC)}}, upsert=True
     )
 
 
 async def suggest_for(uow: UnitOfWork, matcher: Matcher, participant: dict[str, Any]) -> None:
     """Publish `participant`'s best partners at its event that were not suggested before."""
-    event = await uow.db[EVENTS].find_one({"_id": participant["event_id"]}, session=uow.session)
+    event = await uow.db[EVENTS].find_one({"_id": participant["event_id"]})
     if event is None or event.get("kind") != "b2b":
         return  # companies meet one to one at B2B events (delegations choose at C2C; webinars: none)
-    profiles = await event_profiles(uow.db, matcher, participant["event_id"], uow.session)
+    profiles = await event_profiles(uow.db, matcher, participant["event_id"])
     me = next((p for p in profiles if p.participant_id == participant["_id"]), None)
     if me is None:
         return  # its company's profile has not reached us yet
@@ -167,7 +168,6 @@ async def suggest_for(uow: UnitOfWork, matcher: Matcher, participant: dict[str, 
             )
             for s in suggestions
         ],
-        session=uow.session,
     )
     for i in sorted(stored.upserted_ids or {}):  # only what was not suggested before is news
         uow.emit(suggestions[i], event_id=suggestions[i].suggestion_id)
@@ -177,18 +177,17 @@ async def _forget_company(uow: UnitOfWork, company_id: str) -> None:
     """Erasure: the company, its participants and every suggestion and meeting naming them go
     (the other parties hear that their meetings are cancelled)."""
     participant_ids = [
-        p["_id"]
-        async for p in uow.db[PARTICIPANTS].find({"company_id": company_id}, {"_id": 1}, session=uow.session)
+        p["_id"] async for p in uow.db[PARTICIPANTS].find({"company_id": company_id}, {"_id": 1})
     ]
-    await uow.db[SUGGESTIONS].delete_many({"participant_ids": {"$in": participant_ids}}, session=uow.session)
+    await uow.db[SUGGESTIONS].delete_many({"participant_ids": {"$in": participant_ids}})
     await meetings.forget(uow, participant_ids)
     # What was published about them (suggestions, meeting facts) leaves the outbox too.
     named = "|".join(re.escape(i) for i in [company_id, *participant_ids])
-    await uow.outbox.forget({"payload": {"$regex": named}}, uow.session)
-    await uow.db[PARTICIPANTS].delete_many({"company_id": company_id}, session=uow.session)
-    await uow.db[COMPANIES].delete_one({"_id": company_id}, session=uow.session)
+    await uow.forget_published({"payload": {"$regex": named}})
+    await uow.db[PARTICIPANTS].delete_many({"company_id": company_id})
+    await uow.db[COMPANIES].delete_one({"_id": company_id})
     await uow.db[ERASED].update_one(
-        {"_id": company_id}, {"$set": {"erased_at": datetime.now(UTC)}}, upsert=True, session=uow.session
+        {"_id": company_id}, {"$set": {"erased_at": datetime.now(UTC)}}, upsert=True
     )
 
 

@@ -75,9 +75,7 @@ async def request(
     if deadline is not None and now() > utc(deadline):
         raise Refused(409, f"meeting requests closed at {deadline}")
     found = (
-        await uow.db[PARTICIPANTS]
-        .find({"_id": {"$in": invitees}, "event_id": event["_id"]}, session=uow.session)
-        .to_list(None)
+        await uow.db[PARTICIPANTS].find({"_id": {"$in": invitees}, "event_id": event["_id"]}).to_list(None)
     )
     missing = sorted(set(invitees) - {p["_id"] for p in found})
     if missing:
@@ -92,13 +90,12 @@ async def request(
                 "parties": {"$all": parties, "$size": 2},
                 "status": {"$ne": "cancelled"},
             },
-            session=uow.session,
         )
         if earlier is not None:
             if earlier["status"] == MeetingStatus.REQUESTED and earlier["requested_by"] == invitees[0]:
                 # They asked us first: asking back is saying yes, and a mutual wish.
                 await uow.db[MEETINGS].update_one(
-                    {"_id": earlier["_id"]}, {"$inc": {"priority": MUTUAL_BONUS}}, session=uow.session
+                    {"_id": earlier["_id"]}, {"$inc": {"priority": MUTUAL_BONUS}}
                 )
                 earlier["priority"] += MUTUAL_BONUS
                 return await _answer(uow, event, earlier, requester["_id"], True, by), False
@@ -110,7 +107,6 @@ async def request(
     if cap is not None:
         mine = await uow.db[MEETINGS].count_documents(
             {"event_id": event["_id"], "requested_by": requester["_id"], "status": {"$in": list(ACTIVE)}},
-            session=uow.session,
         )
         if mine >= cap:
             raise Refused(409, f"you have {mine} open or accepted requests, the most this event allows")
@@ -119,7 +115,6 @@ async def request(
         suggested = await uow.db[SUGGESTIONS].find_one(
             {"_id": suggestion_id(event["_id"], requester["_id"], invitees[0])},
             {"score": 1},
-            session=uow.session,
         )
         if suggested is not None:
             priority += round(4 * min(float(suggested["score"]), 1.5))
@@ -139,7 +134,7 @@ async def request(
         "created_at": now(),
         "updated_at": now(),
     }
-    await uow.db[MEETINGS].insert_one(doc, session=uow.session)
+    await uow.db[MEETINGS].insert_one(doc)
     uow.emit(_fact(MeetingRequested, doc, by))
     if rules.get("auto_accept"):
         for invitee in invitees:
@@ -211,9 +206,7 @@ async def _cancel(uow: UnitOfWork, meeting: dict[str, Any], by: str) -> dict[str
 
 async def withdraw(uow: UnitOfWork, participant_id: str, by: str = "withdrawn") -> None:
     """A participant left the event (or was erased): its open and accepted meetings are off."""
-    async for meeting in uow.db[MEETINGS].find(
-        {"parties": participant_id, "status": {"$in": list(ACTIVE)}}, session=uow.session
-    ):
+    async for meeting in uow.db[MEETINGS].find({"parties": participant_id, "status": {"$in": list(ACTIVE)}}):
         await _cancel(uow, meeting, by)
 
 
@@ -223,14 +216,13 @@ async def forget(uow: UnitOfWork, participant_ids: list[str]) -> None:
     name them as ERASED_PARTY and carry no message."""
     gone = set(participant_ids)
     meeting_ids = []
-    async for meeting in uow.db[MEETINGS].find({"parties": {"$in": participant_ids}}, session=uow.session):
+    async for meeting in uow.db[MEETINGS].find({"parties": {"$in": participant_ids}}):
         meeting_ids.append(meeting["_id"])
         if meeting["status"] in ACTIVE:
             await _cancel(uow, _without(meeting, gone), ERASED_PARTY)
-    await uow.db[MEETINGS].delete_many({"_id": {"$in": meeting_ids}}, session=uow.session)
+    await uow.db[MEETINGS].delete_many({"_id": {"$in": meeting_ids}})
     await uow.db[OUTCOMES].delete_many(
         {"$or": [{"participant_id": {"$in": participant_ids}}, {"meeting_id": {"$in": meeting_ids}}]},
-        session=uow.session,
     )
 
 
@@ -252,10 +244,10 @@ def _without(meeting: dict[str, Any], gone: set[str]) -> dict[str, Any]:
 async def schedule_is_stale(uow: UnitOfWork, event_id: str) -> None:
     """Something the published schedule depends on changed: it needs a new version (which
     `replan_stale` publishes by itself at events whose organiser chose auto-reschedule)."""
-    event = await uow.db[EVENTS].find_one({"_id": event_id}, {"meetings": 1}, session=uow.session)
+    event = await uow.db[EVENTS].find_one({"_id": event_id}, {"meetings": 1})
     auto = bool(((event or {}).get("meetings") or {}).get("auto_reschedule"))
     await uow.db[SCHEDULES].update_one(
-        {"_id": event_id}, {"$set": {"stale": True, "stale_since": now(), "auto": auto}}, session=uow.session
+        {"_id": event_id}, {"$set": {"stale": True, "stale_since": now(), "auto": auto}}
     )
 
 
@@ -292,13 +284,13 @@ async def replan_stale(runtime: Runtime, seconds: float, quiet: float) -> list[s
 
 
 async def _room_for_one_more(uow: UnitOfWork, event: dict[str, Any], participant_id: str) -> bool:
-    participant = await uow.db[PARTICIPANTS].find_one({"_id": participant_id}, session=uow.session)
+    participant = await uow.db[PARTICIPANTS].find_one({"_id": participant_id})
     caps = [(event.get("meetings") or {}).get("max_meetings"), (participant or {}).get("max_meetings")]
     limits = [c for c in caps if c is not None]
     if not limits:
         return True
     accepted = await uow.db[MEETINGS].count_documents(
-        {"event_id": event["_id"], "parties": participant_id, "status": "accepted"}, session=uow.session
+        {"event_id": event["_id"], "parties": participant_id, "status": "accepted"}
     )
     return bool(accepted < min(limits))
 
@@ -327,7 +319,7 @@ async def publish_schedule(
     async def work(uow: UnitOfWork) -> dict[str, Any]:
         current = (
             await uow.db[MEETINGS]
-            .find({"event_id": event_id, "status": "accepted"}, {"version": 1}, session=uow.session)
+            .find({"event_id": event_id, "status": "accepted"}, {"version": 1})
             .to_list(None)
         )
         if {d["_id"]: d["version"] for d in current} != seen:
@@ -374,7 +366,6 @@ async def publish_schedule(
             {"_id": event_id},
             {"$set": {**summary, "stale": False, "published_at": now()}},
             upsert=True,
-            session=uow.session,
         )
         uow.emit(published)
         return summary
@@ -423,7 +414,7 @@ def _table_number(label: str) -> int:
 
 
 async def _schedule_version(uow: UnitOfWork, event_id: str) -> int:
-    doc = await uow.db[SCHEDULES].find_one({"_id": event_id}, {"schedule_version": 1}, session=uow.session)
+    doc = await uow.db[SCHEDULES].find_one({"_id": event_id}, {"schedule_version": 1})
     return int(doc["schedule_version"]) if doc else 0
 
 
@@ -472,7 +463,7 @@ async def record_outcome(
         raise Refused(409, f"the meeting has not started yet (it starts at {placed['starts_at']})")
     key = f"{meeting_id}:{participant_id}"
     facts = {"held": held, "rating": rating, "follow_up": follow_up}
-    known = await uow.db[OUTCOMES].find_one({"_id": key}, session=uow.session)
+    known = await uow.db[OUTCOMES].find_one({"_id": key})
     if known is not None and all(known.get(k) == v for k, v in facts.items()):
         return known
     revision = (known or {}).get("revision", 0) + 1
@@ -484,7 +475,7 @@ async def record_outcome(
         "revision": revision,
         "updated_at": now(),
     }
-    await uow.db[OUTCOMES].update_one({"_id": key}, {"$set": doc}, upsert=True, session=uow.session)
+    await uow.db[OUTCOMES].update_one({"_id": key}, {"$set": doc}, upsert=True)
     uow.emit(MeetingOutcomeRecorded(**{k: v for k, v in doc.items() if k != "updated_at"}))
     return {"_id": key, **doc}
 
@@ -493,14 +484,14 @@ async def record_outcome(
 
 
 async def _event(uow: UnitOfWork, event_id: str) -> dict[str, Any]:
-    event: dict[str, Any] | None = await uow.db[EVENTS].find_one({"_id": event_id}, session=uow.session)
+    event: dict[str, Any] | None = await uow.db[EVENTS].find_one({"_id": event_id})
     if event is None:
         raise Refused(404, f"no event {event_id!r}")
     return event
 
 
 async def _meeting(uow: UnitOfWork, meeting_id: str) -> dict[str, Any]:
-    meeting: dict[str, Any] | None = await uow.db[MEETINGS].find_one({"_id": meeting_id}, session=uow.session)
+    meeting: dict[str, Any] | None = await uow.db[MEETINGS].find_one({"_id": meeting_id})
     if meeting is None:
         raise Refused(404, f"no meeting {meeting_id!r}")
     return meeting
@@ -509,7 +500,7 @@ async def _meeting(uow: UnitOfWork, meeting_id: str) -> dict[str, Any]:
 async def _lock(uow: UnitOfWork, participant_ids: Iterable[str]) -> None:
     """Write to each participant's document so concurrent transactions on them conflict."""
     await uow.db[PARTICIPANTS].update_many(
-        {"_id": {"$in": list(participant_ids)}}, {"$inc": {"meeting_writes": 1}}, session=uow.session
+        {"_id": {"$in": list(participant_ids)}}, {"$inc": {"meeting_writes": 1}}
     )
 
 
@@ -517,7 +508,6 @@ async def _save(uow: UnitOfWork, doc: dict[str, Any], changes: dict[str, Any]) -
     result = await uow.db[MEETINGS].update_one(
         {"_id": doc["_id"], "version": doc["version"]},
         {"$set": changes, "$inc": {"version": 1}},
-        session=uow.session,
     )
     if result.matched_count == 0:
         raise Refused(409, "the meeting changed meanwhile; look again")
@@ -528,7 +518,7 @@ async def _round(uow: UnitOfWork, event_id: str, parties: list[str]) -> int:
     """How many requests these parties made to each other before (cancelled ones)."""
     return int(
         await uow.db[MEETINGS].count_documents(
-            {"event_id": event_id, "parties": {"$all": parties, "$size": len(parties)}}, session=uow.session
+            {"event_id": event_id, "parties": {"$all": parties, "$size": len(parties)}}
         )
     )
 

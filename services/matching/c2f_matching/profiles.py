@@ -16,9 +16,7 @@ from c2f_matching.store import CLUSTERS, COMPANIES, PARTICIPANTS
 VERSION_FIELDS = {"revision": 1, "updated_at": 1}
 
 
-async def _company_profiles(
-    db: Any, matcher: Matcher, versions: dict[str, Any], session: Any = None
-) -> dict[str, Profile]:
+async def _company_profiles(db: Any, matcher: Matcher, versions: dict[str, Any]) -> dict[str, Profile]:
     companies: dict[str, Profile] = {}
     for company_id, version in versions.items():
         kept = matcher.kept_profile(company_id, version)
@@ -26,24 +24,24 @@ async def _company_profiles(
             companies[company_id] = kept
     changed = [company_id for company_id in versions if company_id not in companies]
     if changed:
-        async for company in db[COMPANIES].find({"_id": {"$in": changed}}, session=session):
+        async for company in db[COMPANIES].find({"_id": {"$in": changed}}):
             companies[company["_id"]] = matcher.keep_profile(company)
     return companies
 
 
-async def event_profiles(db: Any, matcher: Matcher, event_id: str, session: Any = None) -> list[Profile]:
+async def event_profiles(db: Any, matcher: Matcher, event_id: str) -> list[Profile]:
     """Every participant of the event whose company is known, as scoring profiles."""
     participants = (
         await db[PARTICIPANTS]
-        .find({"event_id": event_id, "company_id": {"$ne": None}}, {"company_id": 1}, session=session)
+        .find({"event_id": event_id, "company_id": {"$ne": None}}, {"company_id": 1})
         .to_list(None)
     )
     company_ids = list({p["company_id"] for p in participants})
     versions = {
         c["_id"]: matcher.version(c)
-        async for c in db[COMPANIES].find({"_id": {"$in": company_ids}}, VERSION_FIELDS, session=session)
+        async for c in db[COMPANIES].find({"_id": {"$in": company_ids}}, VERSION_FIELDS)
     }
-    companies = await _company_profiles(db, matcher, versions, session)
+    companies = await _company_profiles(db, matcher, versions)
     return [
         dataclasses.replace(companies[p["company_id"]], participant_id=p["_id"])
         for p in participants

@@ -7,7 +7,6 @@ from fastapi import FastAPI
 from c2f_notifications import api, handlers
 from c2f_notifications.config import Settings
 from c2f_notifications.delivery import Delivery
-from c2f_shared import topics
 from c2f_shared.events import MessageDeadLettered, NotificationSent
 from c2f_shared.service import Runtime
 from c2f_shared.service.access import operator_digest
@@ -23,19 +22,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await delivery.ensure_indexes()
 
     runtime.on_start(on_start)
-    runtime.consume(
-        [
-            topics.CLUSTERS,
-            topics.COMPANIES,
-            topics.EVENTS,
-            topics.PARTICIPANTS,
-            topics.MATCH_SUGGESTIONS,
-            topics.MEETINGS,
-        ],
-        handlers.make_handler(settings, delivery.wake),
-        name="facts",
-        only=handlers.HANDLES,
-    )
+    runtime.consume(handlers.make_handlers(settings, delivery.wake), name="facts")
     runtime.background(delivery.run_forever)
     runtime.publishes(NotificationSent, MessageDeadLettered)
     app = service_app(

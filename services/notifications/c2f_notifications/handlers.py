@@ -1,19 +1,17 @@
 """Notifications' consumers: keep what messages need (recipients, events, names, meetings)
-and queue one message per fact, kind and person, or a timer for a message that comes later
-(digests, reminders, nudges, outcome requests).
-
-A queue entry's id is its dedupe key (kind, fact, recipient), so a redelivered event queues
-nothing new and the same person is never told the same thing twice.
+and queue one message per fact, kind and person (`outgoing.queue`), or a timer for a message
+that comes later (digests, reminders, nudges, outcome requests). A redelivered event queues
+nothing new: a queue entry's id is its dedupe key.
 """
 
 import json
 import re
-from collections.abc import Callable
-from datetime import datetime, timedelta
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from typing import Any
 
 from c2f_notifications.config import Settings
-from c2f_notifications.messages import ESSENTIAL
+from c2f_notifications.outgoing import cancel_timers, queue, timer
 from c2f_notifications.store import (
     CLUSTERS,
     COMPANIES,
@@ -24,7 +22,6 @@ from c2f_notifications.store import (
     OUTGOING,
     RECIPIENTS,
     TIMERS,
-    WEBHOOKS,
 )
 from c2f_shared.envelope import Envelope
 from c2f_shared.events import (
@@ -32,7 +29,6 @@ from c2f_shared.events import (
     CompanyErased,
     CompanyRegistered,
     CompanyUpdated,
-    Event,
     EventCreated,
     EventUpdated,
     MatchSuggested,
@@ -46,268 +42,197 @@ from c2f_shared.events import (
     ParticipantWithdrawn,
     SchedulePublished,
 )
-from c2f_shared.service import UnitOfWork
-from c2f_shared.service.runtime import Handler
+from c2f_shared.service import Handlers, UnitOfWork
 from c2f_shared.times import now, utc
 from c2f_shared.vocabulary import Consent
 
-HANDLES = (
-    ParticipantRegistered,
-    ParticipantWithdrawn,
-    CompanyRegistered,
-    CompanyUpdated,
-    CompanyErased,
-    ClusterRegistered,
-    EventCreated,
-    EventUpdated,
-    MatchSuggested,
-    MeetingRequested,
-    MeetingAccepted,
-    MeetingDeclined,
-    MeetingCancelled,
-    MeetingScheduled,
-    MeetingUnscheduled,
-    SchedulePublished,
-)
 
+class _Facts:
+    """The handlers, with what they need: the settings, and the delivery loop to wake."""
 
-def dedupe_key(kind: str, about_id: str, recipient_id: str) -> str:
-    return f"{kind}:{about_id}:{recipient_id}"
+    def __init__(self, settings: Settings, wake: Callable[[], None]) -> None:
+        self.settings = settings
+        self.wake = wake
 
-
-async def queue(
-    uow: UnitOfWork,
-    kind: str,
-    about_id: str,
-    recipient_id: str,
-    data: dict[str, Any],
-    correlation_id: str | None = None,
-) -> bool:
-    """Queue one e-mail (once: the dedupe key is the _id), and a copy for the recipient's
-    cluster's webhook if it has one. Optional kinds the recipient muted are not queued."""
-    recipient = await uow.db[RECIPIENTS].find_one({"_id": recipient_id}, session=uow.session)
-    if recipient is not None and kind not in ESSENTIAL and kind in recipient.get("muted", []):
-        return False
-    if recipient is None and await uow.db[ERASURES].find_one(
-        {"participants": recipient_id}, session=uow.session
-    ):
-        return False  # erased (a fact in flight, e.g. the meeting its erasure cancelled): nobody to tell
-    at = now()
-    key = dedupe_key(kind, about_id, recipient_id)
-    result = await uow.db[OUTGOING].update_one(
-        {"_id": key},
-        {
-            "$setOnInsert": {
-                "kind": kind,
-                "channel": "email",
-                "about_id": about_id,
-                "recipient_id": recipient_id,
-                "event_id": data.get("event_id") or (recipient or {}).get("event_id"),
-                "data": data,
-                "correlation_id": correlation_id,
-                "status": "pending",
-                "attempts": 0,
-                "waits": 0,
-                "tries": [],
-                "next_attempt_at": at,
-                "created_at": at,
-            }
-        },
-        upsert=True,
-        session=uow.session,
-    )
-    if result.upserted_id is None:
-        return False
-    hook = await uow.db[WEBHOOKS].find_one({"_id": (recipient or {}).get("cluster_id")}, session=uow.session)
-    if hook is not None:
-        # The cluster's own system hears the same fact (ids and what happened; no contact data).
-        await uow.db[OUTGOING].update_one(
-            {"_id": f"webhook:{key}"},
-            {
-                "$setOnInsert": {
-                    "kind": kind,
-                    "channel": "webhook",
-                    "cluster_id": hook["_id"],
-                    "about_id": about_id,
-                    "recipient_id": recipient_id,
-                    "event_id": data.get("event_id") or (recipient or {}).get("event_id"),
-                    "data": data,
-                    "correlation_id": correlation_id,
-                    "status": "pending",
-                    "attempts": 0,
-                    "tries": [],
-                    "next_attempt_at": at,
-                    "created_at": at,
-                }
-            },
-            upsert=True,
-            session=uow.session,
-        )
-    return True
-
-
-async def timer(
-    uow: UnitOfWork, timer_id: str, kind: str, recipient_id: str, due_at: datetime, data: dict[str, Any]
-) -> None:
-    """Something to send later; setting it again moves it (a meeting that moved)."""
-    await uow.db[TIMERS].update_one(
-        {"_id": timer_id},
-        {
-            "$set": {
-                "kind": kind,
-                "recipient_id": recipient_id,
-                "due_at": due_at,
-                "data": data,
-                "status": "pending",
-            },
-            "$setOnInsert": {"created_at": now()},
-        },
-        upsert=True,
-        session=uow.session,
-    )
-
-
-async def cancel_timers(uow: UnitOfWork, query: dict[str, Any]) -> None:
-    await uow.db[TIMERS].update_many(
-        {**query, "status": "pending"}, {"$set": {"status": "cancelled"}}, session=uow.session
-    )
-
-
-def make_handler(settings: Settings, wake: Callable[[], None]) -> Handler:
-    async def handle(event: Event, envelope: Envelope, uow: UnitOfWork) -> None:
-        db, session = uow.db, uow.session
-
-        async def upsert(collection: str, doc_id: str, doc: dict[str, Any]) -> dict[str, Any] | None:
-            before: dict[str, Any] | None = await db[collection].find_one_and_update(
-                {"_id": doc_id}, {"$set": doc}, upsert=True, session=session
-            )
-            return before
+    def tell(
+        self, uow: UnitOfWork, envelope: Envelope
+    ) -> Callable[[str, str, str, dict[str, Any]], Awaitable[None]]:
+        """Queue a message about the event being handled, waking delivery once it commits."""
 
         async def tell(kind: str, about: str, recipient: str, data: dict[str, Any]) -> None:
             if await queue(uow, kind, about, recipient, data, envelope.correlation_id):
-                uow.after_commit(wake)
+                uow.after_commit(self.wake)
 
-        if isinstance(event, ParticipantRegistered):
-            await upsert(
-                RECIPIENTS,
-                event.participant_id,
-                {
-                    **event.attendee.model_dump(),
-                    "consent_share_contact": event.consent_share_contact,
-                    "event_id": event.event_id,
-                    "company_id": event.company_id,
-                    "cluster_id": event.cluster_id,
-                    "token_hash": event.access_token_hash,
-                    "status": "registered",
-                },
-            )
-            await tell(
-                "registration_confirmed",
-                event.participant_id,
-                event.participant_id,
-                {"event_id": event.event_id},
-            )
-        elif isinstance(event, ParticipantWithdrawn):
-            await db[RECIPIENTS].update_one(
-                {"_id": event.participant_id}, {"$set": {"status": "withdrawn"}}, session=session
-            )
-            await db[OUTGOING].update_many(
-                {"recipient_id": event.participant_id, "status": "pending"},
-                {"$set": {"status": "cancelled", "reason": "the participant withdrew"}},
-                session=session,
-            )
-            await cancel_timers(uow, {"recipient_id": event.participant_id})
-        elif isinstance(event, CompanyRegistered | CompanyUpdated):
-            # Contact persons only if they agreed to be shown to matched companies.
-            shown = [
-                {"name": c.name, "email": c.email}
-                for c in event.contacts
-                if c.consent in (Consent.BROCHURE, Consent.MATCHES)
-            ]
-            await upsert(
-                COMPANIES,
-                event.company_id,
-                {"name": event.legal_name, "country": event.country, "contacts": shown},
-            )
-        elif isinstance(event, CompanyErased):
-            people = await _forget_company(uow, event.company_id)
-            # Ids and a date only: facts about the company or its people still in flight are recognised.
-            await db[ERASURES].update_one(
-                {"_id": event.company_id},
-                {"$set": {"erased_at": now()}, "$addToSet": {"participants": {"$each": people}}},
-                upsert=True,
-                session=session,
-            )
-        elif isinstance(event, ClusterRegistered):
-            await upsert(CLUSTERS, event.cluster_id, {"name": event.name, "country": event.country})
-        elif isinstance(event, EventCreated | EventUpdated):
-            fields = event.model_dump(
-                mode="json",
-                include={
-                    "name",
-                    "kind",
-                    "mode",
-                    "venue",
-                    "city",
-                    "country",
-                    "venue_timezone",
-                    "starts_at",
-                    "ends_at",
-                    "link",
-                    "recording_url",
-                },
-            )
-            before = await upsert(EVENTS, event.event_id, fields)
-            if event.recording_url and not (before or {}).get("recording_url"):
-                async for person in db[RECIPIENTS].find(
-                    {"event_id": event.event_id, "status": "registered"}, session=session
-                ):
-                    await tell(
-                        "recording_available",
-                        event.event_id,
-                        person["_id"],
-                        {"event_id": event.event_id, "url": event.recording_url},
-                    )
-        elif isinstance(event, MatchSuggested):
-            erased = await db[ERASURES].find_one(
-                {"_id": {"$in": [p.company_id for p in event.parties]}}, session=session
-            )
-            if erased is not None:
-                return  # the suggestion was made before its company was erased, and arrived after
-            for party in event.parties:
-                await _collect_for_digest(uow, settings, event, party.participant_id)
-            uow.after_commit(wake)
-        elif isinstance(event, MeetingRequested | MeetingAccepted | MeetingDeclined | MeetingCancelled):
-            await _meeting_changed(uow, settings, event, tell)
-            uow.after_commit(wake)
-        elif isinstance(event, MeetingScheduled):
-            await _meeting_scheduled(uow, settings, event, tell)
-            uow.after_commit(wake)
-        elif isinstance(event, MeetingUnscheduled):
-            known = await db[MEETINGS].find_one({"_id": event.meeting_id}, session=session) or {}
-            await db[MEETINGS].update_one(
-                {"_id": event.meeting_id},
-                {
-                    "$set": {
-                        "placement": None,
-                        "last_placement": known.get("placement"),
-                        "sequence": event.sequence,
-                    }
-                },
-                upsert=True,
-                session=session,
-            )
-            await cancel_timers(uow, {"data.meeting_id": event.meeting_id, "kind": "reminder"})
-            if event.reason != "cancelled" and known.get("placement"):
-                data = _meeting_data(
-                    event.meeting_id, event.event_id, event.parties, known["placement"], event.sequence
+        return tell
+
+    async def participant_registered(
+        self, event: ParticipantRegistered, envelope: Envelope, uow: UnitOfWork
+    ) -> None:
+        await _upsert(
+            uow,
+            RECIPIENTS,
+            event.participant_id,
+            {
+                **event.attendee.model_dump(),
+                "consent_share_contact": event.consent_share_contact,
+                "event_id": event.event_id,
+                "company_id": event.company_id,
+                "cluster_id": event.cluster_id,
+                "token_hash": event.access_token_hash,
+                "status": "registered",
+            },
+        )
+        tell = self.tell(uow, envelope)
+        await tell(
+            "registration_confirmed", event.participant_id, event.participant_id, {"event_id": event.event_id}
+        )
+
+    async def event_changed(
+        self, event: EventCreated | EventUpdated, envelope: Envelope, uow: UnitOfWork
+    ) -> None:
+        before = await _upsert(
+            uow, EVENTS, event.event_id, event.model_dump(mode="json", include=EVENT_FIELDS)
+        )
+        if event.recording_url and not (before or {}).get("recording_url"):
+            tell = self.tell(uow, envelope)
+            async for person in uow.db[RECIPIENTS].find({"event_id": event.event_id, "status": "registered"}):
+                await tell(
+                    "recording_available",
+                    event.event_id,
+                    person["_id"],
+                    {"event_id": event.event_id, "url": event.recording_url},
                 )
-                for pid in event.parties:
-                    await tell("meeting_dropped", f"{event.meeting_id}#{event.sequence}", pid, data)
-        elif isinstance(event, SchedulePublished) and event.schedule_version == 1:
-            await _agendas(uow, event.event_id, tell)
 
-    return handle
+    async def suggested(self, event: MatchSuggested, envelope: Envelope, uow: UnitOfWork) -> None:
+        if await uow.db[ERASURES].find_one({"_id": {"$in": [p.company_id for p in event.parties]}}):
+            return  # the suggestion was made before its company was erased, and arrived after
+        for party in event.parties:
+            await _collect_for_digest(uow, self.settings, event, party.participant_id)
+        uow.after_commit(self.wake)
+
+    async def meeting_changed(
+        self,
+        event: MeetingRequested | MeetingAccepted | MeetingDeclined | MeetingCancelled,
+        envelope: Envelope,
+        uow: UnitOfWork,
+    ) -> None:
+        await _meeting_changed(uow, self.settings, event, self.tell(uow, envelope))
+        uow.after_commit(self.wake)
+
+    async def meeting_scheduled(self, event: MeetingScheduled, envelope: Envelope, uow: UnitOfWork) -> None:
+        await _meeting_scheduled(uow, self.settings, event, self.tell(uow, envelope))
+        uow.after_commit(self.wake)
+
+    async def meeting_unscheduled(
+        self, event: MeetingUnscheduled, envelope: Envelope, uow: UnitOfWork
+    ) -> None:
+        known = await uow.db[MEETINGS].find_one({"_id": event.meeting_id}) or {}
+        await uow.db[MEETINGS].update_one(
+            {"_id": event.meeting_id},
+            {
+                "$set": {
+                    "placement": None,
+                    "last_placement": known.get("placement"),
+                    "sequence": event.sequence,
+                }
+            },
+            upsert=True,
+        )
+        await cancel_timers(uow, {"data.meeting_id": event.meeting_id, "kind": "reminder"})
+        if event.reason != "cancelled" and known.get("placement"):
+            data = _meeting_data(
+                event.meeting_id, event.event_id, event.parties, known["placement"], event.sequence
+            )
+            tell = self.tell(uow, envelope)
+            for pid in event.parties:
+                await tell("meeting_dropped", f"{event.meeting_id}#{event.sequence}", pid, data)
+
+    async def schedule_published(self, event: SchedulePublished, envelope: Envelope, uow: UnitOfWork) -> None:
+        if event.schedule_version == 1:
+            await _agendas(uow, event.event_id, self.tell(uow, envelope))
+
+
+def make_handlers(settings: Settings, wake: Callable[[], None]) -> Handlers:
+    """What notifications takes from the topics, each with its handler; `wake` wakes delivery."""
+    facts = _Facts(settings, wake)
+    return {
+        ParticipantRegistered: facts.participant_registered,
+        ParticipantWithdrawn: _participant_withdrawn,
+        CompanyRegistered: _company,
+        CompanyUpdated: _company,
+        CompanyErased: _company_erased,
+        ClusterRegistered: _cluster,
+        EventCreated: facts.event_changed,
+        EventUpdated: facts.event_changed,
+        MatchSuggested: facts.suggested,
+        MeetingRequested: facts.meeting_changed,
+        MeetingAccepted: facts.meeting_changed,
+        MeetingDeclined: facts.meeting_changed,
+        MeetingCancelled: facts.meeting_changed,
+        MeetingScheduled: facts.meeting_scheduled,
+        MeetingUnscheduled: facts.meeting_unscheduled,
+        SchedulePublished: facts.schedule_published,
+    }
+
+
+EVENT_FIELDS = {
+    "name",
+    "kind",
+    "mode",
+    "venue",
+    "city",
+    "country",
+    "venue_timezone",
+    "starts_at",
+    "ends_at",
+    "link",
+    "recording_url",
+}
+
+
+async def _upsert(
+    uow: UnitOfWork, collection: str, doc_id: str, doc: dict[str, Any]
+) -> dict[str, Any] | None:
+    """Set `doc`'s fields; returns the document as it was before (None: new)."""
+    return await uow.db[collection].find_one_and_update({"_id": doc_id}, {"$set": doc}, upsert=True)
+
+
+async def _participant_withdrawn(event: ParticipantWithdrawn, envelope: Envelope, uow: UnitOfWork) -> None:
+    await uow.db[RECIPIENTS].update_one({"_id": event.participant_id}, {"$set": {"status": "withdrawn"}})
+    await uow.db[OUTGOING].update_many(
+        {"recipient_id": event.participant_id, "status": "pending"},
+        {"$set": {"status": "cancelled", "reason": "the participant withdrew"}},
+    )
+    await cancel_timers(uow, {"recipient_id": event.participant_id})
+
+
+async def _company(event: CompanyRegistered | CompanyUpdated, envelope: Envelope, uow: UnitOfWork) -> None:
+    # Contact persons only if they agreed to be shown to matched companies.
+    shown = [
+        {"name": c.name, "email": c.email}
+        for c in event.contacts
+        if c.consent in (Consent.BROCHURE, Consent.MATCHES)
+    ]
+    await _upsert(
+        uow,
+        COMPANIES,
+        event.company_id,
+        {"name": event.legal_name, "country": event.country, "contacts": shown},
+    )
+
+
+async def _company_erased(event: CompanyErased, envelope: Envelope, uow: UnitOfWork) -> None:
+    people = await _forget_company(uow, event.company_id)
+    # Ids and a date only: facts about the company or its people still in flight are recognised.
+    await uow.db[ERASURES].update_one(
+        {"_id": event.company_id},
+        {"$set": {"erased_at": now()}, "$addToSet": {"participants": {"$each": people}}},
+        upsert=True,
+    )
+
+
+async def _cluster(event: ClusterRegistered, envelope: Envelope, uow: UnitOfWork) -> None:
+    await _upsert(uow, CLUSTERS, event.cluster_id, {"name": event.name, "country": event.country})
 
 
 async def _collect_for_digest(
@@ -315,7 +240,7 @@ async def _collect_for_digest(
 ) -> None:
     """Keep the suggestion for the participant's next digest, and make sure one is due: after
     a short gathering delay, and no sooner than a period after the last one."""
-    db, session = uow.db, uow.session
+    db = uow.db
     await db[DIGEST_ITEMS].update_one(
         {"_id": f"{event.suggestion_id}:{recipient_id}"},
         {
@@ -328,15 +253,14 @@ async def _collect_for_digest(
             }
         },
         upsert=True,
-        session=session,
     )
     # The digest timer is one document per participant; its state says when the last went out.
     # Reading it here also makes this transaction collide with one firing it, so that a
     # suggestion arriving while a digest is sent waits for the next period, not a second digest.
-    current = await db[TIMERS].find_one({"_id": f"digest:{recipient_id}"}, session=session) or {}
+    current = await db[TIMERS].find_one({"_id": f"digest:{recipient_id}"}) or {}
     if current.get("status") == "pending":
         return
-    person = await db[RECIPIENTS].find_one({"_id": recipient_id}, session=session) or {}
+    person = await db[RECIPIENTS].find_one({"_id": recipient_id}) or {}
     period = timedelta(hours=float(person.get("digest_hours") or settings.digest_hours))
     last = now() if current.get("status") == "firing" else current.get("last_sent_at")
     last = last or person.get("last_digest_at")
@@ -362,7 +286,7 @@ def _meeting_data(
 
 
 async def _meeting_changed(uow: UnitOfWork, settings: Settings, event: Any, tell: Callable[..., Any]) -> None:
-    db, session = uow.db, uow.session
+    db = uow.db
     known = (
         await db[MEETINGS].find_one_and_update(
             {"_id": event.meeting_id},
@@ -376,7 +300,6 @@ async def _meeting_changed(uow: UnitOfWork, settings: Settings, event: Any, tell
                 }
             },
             upsert=True,
-            session=session,
         )
         or {}
     )
@@ -411,7 +334,7 @@ async def _meeting_changed(uow: UnitOfWork, settings: Settings, event: Any, tell
 async def _meeting_scheduled(
     uow: UnitOfWork, settings: Settings, event: MeetingScheduled, tell: Callable[..., Any]
 ) -> None:
-    db, session = uow.db, uow.session
+    db = uow.db
     placement = {
         "slot_id": event.slot_id,
         "starts_at": event.starts_at,
@@ -429,7 +352,6 @@ async def _meeting_scheduled(
             }
         },
         upsert=True,
-        session=session,
     )
     data = _meeting_data(event.meeting_id, event.event_id, event.parties, placement, event.sequence)
     if event.schedule_version > 1:
@@ -445,7 +367,7 @@ async def _meeting_scheduled(
                 await timer(uow, timer_id, "reminder", party, due, {**data, "offset": offset})
             else:
                 await cancel_timers(uow, {"_id": timer_id})
-        found = await db["events"].find_one({"_id": event.event_id}, {"ends_at": 1}, session=session)
+        found = await db["events"].find_one({"_id": event.event_id}, {"ends_at": 1})
         ends = utc(found["ends_at"]) if found and found.get("ends_at") else event.ends_at
         await db[TIMERS].update_one(
             {"_id": f"outcome:{event.event_id}:{party}"},
@@ -460,16 +382,13 @@ async def _meeting_scheduled(
                 }
             },
             upsert=True,
-            session=session,
         )
 
 
 async def _agendas(uow: UnitOfWork, event_id: str, tell: Callable[..., Any]) -> None:
     """The first published schedule: each participant's agenda, all its meetings in one mail."""
     by_party: dict[str, list[dict[str, Any]]] = {}
-    async for m in uow.db[MEETINGS].find(
-        {"event_id": event_id, "placement": {"$ne": None}}, session=uow.session
-    ):
+    async for m in uow.db[MEETINGS].find({"event_id": event_id, "placement": {"$ne": None}}):
         for party in m["parties"]:
             by_party.setdefault(party, []).append(
                 _meeting_data(m["_id"], event_id, m["parties"], m["placement"], m.get("sequence", 0))
@@ -481,43 +400,35 @@ async def _agendas(uow: UnitOfWork, event_id: str, tell: Callable[..., Any]) -> 
 async def _forget_company(uow: UnitOfWork, company_id: str) -> list[str]:
     """Erasure: the company's people and what was queued for them go; messages to others
     that named them keep only their status. Answers the people's (participant) ids."""
-    db, session = uow.db, uow.session
-    recipients = (
-        await db[RECIPIENTS].find({"company_id": company_id}, {"event_id": 1}, session=session).to_list(None)
-    )
+    db = uow.db
+    recipients = await db[RECIPIENTS].find({"company_id": company_id}, {"event_id": 1}).to_list(None)
     people = [r["_id"] for r in recipients]
-    meetings = [
-        m["_id"] async for m in db[MEETINGS].find({"parties": {"$in": people}}, {"_id": 1}, session=session)
-    ]
+    meetings = [m["_id"] async for m in db[MEETINGS].find({"parties": {"$in": people}}, {"_id": 1})]
     # Messages to others that named them keep their kind and status, not what they said.
     named = {company_id, *people, *meetings}
     events = list({r["event_id"] for r in recipients if r.get("event_id")})
     async for message in db[OUTGOING].find(
         {"event_id": {"$in": events}, "recipient_id": {"$nin": people}, "data": {"$exists": True}},
         {"data": 1, "status": 1},
-        session=session,
     ):
         if any(name in json.dumps(message["data"], default=str) for name in named):
             changes: dict[str, Any] = {"$unset": {"data": "", "subject": ""}, "$set": {"redacted": True}}
             if message.get("status") in ("pending", "sending"):
                 changes["$set"] |= {"status": "cancelled", "reason": "a party was erased"}
-            await db[OUTGOING].update_one({"_id": message["_id"]}, changes, session=session)
-    await db[MEETINGS].delete_many({"_id": {"$in": meetings}}, session=session)
-    await db[TIMERS].delete_many({"data.meeting_id": {"$in": meetings}}, session=session)
-    await uow.outbox.forget({"payload": {"$regex": "|".join(re.escape(i) for i in named)}}, session)
-    await db[OUTGOING].delete_many({"recipient_id": {"$in": people}}, session=session)
-    await db[TIMERS].delete_many({"recipient_id": {"$in": people}}, session=session)
+            await db[OUTGOING].update_one({"_id": message["_id"]}, changes)
+    await db[MEETINGS].delete_many({"_id": {"$in": meetings}})
+    await db[TIMERS].delete_many({"data.meeting_id": {"$in": meetings}})
+    await uow.forget_published({"payload": {"$regex": "|".join(re.escape(i) for i in named)}})
+    await db[OUTGOING].delete_many({"recipient_id": {"$in": people}})
+    await db[TIMERS].delete_many({"recipient_id": {"$in": people}})
     await db[DIGEST_ITEMS].delete_many(
-        {"$or": [{"recipient_id": {"$in": people}}, {"fact.parties.company_id": company_id}]}, session=session
+        {"$or": [{"recipient_id": {"$in": people}}, {"fact.parties.company_id": company_id}]}
     )
     await db[OUTGOING].update_many(
         {"data.items.parties.company_id": company_id, "status": {"$in": ["pending", "sending"]}},
         {"$set": {"status": "cancelled", "reason": "a party was erased"}},
-        session=session,
     )
-    await db[OUTGOING].update_many(
-        {"data.items.parties.company_id": company_id}, {"$unset": {"data": ""}}, session=session
-    )
-    await db[RECIPIENTS].delete_many({"company_id": company_id}, session=session)
-    await db[COMPANIES].delete_one({"_id": company_id}, session=session)
+    await db[OUTGOING].update_many({"data.items.parties.company_id": company_id}, {"$unset": {"data": ""}})
+    await db[RECIPIENTS].delete_many({"company_id": company_id})
+    await db[COMPANIES].delete_one({"_id": company_id})
     return people

@@ -8,7 +8,7 @@ from typing import Any
 
 from pymongo import ReturnDocument
 
-from c2f_notifications.handlers import queue
+from c2f_notifications.outgoing import queue
 from c2f_notifications.store import DIGEST_ITEMS, MEETINGS, RECIPIENTS, TIMERS
 from c2f_shared.service import Runtime, UnitOfWork
 
@@ -37,7 +37,6 @@ async def fire_due(runtime: Runtime) -> int:
             await uow.db[TIMERS].update_one(
                 {"_id": claimed["_id"], "status": "firing"},
                 {"$set": {"status": "done", "fired_at": datetime.now(UTC)}},
-                session=uow.session,
             )
 
         await runtime.transact(work)
@@ -48,7 +47,7 @@ async def _digest(uow: UnitOfWork, timer: dict[str, Any]) -> None:
     recipient = timer["recipient_id"]
     items = (
         await uow.db[DIGEST_ITEMS]
-        .find({"recipient_id": recipient, "digest": None}, session=uow.session)
+        .find({"recipient_id": recipient, "digest": None})
         .sort("created_at", 1)
         .to_list(None)
     )
@@ -60,21 +59,17 @@ async def _digest(uow: UnitOfWork, timer: dict[str, Any]) -> None:
         uow, "suggestions_digest", digest, recipient, {"event_id": facts[0]["event_id"], "items": facts}
     )
     await uow.db[DIGEST_ITEMS].update_many(
-        {"_id": {"$in": [i["_id"] for i in items]}}, {"$set": {"digest": digest}}, session=uow.session
+        {"_id": {"$in": [i["_id"] for i in items]}}, {"$set": {"digest": digest}}
     )
     # On the timer too: the participant's sign-up may not have reached us yet (another topic).
     sent_at = datetime.now(UTC)
-    await uow.db[TIMERS].update_one(
-        {"_id": timer["_id"]}, {"$set": {"last_sent_at": sent_at}}, session=uow.session
-    )
-    await uow.db[RECIPIENTS].update_one(
-        {"_id": recipient}, {"$set": {"last_digest_at": sent_at}}, session=uow.session
-    )
+    await uow.db[TIMERS].update_one({"_id": timer["_id"]}, {"$set": {"last_sent_at": sent_at}})
+    await uow.db[RECIPIENTS].update_one({"_id": recipient}, {"$set": {"last_digest_at": sent_at}})
 
 
 async def _reminder(uow: UnitOfWork, timer: dict[str, Any]) -> None:
     data = timer["data"]
-    meeting = await uow.db[MEETINGS].find_one({"_id": data["meeting_id"]}, session=uow.session)
+    meeting = await uow.db[MEETINGS].find_one({"_id": data["meeting_id"]})
     if meeting is None or meeting.get("status") == "cancelled" or meeting.get("sequence") != data["sequence"]:
         return  # moved (a new reminder was set) or called off
     about = f"{data['meeting_id']}:{data['offset']}:{data['sequence']}"
@@ -83,7 +78,7 @@ async def _reminder(uow: UnitOfWork, timer: dict[str, Any]) -> None:
 
 async def _nudge(uow: UnitOfWork, timer: dict[str, Any]) -> None:
     data, me = timer["data"], timer["recipient_id"]
-    meeting = await uow.db[MEETINGS].find_one({"_id": data["meeting_id"]}, session=uow.session)
+    meeting = await uow.db[MEETINGS].find_one({"_id": data["meeting_id"]})
     if meeting is None or meeting.get("status") != "requested" or meeting["answers"].get(me) != "requested":
         return
     nudge = {
@@ -99,7 +94,6 @@ async def _outcome_request(uow: UnitOfWork, timer: dict[str, Any]) -> None:
         {"id": m["_id"], "parties": m["parties"], "placement": m["placement"]}
         async for m in uow.db[MEETINGS].find(
             {"event_id": event_id, "parties": me, "placement": {"$ne": None}, "status": {"$ne": "cancelled"}},
-            session=uow.session,
         )
     ]
     if meetings:

@@ -6,7 +6,6 @@ from fastapi import FastAPI
 from c2f_registration import api, auth, partnership, store
 from c2f_registration.api import imports
 from c2f_registration.config import Settings
-from c2f_shared import topics
 from c2f_shared.events import (
     ClusterRegistered,
     CompanyErased,
@@ -30,9 +29,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     runtime = Runtime(settings, service="registration")
     runtime.on_start(_on_start)
-    runtime.consume(
-        [topics.EVENTS, topics.PARTICIPANTS, topics.COMPANIES], partnership.handle, name="partnership"
-    )
+    runtime.consume(partnership.HANDLERS, name="partnership")
     runtime.publishes(
         ClusterRegistered,
         CompanyRegistered,

@@ -14,63 +14,55 @@ from c2f_shared.envelope import Envelope
 from c2f_shared.events import (
     ClusterRegistered,
     CompanyErased,
-    Event,
     EventCreated,
     EventUpdated,
     ParticipantRegistered,
     ParticipantWithdrawn,
 )
-from c2f_shared.service import UnitOfWork
+from c2f_shared.service import Handlers, UnitOfWork
 
 FOREIGN_PARTICIPANTS = "foreign_participants"
-HANDLES = (
-    ClusterRegistered,
-    EventCreated,
-    EventUpdated,
-    ParticipantRegistered,
-    ParticipantWithdrawn,
-    CompanyErased,
-)
 
 
-async def handle(event: Event, envelope: Envelope, uow: UnitOfWork) -> None:
-    if isinstance(event, ClusterRegistered):
-        # Clusters served elsewhere are listed too, and may sign agreements, but have no members here.
-        await uow.db[store.CLUSTERS].update_one(
-            {"_id": event.cluster_id},
-            {
-                "$setOnInsert": {
-                    "natural_key": f"foreign:{event.cluster_id}",
-                    "foreign": True,
-                    "data": event.model_dump(mode="json", exclude={"cluster_id"}),
-                    "created_at": envelope.occurred_at,
-                }
-            },
-            upsert=True,
-            session=uow.session,
-        )
-    elif isinstance(event, EventCreated | EventUpdated):
-        await _foreign_event(uow, event)
-    elif isinstance(event, ParticipantRegistered):
-        if await _is_local_participant(uow, event.participant_id):
-            return
-        inserted = await uow.db[FOREIGN_PARTICIPANTS].update_one(
-            {"_id": event.participant_id},
-            {"$setOnInsert": {"event_id": event.event_id, "company_id": event.company_id}},
-            upsert=True,
-            session=uow.session,
-        )
-        if inserted.upserted_id is not None:
-            await _count(uow, event.event_id, +1)
-    elif isinstance(event, ParticipantWithdrawn):
-        await _forget_foreign({"_id": event.participant_id}, uow)
-    elif isinstance(event, CompanyErased):
-        await _forget_foreign({"company_id": event.company_id}, uow)
+async def _cluster(event: ClusterRegistered, envelope: Envelope, uow: UnitOfWork) -> None:
+    # Clusters served elsewhere are listed too, and may sign agreements, but have no members here.
+    await uow.db[store.CLUSTERS].update_one(
+        {"_id": event.cluster_id},
+        {
+            "$setOnInsert": {
+                "natural_key": f"foreign:{event.cluster_id}",
+                "foreign": True,
+                "data": event.model_dump(mode="json", exclude={"cluster_id"}),
+                "created_at": envelope.occurred_at,
+            }
+        },
+        upsert=True,
+    )
 
 
-async def _foreign_event(uow: UnitOfWork, event: EventCreated | EventUpdated) -> None:
+async def _participant(event: ParticipantRegistered, envelope: Envelope, uow: UnitOfWork) -> None:
+    if await _is_local_participant(uow, event.participant_id):
+        return
+    inserted = await uow.db[FOREIGN_PARTICIPANTS].update_one(
+        {"_id": event.participant_id},
+        {"$setOnInsert": {"event_id": event.event_id, "company_id": event.company_id}},
+        upsert=True,
+    )
+    if inserted.upserted_id is not None:
+        await _count(uow, event.event_id, +1)
+
+
+async def _withdrawn(event: ParticipantWithdrawn, envelope: Envelope, uow: UnitOfWork) -> None:
+    await _forget_foreign({"_id": event.participant_id}, uow)
+
+
+async def _erased(event: CompanyErased, envelope: Envelope, uow: UnitOfWork) -> None:
+    await _forget_foreign({"company_id": event.company_id}, uow)
+
+
+async def _foreign_event(event: EventCreated | EventUpdated, envelope: Envelope, uow: UnitOfWork) -> None:
     events = uow.db[store.EVENTS]
-    known = await events.find_one({"_id": event.event_id}, session=uow.session)
+    known = await events.find_one({"_id": event.event_id})
     if known is not None and (not known.get("foreign") or known["revision"] >= event.revision):
         return  # our own event, or an older revision arriving late
     facts = event.model_dump(mode="json")
@@ -82,20 +74,16 @@ async def _foreign_event(uow: UnitOfWork, event: EventCreated | EventUpdated) ->
             "$setOnInsert": {"natural_key": f"foreign:{event.event_id}", "registered": 0},
         },
         upsert=True,
-        session=uow.session,
     )
 
 
 async def _is_local_participant(uow: UnitOfWork, participant_id: str) -> bool:
-    return (
-        await uow.db[store.PARTICIPANTS].find_one({"_id": participant_id}, {"_id": 1}, session=uow.session)
-        is not None
-    )
+    return await uow.db[store.PARTICIPANTS].find_one({"_id": participant_id}, {"_id": 1}) is not None
 
 
 async def _forget_foreign(query: dict[str, Any], uow: UnitOfWork) -> None:
-    async for participant in uow.db[FOREIGN_PARTICIPANTS].find(query, session=uow.session):
-        await uow.db[FOREIGN_PARTICIPANTS].delete_one({"_id": participant["_id"]}, session=uow.session)
+    async for participant in uow.db[FOREIGN_PARTICIPANTS].find(query):
+        await uow.db[FOREIGN_PARTICIPANTS].delete_one({"_id": participant["_id"]})
         await _count(uow, participant["event_id"], -1)
 
 
@@ -109,3 +97,13 @@ async def _count(uow: UnitOfWork, event_id: str, delta: int) -> None:
         upsert=delta > 0,  # a sign-up may arrive before its event
         session=uow.session,
     )
+
+
+HANDLERS: Handlers = {
+    ClusterRegistered: _cluster,
+    EventCreated: _foreign_event,
+    EventUpdated: _foreign_event,
+    ParticipantRegistered: _participant,
+    ParticipantWithdrawn: _withdrawn,
+    CompanyErased: _erased,
+}

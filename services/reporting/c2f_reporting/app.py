@@ -5,7 +5,6 @@ from fastapi import FastAPI
 
 from c2f_reporting import api, projections
 from c2f_reporting.config import Settings
-from c2f_shared import topics
 from c2f_shared.service import Runtime
 from c2f_shared.service.access import operator_digest
 from c2f_shared.service.http import service_app
@@ -14,7 +13,7 @@ from c2f_shared.service.http import service_app
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     runtime = Runtime(settings, service="reporting")
-    runtime.consume(topics.ALL, projections.project, name="everything")
+    runtime.consume(projections.HANDLERS, name="everything")
     app = service_app(
         runtime,
         description="The partnership in numbers, totals and per cluster, country, sector, event and "
@@ -23,7 +22,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
 
     async def rebuild() -> int:
-        return await runtime.replay(topics.ALL, projections.project, forget=projections.COLLECTIONS)
+        return await runtime.replay(forget=projections.COLLECTIONS)
 
     app.state.rebuild = rebuild
     app.state.operator_digest = operator_digest(settings.operator_token)

@@ -11,7 +11,11 @@ from c2f_shared.events import (
     EventCreated,
     EventUpdated,
     MatchSuggested,
+    MeetingAccepted,
+    MeetingCancelled,
+    MeetingDeclined,
     MeetingOutcomeRecorded,
+    MeetingRequested,
     MeetingScheduled,
     MeetingUnscheduled,
     MessageDeadLettered,
@@ -21,7 +25,7 @@ from c2f_shared.events import (
     PartnershipAgreementSigned,
     _MeetingFacts,
 )
-from c2f_shared.service import UnitOfWork
+from c2f_shared.service import Handlers, UnitOfWork
 
 # Every collection reporting keeps: a rebuild empties them all and replays the topics.
 COLLECTIONS = (
@@ -53,33 +57,27 @@ PROJECTIONS: dict[type[Event], tuple[str, str]] = {
 }
 
 
-async def project(event: Event, envelope: Envelope, uow: UnitOfWork) -> None:
-    if isinstance(event, CompanyErased):
-        await _forget_company(uow, event.company_id)
-        # Ids and a date only: a suggestion about the company still in flight is recognised.
-        await uow.db["erasures"].update_one(
-            {"_id": event.company_id},
-            {"$set": {"erased_at": envelope.occurred_at}},
-            upsert=True,
-            session=uow.session,
-        )
-        return
-    if isinstance(event, MatchSuggested) and await uow.db["erasures"].find_one(
-        {"_id": {"$in": [p.company_id for p in event.parties]}}, session=uow.session
-    ):
+async def _erased(event: CompanyErased, envelope: Envelope, uow: UnitOfWork) -> None:
+    await _forget_company(uow, event.company_id)
+    # Ids and a date only: a suggestion about the company still in flight is recognised.
+    await uow.db["erasures"].update_one(
+        {"_id": event.company_id}, {"$set": {"erased_at": envelope.occurred_at}}, upsert=True
+    )
+
+
+async def _suggested(event: MatchSuggested, envelope: Envelope, uow: UnitOfWork) -> None:
+    if await uow.db["erasures"].find_one({"_id": {"$in": [p.company_id for p in event.parties]}}):
         return  # made before its company was erased, arrived after
-    if isinstance(event, ParticipantWithdrawn):
-        await uow.db["participants"].update_one(
-            {"_id": event.participant_id}, {"$set": {"status": "withdrawn"}}, session=uow.session
-        )
-        return
-    if isinstance(event, _MeetingFacts | MeetingScheduled | MeetingUnscheduled | MeetingOutcomeRecorded):
-        await _meeting(uow, event)
-        return
-    where = PROJECTIONS.get(type(event))
-    if where is None:
-        return
-    collection, id_field = where
+    await _projected(event, envelope, uow)
+
+
+async def _withdrawn(event: ParticipantWithdrawn, envelope: Envelope, uow: UnitOfWork) -> None:
+    await uow.db["participants"].update_one({"_id": event.participant_id}, {"$set": {"status": "withdrawn"}})
+
+
+async def _projected(event: Event, envelope: Envelope, uow: UnitOfWork) -> None:
+    """The fact's aggregate, as the latest fact about it says."""
+    collection, id_field = PROJECTIONS[type(event)]
     data = event.model_dump(mode="json", exclude={id_field})
     if isinstance(event, ParticipantRegistered):
         # Reports count people; they need neither their contact data nor their token.
@@ -93,26 +91,25 @@ async def project(event: Event, envelope: Envelope, uow: UnitOfWork) -> None:
         {"_id": getattr(event, id_field)},
         {"$set": {**data, "occurred_at": envelope.occurred_at}},
         upsert=True,
-        session=uow.session,
     )
 
 
-async def _meeting(uow: UnitOfWork, event: Event) -> None:
+async def _meeting(event: Event, envelope: Envelope, uow: UnitOfWork) -> None:
     """One document per meeting (its latest state, whether it is in the schedule) and one per
     side's outcome. Facts of one event arrive in order (they are keyed by event)."""
     if isinstance(event, MeetingOutcomeRecorded):
         key = f"{event.meeting_id}:{event.participant_id}"
-        known = await uow.db["outcomes"].find_one({"_id": key}, {"revision": 1}, session=uow.session)
+        known = await uow.db["outcomes"].find_one({"_id": key}, {"revision": 1})
         if known is not None and known.get("revision", 0) > event.revision:
             return  # an older account arriving after a newer one
         data = event.model_dump(mode="json")
-        await uow.db["outcomes"].update_one({"_id": key}, {"$set": data}, upsert=True, session=uow.session)
+        await uow.db["outcomes"].update_one({"_id": key}, {"$set": data}, upsert=True)
         return
     assert isinstance(event, _MeetingFacts | MeetingScheduled | MeetingUnscheduled)
     if ERASED_PARTY in event.parties:
         # The cancellation an erasure caused: the meeting leaves the reports with its company.
-        await uow.db["meetings"].delete_one({"_id": event.meeting_id}, session=uow.session)
-        await uow.db["outcomes"].delete_many({"meeting_id": event.meeting_id}, session=uow.session)
+        await uow.db["meetings"].delete_one({"_id": event.meeting_id})
+        await uow.db["outcomes"].delete_many({"meeting_id": event.meeting_id})
         return
     changes: dict[str, object]
     if isinstance(event, MeetingScheduled):
@@ -127,25 +124,39 @@ async def _meeting(uow: UnitOfWork, event: Event) -> None:
         {"_id": event.meeting_id},
         {"$set": changes},
         upsert=True,
-        session=uow.session,
     )
 
 
 async def _forget_company(uow: UnitOfWork, company_id: str) -> None:
     """Erasure: the company disappears from every report, with its participants and matches."""
-    db, session = uow.db, uow.session
-    people = [
-        p["_id"]
-        async for p in db["participants"].find({"company_id": company_id}, {"_id": 1}, session=session)
-    ]
-    await db["match_suggestions"].delete_many({"parties.company_id": company_id}, session=session)
-    await db["notifications"].delete_many({"recipient_participant_id": {"$in": people}}, session=session)
-    meetings = [
-        m["_id"] async for m in db["meetings"].find({"parties": {"$in": people}}, {"_id": 1}, session=session)
-    ]
-    await db["meetings"].delete_many({"_id": {"$in": meetings}}, session=session)
+    db = uow.db
+    people = [p["_id"] async for p in db["participants"].find({"company_id": company_id}, {"_id": 1})]
+    await db["match_suggestions"].delete_many({"parties.company_id": company_id})
+    await db["notifications"].delete_many({"recipient_participant_id": {"$in": people}})
+    meetings = [m["_id"] async for m in db["meetings"].find({"parties": {"$in": people}}, {"_id": 1})]
+    await db["meetings"].delete_many({"_id": {"$in": meetings}})
     await db["outcomes"].delete_many(
-        {"$or": [{"participant_id": {"$in": people}}, {"meeting_id": {"$in": meetings}}]}, session=session
+        {"$or": [{"participant_id": {"$in": people}}, {"meeting_id": {"$in": meetings}}]}
     )
-    await db["participants"].delete_many({"company_id": company_id}, session=session)
-    await db["companies"].delete_one({"_id": company_id}, session=session)
+    await db["participants"].delete_many({"company_id": company_id})
+    await db["companies"].delete_one({"_id": company_id})
+
+
+HANDLERS: Handlers = {
+    **dict.fromkeys(PROJECTIONS, _projected),
+    MatchSuggested: _suggested,
+    CompanyErased: _erased,
+    ParticipantWithdrawn: _withdrawn,
+    **dict.fromkeys(
+        [
+            MeetingRequested,
+            MeetingAccepted,
+            MeetingDeclined,
+            MeetingCancelled,
+            MeetingScheduled,
+            MeetingUnscheduled,
+            MeetingOutcomeRecorded,
+        ],
+        _meeting,
+    ),
+}

@@ -21,12 +21,13 @@ class KafkaTimeouts(NamedTuple):
     fetch_max_wait_ms: int
     request_timeout_ms: int
     metadata_max_age_ms: int
+    idle_fetch_max_wait_ms: int  # how long a fetch waits once nothing has come for a while
 
 
 # Short group timeouts make joins take ~1 s instead of 5-18 s on the embedded broker; a
 # short request timeout and metadata age let clients recover soon after it restarts empty.
-FAST = KafkaTimeouts(1000, 200, 1000, 10, 5000, 2000)
-KAFKA_DEFAULTS = KafkaTimeouts(10_000, 3000, None, 500, 40_000, 300_000)
+FAST = KafkaTimeouts(1000, 200, 1000, 10, 5000, 2000, 500)
+KAFKA_DEFAULTS = KafkaTimeouts(10_000, 3000, None, 500, 40_000, 300_000, 500)
 
 
 class ServiceSettings(BaseSettings):

@@ -1,0 +1,107 @@
+"""What notifications sends, queued: one entry per message (kind, fact, recipient) whose id is
+its dedupe key, so the same person is never told the same thing twice, and timers for messages
+that come later (digests, reminders, nudges, outcome requests). The consumers, the timers and
+the API queue through here; `delivery` sends what is queued."""
+
+from datetime import datetime
+from typing import Any
+
+from c2f_notifications.messages import ESSENTIAL
+from c2f_notifications.store import ERASURES, OUTGOING, RECIPIENTS, TIMERS, WEBHOOKS
+from c2f_shared.service import UnitOfWork
+from c2f_shared.times import now
+
+
+def dedupe_key(kind: str, about_id: str, recipient_id: str) -> str:
+    return f"{kind}:{about_id}:{recipient_id}"
+
+
+async def queue(
+    uow: UnitOfWork,
+    kind: str,
+    about_id: str,
+    recipient_id: str,
+    data: dict[str, Any],
+    correlation_id: str | None = None,
+) -> bool:
+    """Queue one e-mail (once: the dedupe key is the _id), and a copy for the recipient's
+    cluster's webhook if it has one. Optional kinds the recipient muted are not queued."""
+    recipient = await uow.db[RECIPIENTS].find_one({"_id": recipient_id})
+    if recipient is not None and kind not in ESSENTIAL and kind in recipient.get("muted", []):
+        return False
+    if recipient is None and await uow.db[ERASURES].find_one({"participants": recipient_id}):
+        return False  # erased (a fact in flight, e.g. the meeting its erasure cancelled): nobody to tell
+    at = now()
+    key = dedupe_key(kind, about_id, recipient_id)
+    result = await uow.db[OUTGOING].update_one(
+        {"_id": key},
+        {
+            "$setOnInsert": {
+                "kind": kind,
+                "channel": "email",
+                "about_id": about_id,
+                "recipient_id": recipient_id,
+                "event_id": data.get("event_id") or (recipient or {}).get("event_id"),
+                "data": data,
+                "correlation_id": correlation_id,
+                "status": "pending",
+                "attempts": 0,
+                "waits": 0,
+                "tries": [],
+                "next_attempt_at": at,
+                "created_at": at,
+            }
+        },
+        upsert=True,
+    )
+    if result.upserted_id is None:
+        return False
+    hook = await uow.db[WEBHOOKS].find_one({"_id": (recipient or {}).get("cluster_id")})
+    if hook is not None:
+        # The cluster's own system hears the same fact (ids and what happened; no contact data).
+        await uow.db[OUTGOING].update_one(
+            {"_id": f"webhook:{key}"},
+            {
+                "$setOnInsert": {
+                    "kind": kind,
+                    "channel": "webhook",
+                    "cluster_id": hook["_id"],
+                    "about_id": about_id,
+                    "recipient_id": recipient_id,
+                    "event_id": data.get("event_id") or (recipient or {}).get("event_id"),
+                    "data": data,
+                    "correlation_id": correlation_id,
+                    "status": "pending",
+                    "attempts": 0,
+                    "tries": [],
+                    "next_attempt_at": at,
+                    "created_at": at,
+                }
+            },
+            upsert=True,
+        )
+    return True
+
+
+async def timer(
+    uow: UnitOfWork, timer_id: str, kind: str, recipient_id: str, due_at: datetime, data: dict[str, Any]
+) -> None:
+    """Something to send later; setting it again moves it (a meeting that moved)."""
+    await uow.db[TIMERS].update_one(
+        {"_id": timer_id},
+        {
+            "$set": {
+                "kind": kind,
+                "recipient_id": recipient_id,
+                "due_at": due_at,
+                "data": data,
+                "status": "pending",
+            },
+            "$setOnInsert": {"created_at": now()},
+        },
+        upsert=True,
+    )
+
+
+async def cancel_timers(uow: UnitOfWork, query: dict[str, Any]) -> None:
+    await uow.db[TIMERS].update_many({**query, "status": "pending"}, {"$set": {"status": "cancelled"}})

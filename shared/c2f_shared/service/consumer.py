@@ -1,0 +1,210 @@
+"""A service's Kafka consumer: subscribed through FastStream to the topics its handlers take, in
+the service's consumer group, processing different partitions side by side and each partition's
+messages in order (so the events of one key, e.g. one company, are handled in the order sent).
+
+FastStream's consume loop hands each record to a lane, one per partition; the lane runs it
+through the retry policy and the pipeline, and marks the partition done up to it. A committer
+commits what the lanes finished, so offsets move only past handled messages (at-least-once). A
+lane whose queue is full pauses its partition until it has caught up. When a rebalance takes a
+partition away, its lane stops and what it had not committed is read again by the new owner,
+whose inbox recognises it.
+
+While nothing arrives the consumer asks the broker to hold each fetch longer (`idle`), so an
+idle stack does not poll the embedded broker a hundred times a second; the first record wakes
+it back to `busy`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import KafkaError
+from faststream import AckPolicy
+from faststream.kafka import KafkaBroker
+from faststream.kafka.annotations import KafkaMessage
+from faststream.kafka.schemas import Topic
+
+from c2f_shared import topics
+from c2f_shared.service.pipeline import Pipeline, RetryPolicy, Where
+from c2f_shared.service.settings import ServiceSettings
+
+log = logging.getLogger(__name__)
+
+QUEUE_MAX = 200  # records waiting in one lane before its partition is paused
+IDLE_AFTER_S = 2.0  # nothing received for this long: fetch with the idle wait
+
+
+@dataclass
+class _Lane:
+    task: asyncio.Task[None] | None = None
+    queue: asyncio.Queue[Any] = field(default_factory=asyncio.Queue)
+    done: int | None = None  # the next offset to read: everything before it is handled
+    committed: int | None = None
+    paused: bool = False
+
+
+class _Assignment(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka has no type hints
+    def __init__(self, consumer: Consumer) -> None:
+        self._consumer = consumer
+        self.joined = False
+        self.assigned: set[TopicPartition] = set()
+
+    async def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
+        revoked = set(revoked)
+        self.assigned -= revoked
+        await self._consumer.close_lanes(revoked)
+
+    async def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
+        self.assigned |= set(assigned)
+        self.joined = True
+
+
+class Consumer:
+    def __init__(
+        self,
+        name: str,
+        service: str,
+        broker: KafkaBroker,
+        settings: ServiceSettings,
+        pipeline: Pipeline,
+        policy: RetryPolicy,
+    ) -> None:
+        self.name = name
+        self.pipeline = pipeline
+        self._policy = policy
+        self.assignment = _Assignment(self)
+        self._lanes: dict[TopicPartition, _Lane] = {}
+        self._commit_wanted = asyncio.Event()
+        self._last_record = 0.0
+        self._idle = False
+        timeouts = settings.kafka_timeouts_ms()
+        self._busy_wait_ms = timeouts.fetch_max_wait_ms
+        self._idle_wait_ms = max(timeouts.fetch_max_wait_ms, timeouts.idle_fetch_max_wait_ms)
+        self.subscriber = broker.subscriber(
+            *[Topic(t, num_partitions=topics.PARTITIONS) for t in pipeline.topics],
+            group_id=settings.consumer_group,
+            auto_offset_reset="earliest",
+            ack_policy=AckPolicy.MANUAL,  # the lanes and the committer move the offsets
+            listener=self.assignment,
+            title=f"{service}.{name}",
+            session_timeout_ms=timeouts.session_timeout_ms,
+            heartbeat_interval_ms=timeouts.heartbeat_interval_ms,
+            rebalance_timeout_ms=timeouts.rebalance_timeout_ms,
+            fetch_max_wait_ms=timeouts.fetch_max_wait_ms,
+        )
+
+        async def receive(message: KafkaMessage) -> None:
+            self._take(message.raw_message)
+
+        receive.__name__ = name
+        self.subscriber(receive)
+
+    @property
+    def kafka(self) -> AIOKafkaConsumer | None:
+        """The aiokafka consumer under FastStream's subscriber (None before it starts)."""
+        consumer: AIOKafkaConsumer | None = self.subscriber.consumer
+        return consumer
+
+    def background(self) -> list[asyncio.Task[None]]:
+        """The consumer's own tasks, for the life of the service."""
+        return [
+            asyncio.create_task(self._commit_forever(), name=f"{self.name}-commits"),
+            asyncio.create_task(self._idle_watch(), name=f"{self.name}-idle"),
+        ]
+
+    # -- lanes -------------------------------------------------------------------------------
+
+    def _take(self, record: Any) -> None:
+        tp = TopicPartition(record.topic, record.partition)
+        lane = self._lanes.get(tp)
+        if lane is None:
+            lane = self._lanes[tp] = _Lane()
+            lane.task = asyncio.create_task(
+                self._run(tp, lane), name=f"{self.name}-{tp.topic}[{tp.partition}]"
+            )
+        lane.queue.put_nowait(record)
+        if lane.queue.qsize() >= QUEUE_MAX and not lane.paused and self.kafka is not None:
+            self.kafka.pause(tp)
+            lane.paused = True
+        self._last_record = time.monotonic()
+        if self._idle:
+            self._set_fetch_wait(self._busy_wait_ms)
+            self._idle = False
+
+    async def _run(self, tp: TopicPartition, lane: _Lane) -> None:
+        while True:
+            record = await lane.queue.get()
+            where = Where(record.topic, record.partition, record.offset)
+            await self._policy.settle(where, record.value, self.pipeline.process)
+            lane.done = record.offset + 1
+            self._commit_wanted.set()
+            if lane.paused and lane.queue.qsize() <= QUEUE_MAX // 4 and self.kafka is not None:
+                with contextlib.suppress(Exception):  # the partition was taken away meanwhile
+                    self.kafka.resume(tp)
+                lane.paused = False
+
+    async def close_lanes(self, partitions: set[TopicPartition]) -> None:
+        """The partitions were taken away: stop their lanes and commit what they finished."""
+        closing = {tp: self._lanes.pop(tp) for tp in partitions if tp in self._lanes}
+        for lane in closing.values():
+            if lane.task is not None:
+                lane.task.cancel()
+        for lane in closing.values():
+            if lane.task is not None:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await lane.task
+        await self._commit(closing)
+
+    async def stop(self) -> None:
+        """Stop every lane (at shutdown, before the broker closes) and commit what they finished."""
+        await self.close_lanes(set(self._lanes))
+
+    # -- offsets -----------------------------------------------------------------------------
+
+    async def _commit_forever(self) -> None:
+        while True:
+            await self._commit_wanted.wait()
+            self._commit_wanted.clear()
+            await self._commit(self._lanes)
+
+    async def _commit(self, lanes: dict[TopicPartition, _Lane]) -> None:
+        offsets = {
+            tp: lane.done
+            for tp, lane in lanes.items()
+            if lane.done is not None and lane.done != lane.committed
+        }
+        kafka = self.kafka
+        if not offsets or kafka is None:
+            return
+        try:
+            await kafka.commit(offsets)
+        except (KafkaError, AssertionError) as error:  # AssertionError: no longer assigned
+            # The new owner of a partition reads it again from its last commit; its inbox
+            # recognises what was handled here.
+            log.warning("%s: could not commit %s (%s: %s)", self.name, offsets, type(error).__name__, error)
+            return
+        for tp, offset in offsets.items():
+            lanes[tp].committed = offset
+
+    # -- idle --------------------------------------------------------------------------------
+
+    async def _idle_watch(self) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            quiet = time.monotonic() - self._last_record > IDLE_AFTER_S
+            if quiet and not self._idle and all(lane.queue.empty() for lane in self._lanes.values()):
+                self._set_fetch_wait(self._idle_wait_ms)
+                self._idle = True
+
+    def _set_fetch_wait(self, ms: int) -> None:
+        # aiokafka reads this for every fetch request it builds, but has no public setter.
+        fetcher = getattr(self.kafka, "_fetcher", None)
+        if fetcher is not None and hasattr(fetcher, "_fetch_max_wait_ms"):
+            fetcher._fetch_max_wait_ms = ms

@@ -1,0 +1,268 @@
+"""What happens to one message a consumer receives: parse it, route it to its handler, skip it if
+it was processed before, handle it in a unit of work, and when it fails, retry it or set it
+aside as a dead letter.
+
+- `Pipeline.process` parses the envelope and the event (an unreadable one is a `PoisonMessage`),
+  looks up the handler by the event's type (no handler: "ignored", acknowledged without a
+  transaction), and runs it in one unit of work with the inbox record of the event's id, so a
+  redelivered event is processed once ("duplicate").
+- `RetryPolicy.settle` runs `process` until the message is finished: a database that says "not
+  now" (a write conflict, a lost server) is waited for without limit; any other error is retried
+  MAX_ATTEMPTS times, then the message becomes a dead letter with the reason; a poison message
+  becomes one at once. Nothing is raised: one message never stops a consumer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol, TypeVar
+
+import pydantic
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import ConnectionFailure, DuplicateKeyError, OperationFailure, PyMongoError
+
+from c2f_shared.envelope import Envelope, UnknownEventType
+from c2f_shared.events import Event
+from c2f_shared.service.logs import log_context
+from c2f_shared.service.metrics import Metrics
+from c2f_shared.service.unit_of_work import UnitOfWork
+
+log = logging.getLogger(__name__)
+
+# A consumer's handler for one type of event: the typed event, its envelope, and the unit of work
+# to change state in.
+Handler = Callable[[Any, Envelope, UnitOfWork], Awaitable[None]]
+# What a service consumes: each event type it takes and its handler. The consumer subscribes to
+# the topics these types are published on.
+Handlers = Mapping[type[Event], Handler]
+
+INBOX = "processed_events"
+T = TypeVar("T")
+
+# A message that fails this many times in a row with an unexpected error is set aside as a dead
+# letter, so one bad message never stops a consumer.
+MAX_ATTEMPTS = 5
+RETRY_PAUSE_S = 0.5
+# A message the database cannot take yet is retried without counting against it, at most this
+# far apart.
+TRANSIENT_PAUSE_MAX_S = 5.0
+
+
+class PoisonMessage(Exception):
+    """The message can never be processed; it goes to the dead letters with this reason."""
+
+
+def topics_of(handlers: Handlers) -> tuple[str, ...]:
+    """The topics a consumer of `handlers` subscribes to."""
+    return tuple(sorted({event_type.TOPIC for event_type in handlers}))
+
+
+class Store(Protocol):
+    """What the pipeline needs of the service's database (the Runtime)."""
+
+    @property
+    def db(self) -> AsyncDatabase[dict[str, Any]]: ...
+
+    async def transact(
+        self, work: Callable[[UnitOfWork], Awaitable[T]], correlation_id: str | None = None
+    ) -> T: ...
+
+
+class Pipeline:
+    def __init__(
+        self, handlers: Handlers, store: Store, gate: Gate, topics: Iterable[str] | None = None
+    ) -> None:
+        self.handlers = dict(handlers)
+        self.topics = tuple(topics) if topics is not None else topics_of(handlers)
+        self._store = store
+        self._gate = gate
+
+    @staticmethod
+    def parse(body: bytes) -> tuple[Envelope, Event]:
+        try:
+            envelope = Envelope.model_validate_json(body)
+        except pydantic.ValidationError as error:
+            raise PoisonMessage(f"invalid envelope: {describe(error)}") from error
+        try:
+            return envelope, envelope.open()
+        except UnknownEventType as error:
+            raise PoisonMessage(str(error)) from error
+        except pydantic.ValidationError as error:
+            raise PoisonMessage(
+                f"invalid {envelope.type} v{envelope.schema_version}: {describe(error, 'data.')}"
+            ) from error
+
+    async def process(self, body: bytes) -> str:
+        """Process one message; returns what happened: processed, duplicate or ignored."""
+        async with self._gate.shared():
+            return await self.process_alone(body)
+
+    async def process_alone(self, body: bytes) -> str:
+        """`process`, for the holder of the gate's exclusive side (a replay)."""
+        envelope, event = self.parse(body)
+        handler = self.handlers.get(type(event))
+        if handler is None:
+            return "ignored"
+        with log_context(
+            correlation_id=envelope.correlation_id, event_id=envelope.event_id, event_type=envelope.type
+        ):
+            return await self._once(envelope, event, handler)
+
+    async def _once(self, envelope: Envelope, event: Event, handler: Handler) -> str:
+        inbox = self._store.db[INBOX]
+        if await inbox.find_one({"_id": envelope.event_id}, {"_id": 1}):
+            log.info("skipped: already processed")
+            return "duplicate"
+
+        async def work(uow: UnitOfWork) -> None:
+            await uow.db[INBOX].insert_one(
+                {"_id": envelope.event_id, "type": envelope.type, "at": datetime.now(UTC)}
+            )
+            await handler(event, envelope, uow)
+
+        try:
+            await self._store.transact(work, envelope.correlation_id)
+        except (DuplicateKeyError, PyMongoError):
+            # Another instance processed it at the same moment: nothing left to do.
+            if await inbox.find_one({"_id": envelope.event_id}, {"_id": 1}):
+                return "duplicate"
+            raise
+        log.info("processed")
+        return "processed"
+
+
+@dataclass(frozen=True)
+class Where:
+    """A message's place on the broker."""
+
+    topic: str
+    partition: int
+    offset: int
+
+    def __str__(self) -> str:
+        return f"{self.topic}[{self.partition}]@{self.offset}"
+
+
+DeadLetterSink = Callable[[Where, str, bytes], Awaitable[None]]
+
+
+class RetryPolicy:
+    def __init__(self, name: str, metrics: Metrics, dead_letter: DeadLetterSink) -> None:
+        self._name = name
+        self._metrics = metrics
+        self._dead_letter = dead_letter
+
+    async def settle(self, where: Where, body: bytes, process: Callable[[bytes], Awaitable[str]]) -> str:
+        """Run `process(body)` until the message is finished with; returns the outcome
+        (processed, duplicate, ignored or dead_lettered)."""
+        attempts = waits = 0
+        while True:
+            started = time.perf_counter()
+            try:
+                outcome = await process(body)
+            except PoisonMessage as poison:
+                self._metrics.failures.labels(self._name, where.topic, "poison").inc()
+                if await self._set_aside(where, str(poison), body):
+                    return "dead_lettered"
+                continue
+            except Exception as error:
+                if transient(error):
+                    # The database is busy or away (e.g. a transaction a killed instance left open
+                    # holds this document until the server expires it): wait and retry, without
+                    # counting it against the message.
+                    self._metrics.failures.labels(self._name, where.topic, "transient").inc()
+                    waits += 1
+                    pause = min(TRANSIENT_PAUSE_MAX_S, 0.25 * 2 ** min(waits, 6))
+                    log.warning("%s: %s busy (%s); retry %d in %.1fs", self._name, where, error, waits, pause)
+                    await asyncio.sleep(pause)
+                    continue
+                self._metrics.failures.labels(self._name, where.topic, "error").inc()
+                attempts += 1
+                if attempts < MAX_ATTEMPTS:
+                    log.warning(
+                        "%s: attempt %d on %s failed (%s); will retry", self._name, attempts, where, error
+                    )
+                    await asyncio.sleep(RETRY_PAUSE_S * attempts)
+                    continue
+                log.exception("%s: giving up on %s after %d attempts", self._name, where, attempts)
+                reason = f"failed {attempts} times: {type(error).__name__}: {error}"
+                if await self._set_aside(where, reason, body):
+                    return "dead_lettered"
+                attempts -= 1  # the dead letter could not be written: try the message once more
+                continue
+            self._metrics.messages.labels(self._name, where.topic, outcome).inc()
+            self._metrics.handler_seconds.labels(self._name, where.topic).observe(
+                time.perf_counter() - started
+            )
+            return outcome
+
+    async def _set_aside(self, where: Where, reason: str, body: bytes) -> bool:
+        try:
+            await self._dead_letter(where, reason, body)
+        except Exception:  # the database is away: the message stays where it is and comes again
+            log.exception("%s: could not set %s aside; it will be tried again", self._name, where)
+            await asyncio.sleep(RETRY_PAUSE_S)
+            return False
+        self._metrics.messages.labels(self._name, where.topic, "dead_lettered").inc()
+        return True
+
+
+def describe(error: pydantic.ValidationError, prefix: str = "") -> str:
+    first = error.errors()[0]
+    where = ".".join(str(p) for p in first["loc"])
+    where = f"{prefix}{where}" if where else "body"
+    more = f" (and {error.error_count() - 1} more)" if error.error_count() > 1 else ""
+    return f"{where}: {first['msg']}{more}"
+
+
+def transient(error: BaseException) -> bool:
+    """A database error that says "not now" rather than "never": a write conflict, a
+    transaction to retry, a lost or not yet found server."""
+    if isinstance(error, ConnectionFailure):  # includes AutoReconnect, NetworkTimeout, ServerSelectionTimeout
+        return True
+    if isinstance(error, PyMongoError) and error.has_error_label("TransientTransactionError"):
+        return True
+    return isinstance(error, OperationFailure) and error.code in (
+        112,
+        251,
+    )  # WriteConflict, NoSuchTransaction
+
+
+class Gate:
+    """Lets messages be processed side by side (shared) unless a replay holds it (exclusive)."""
+
+    def __init__(self) -> None:
+        self._condition = asyncio.Condition()
+        self._sharing = 0
+        self._exclusive = False
+
+    @asynccontextmanager
+    async def shared(self) -> AsyncIterator[None]:
+        async with self._condition:
+            await self._condition.wait_for(lambda: not self._exclusive)
+            self._sharing += 1
+        try:
+            yield
+        finally:
+            async with self._condition:
+                self._sharing -= 1
+                self._condition.notify_all()
+
+    @asynccontextmanager
+    async def exclusive(self) -> AsyncIterator[None]:
+        async with self._condition:
+            await self._condition.wait_for(lambda: not self._exclusive)
+            self._exclusive = True  # from now on nobody new shares
+            await self._condition.wait_for(lambda: self._sharing == 0)
+        try:
+            yield
+        finally:
+            async with self._condition:
+                self._exclusive = False
+                self._condition.notify_all()

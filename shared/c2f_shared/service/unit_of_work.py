@@ -1,0 +1,203 @@
+"""The unit of work: one MongoDB transaction holding a state change, the events it causes
+(the outbox) and, for consumers, the record that the incoming event was processed (the inbox).
+
+Code inside a unit of work reaches the database only through `uow.db[name]`, whose collections
+are bound to the transaction's session: nothing can be written outside the transaction by
+forgetting `session=`. `Transactions.transact` runs a piece of work with PyMongo's
+`with_transaction`, which starts it again after a write conflict (TransientTransactionError)
+and retries a commit whose outcome is unknown (UnknownTransactionCommitResult).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any, Protocol, TypeVar
+
+from pymongo import AsyncMongoClient
+from pymongo.asynchronous.client_session import AsyncClientSession
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.asynchronous.command_cursor import AsyncCommandCursor
+from pymongo.asynchronous.cursor import AsyncCursor
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.results import BulkWriteResult, DeleteResult, InsertManyResult, InsertOneResult, UpdateResult
+
+from c2f_shared.envelope import Envelope
+from c2f_shared.events import Event
+
+Document = dict[str, Any]
+Filter = Mapping[str, Any]
+T = TypeVar("T")
+
+
+class Collection:
+    """A collection bound to one transaction: every call runs in the unit of work's session."""
+
+    def __init__(self, collection: AsyncCollection[Document], session: AsyncClientSession) -> None:
+        self._collection = collection
+        self._session = session
+
+    @property
+    def name(self) -> str:
+        return self._collection.name
+
+    def _bound(self, kwargs: dict[str, Any]) -> dict[str, Any]:
+        given = kwargs.pop("session", None)
+        if given is not None and given is not self._session:
+            raise ValueError(f"{self.name}: a unit of work's collection runs in its own session only")
+        return {**kwargs, "session": self._session}
+
+    async def find_one(self, filter: Filter | None = None, *args: Any, **kwargs: Any) -> Document | None:
+        return await self._collection.find_one(filter, *args, **self._bound(kwargs))
+
+    def find(self, filter: Filter | None = None, *args: Any, **kwargs: Any) -> AsyncCursor[Document]:
+        return self._collection.find(filter, *args, **self._bound(kwargs))
+
+    async def count_documents(self, filter: Filter, **kwargs: Any) -> int:
+        return await self._collection.count_documents(filter, **self._bound(kwargs))
+
+    async def aggregate(
+        self, pipeline: Sequence[Mapping[str, Any]], **kwargs: Any
+    ) -> AsyncCommandCursor[Document]:
+        return await self._collection.aggregate(pipeline, **self._bound(kwargs))
+
+    async def insert_one(self, document: Document, **kwargs: Any) -> InsertOneResult:
+        return await self._collection.insert_one(document, **self._bound(kwargs))
+
+    async def insert_many(self, documents: Sequence[Document], **kwargs: Any) -> InsertManyResult:
+        return await self._collection.insert_many(documents, **self._bound(kwargs))
+
+    async def update_one(self, filter: Filter, update: Any, **kwargs: Any) -> UpdateResult:
+        return await self._collection.update_one(filter, update, **self._bound(kwargs))
+
+    async def update_many(self, filter: Filter, update: Any, **kwargs: Any) -> UpdateResult:
+        return await self._collection.update_many(filter, update, **self._bound(kwargs))
+
+    async def replace_one(self, filter: Filter, replacement: Document, **kwargs: Any) -> UpdateResult:
+        return await self._collection.replace_one(filter, replacement, **self._bound(kwargs))
+
+    async def find_one_and_update(self, filter: Filter, update: Any, **kwargs: Any) -> Document | None:
+        return await self._collection.find_one_and_update(filter, update, **self._bound(kwargs))
+
+    async def delete_one(self, filter: Filter, **kwargs: Any) -> DeleteResult:
+        return await self._collection.delete_one(filter, **self._bound(kwargs))
+
+    async def delete_many(self, filter: Filter, **kwargs: Any) -> DeleteResult:
+        return await self._collection.delete_many(filter, **self._bound(kwargs))
+
+    async def bulk_write(self, requests: Sequence[Any], **kwargs: Any) -> BulkWriteResult:
+        return await self._collection.bulk_write(requests, **self._bound(kwargs))
+
+
+class Database:
+    """The service's database as seen from inside one unit of work."""
+
+    def __init__(self, db: AsyncDatabase[Document], session: AsyncClientSession) -> None:
+        self._db = db
+        self._session = session
+
+    def __getitem__(self, name: str) -> Collection:
+        return Collection(self._db[name], self._session)
+
+
+class OutboxPort(Protocol):
+    """What a unit of work needs of the outbox (see outbox.Outbox)."""
+
+    async def add(self, emitted: list[tuple[Envelope, str]], session: AsyncClientSession) -> None: ...
+
+    async def forget(self, query: dict[str, Any], session: AsyncClientSession) -> None: ...
+
+    def wake(self) -> None: ...
+
+
+@dataclass
+class UnitOfWork:
+    """A transaction on the service's database, with the events it will publish."""
+
+    db: Database
+    session: AsyncClientSession
+    correlation_id: str
+    producer: str
+    _outbox: OutboxPort
+    emitted: list[tuple[Envelope, str]] = field(default_factory=list)
+    _after_commit: list[Callable[[], None]] = field(default_factory=list)
+
+    def after_commit(self, callback: Callable[[], None]) -> None:
+        """Call `callback` once this unit of work has committed (e.g. to wake a worker)."""
+        self._after_commit.append(callback)
+
+    def emit(self, event: Event, *, event_id: str | None = None) -> Envelope:
+        """Publish `event` if, and only if, this unit of work commits."""
+        envelope = Envelope.wrap(
+            event, producer=self.producer, correlation_id=self.correlation_id, event_id=event_id
+        )
+        self.emitted.append((envelope, event.TOPIC))
+        return envelope
+
+    async def forget_published(self, query: dict[str, Any]) -> None:
+        """Erasure: drop stored outgoing events matching `query`, published or not, in this
+        transaction (e.g. {"key": company_id})."""
+        await self._outbox.forget(query, self.session)
+
+    def committed(self) -> None:
+        if self.emitted:
+            self._outbox.wake()
+        for callback in self._after_commit:
+            callback()
+
+
+class Transactions:
+    """Opens units of work on one service's database."""
+
+    def __init__(
+        self,
+        client: AsyncMongoClient[Document],
+        db: AsyncDatabase[Document],
+        outbox: OutboxPort,
+        producer: str,
+    ) -> None:
+        self._client = client
+        self._db = db
+        self._outbox = outbox
+        self._producer = producer
+
+    def _open(self, session: AsyncClientSession, correlation_id: str | None) -> UnitOfWork:
+        return UnitOfWork(
+            db=Database(self._db, session),
+            session=session,
+            correlation_id=correlation_id or str(uuid.uuid4()),
+            producer=self._producer,
+            _outbox=self._outbox,
+        )
+
+    @asynccontextmanager
+    async def unit_of_work(self, correlation_id: str | None = None) -> AsyncIterator[UnitOfWork]:
+        """One transaction, tried once; the events emitted in it go to the outbox in the same
+        commit. An exception inside aborts it: nothing is stored, nothing published."""
+        async with self._client.start_session() as session, await session.start_transaction():
+            uow = self._open(session, correlation_id)
+            yield uow
+            await self._outbox.add(uow.emitted, session)
+        uow.committed()
+
+    async def transact(
+        self, work: Callable[[UnitOfWork], Awaitable[T]], correlation_id: str | None = None
+    ) -> T:
+        """Run `work` in a unit of work, from the start again while the transaction collides with a
+        concurrent one, with PyMongo's `with_transaction` (backoff, at most 120 s)."""
+        correlation_id = correlation_id or str(uuid.uuid4())
+        last: list[UnitOfWork] = []
+
+        async def attempt(session: AsyncClientSession) -> T:
+            uow = self._open(session, correlation_id)
+            last[:] = [uow]
+            result = await work(uow)
+            await self._outbox.add(uow.emitted, session)
+            return result
+
+        async with self._client.start_session() as session:
+            result = await session.with_transaction(attempt)
+        last[0].committed()
+        return result
