@@ -255,3 +255,45 @@ def test_a_partner_on_the_ground_helps_with_named_obstacles() -> None:
     assert scored is not None
     [access] = [s for s in scored.signals if s["kind"] == "market_access"]
     assert access["obstacles"] == ["certification"]  # finance is not what a local partner solves
+
+
+def test_shortlisting_many_gives_the_partners_scoring_each_one_gives() -> None:
+    """`top_pairs` among many scores everyone at once and only a shortlist one by one: the
+    partners, their order and their scores must be those of scoring each pair with `pair`."""
+    import dataclasses
+
+    rng = np.random.default_rng(11)
+    categories = ["sensors", "mobility", None]
+    people = []
+    for i in range(90):
+        offers = [
+            (f"o{i}.{j}", unit(*rng.standard_normal(DIM)), categories[(i + j) % 3]) for j in range(i % 3)
+        ]
+        needs = [(f"n{i}.{j}", unit(*rng.standard_normal(DIM))) for j in range((i // 3) % 3)]
+        person = profile(
+            f"p{i}",
+            company=f"c{i // 2}" if i % 7 == 0 else None,  # a few companies come twice
+            country=["BG", "ES", "IT"][i % 3],
+            cluster=f"k{i % 4}",
+            offers=offers,
+            needs=needs,
+            markets=[["MX", "CO", "US-CA"][i % 3]] if i % 2 else [],
+            connections=[["MX", "CO"][i % 2]] if i % 5 == 0 else [],
+            sectors=[["ict", "mobility", "construction"][i % 3]],
+            obstacles=["certification"] if i % 4 == 0 else [],
+        )
+        needs_with_category = tuple(dataclasses.replace(n, category=categories[i % 3]) for n in person.needs)
+        people.append(dataclasses.replace(person, needs=needs_with_category))
+    found = 0
+    for me in people[:30]:
+        others = [p for p in people if p is not me]
+        one_by_one = [
+            (o, s) for o in others if (s := scoring.pair(me, o)) is not None and scoring.worth_meeting(s)
+        ]
+        one_by_one.sort(key=lambda item: item[1].score, reverse=True)
+        for k in (1, 5):
+            expected = [(p.participant_id, s.score) for p, s in one_by_one[:k]]
+            assert [(p.participant_id, s.score) for p, s in scoring.top_pairs(me, others, k)] == expected
+            assert len(others) > scoring.SHORTLIST_FROM * k  # the shortlist was taken
+        found += len(one_by_one)
+    assert found > 100  # the profiles have partners to find

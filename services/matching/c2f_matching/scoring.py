@@ -241,7 +241,89 @@ def _complementary(mine: frozenset[str], theirs: frozenset[str]) -> bool:
 
 
 def top_pairs(me: Profile, others: Sequence[Profile], k: int) -> list[tuple[Profile, PairScore]]:
-    """`me`'s best `k` partners among `others`, best first for `me`, those worth meeting."""
+    """`me`'s best `k` partners among `others`, best first for `me`, those worth meeting.
+
+    Among many, every score is first computed at once with matrix products (`scores`, the same
+    formula as `pair` without the reasons), and only a shortlist of the best is scored by `pair`:
+    at an event of 500 this is what lets a sign-up be ranked in milliseconds."""
+    if len(others) > SHORTLIST_FROM * max(k, 1):
+        score, worth = scores(me, others)
+        ranked = [int(i) for i in np.argsort(-score, kind="stable") if worth[i]]
+        # The shortlist keeps a margin, so that float rounding between a batched and a
+        # one-by-one product cannot push a true top-k partner out; `others`' order breaks ties.
+        others = [others[i] for i in sorted(ranked[: SHORTLIST_FROM * max(k, 1)])]
     scored = [(other, s) for other in others if (s := pair(me, other)) is not None and worth_meeting(s)]
     scored.sort(key=lambda item: item[1].score, reverse=True)
     return scored[:k]
+
+
+SHORTLIST_FROM = 4  # above this many times k candidates, `top_pairs` shortlists with `scores`
+
+
+def scores(me: Profile, others: Sequence[Profile]) -> tuple[NDArray[np.float64], NDArray[np.bool_]]:
+    """`pair(me, other).score` for every other at once (-inf where `pair` gives None), and
+    whether each pair is worth meeting; without reasons or signals."""
+    n = len(others)
+    fit_me = _fits(me, others, reader_seeks=True)
+    fit_them = _fits(me, others, reader_seeks=False)
+    gain_me, gain_them = np.empty(n), np.empty(n)
+    extra = np.empty(n)
+    me_helped = MARKET_ACCESS + (OBSTACLE_HELP if me.obstacles & HELPABLE else 0.0)
+    for i, other in enumerate(others):
+        gain_me[i] = min(
+            1.0, fit_me[i] + (me_helped if me.target_markets & other.connection_markets else 0.0)
+        )
+        them_helped = MARKET_ACCESS + (OBSTACLE_HELP if other.obstacles & HELPABLE else 0.0)
+        gain_them[i] = min(
+            1.0, fit_them[i] + (them_helped if other.target_markets & me.connection_markets else 0.0)
+        )
+        extra[i] = (
+            min(SHARED_MARKET_MAX, SHARED_MARKET * len(me.target_markets & other.target_markets))
+            + (CROSS_BORDER if me.country != other.country else 0.0)
+            + (CROSS_CLUSTER if me.cluster_id != other.cluster_id else 0.0)
+            + (COMPLEMENTARY if _complementary(me.sectors, other.sectors) else 0.0)
+        )
+    first, second = (gain_me, gain_them) if me.needs else (gain_them, gain_me)
+    score = first + OTHER_SIDE * second + extra
+    none = (np.maximum(gain_me, gain_them) == 0.0) | np.array([o.company_id == me.company_id for o in others])
+    score[none] = -np.inf
+    worth = ~none & (np.maximum(gain_me, gain_them) >= MIN_GAIN - 1e-4)  # `pair` decides at the edge
+    return score, worth
+
+
+def _fits(me: Profile, others: Sequence[Profile], *, reader_seeks: bool) -> NDArray[np.float64]:
+    """`fit(me, other).value` (reader_seeks) or `fit(other, me).value` for every other."""
+    n = len(others)
+    best = np.zeros(n)
+    if reader_seeks:
+        rows = [o.offer_vectors for o in others]
+        if not me.needs or not sum(len(r) for r in rows):
+            return best
+        owner = np.repeat(np.arange(n), [len(o.offers) for o in others])
+        categories = np.array([item.category for o in others for item in o.offers], dtype=object)
+        z = (me.need_vectors @ np.vstack([r for r in rows if len(r)]).T - me.need_calibration[:, :1]) / (
+            me.need_calibration[:, 1:]
+        )
+        for i, need in enumerate(me.needs):
+            if need.category is not None:
+                z[i, categories == need.category] += CATEGORY_Z
+        values = squash(z).max(axis=0)
+    else:
+        if not me.offers:
+            return best
+        counts = [len(o.needs) for o in others]
+        if not sum(counts):
+            return best
+        owner = np.repeat(np.arange(n), counts)
+        calibration = np.vstack([o.need_calibration for o in others if len(o.needs)])
+        need_vectors = np.vstack([o.need_vectors for o in others if len(o.needs)])
+        z = (need_vectors @ me.offer_vectors.T - calibration[:, :1]) / calibration[:, 1:]
+        need_categories = [item.category for o in others for item in o.needs]
+        for j, offer in enumerate(me.offers):
+            if offer.category is not None:
+                z[[c == offer.category for c in need_categories], j] += CATEGORY_Z
+        values = squash(z).max(axis=1)
+    np.maximum.at(best, owner, values)
+    mine = np.array([o.company_id == me.company_id for o in others])
+    best[mine] = 0.0
+    return best

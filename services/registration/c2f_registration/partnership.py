@@ -95,7 +95,6 @@ async def _count(uow: UnitOfWork, event_id: str, delta: int) -> None:
             "$setOnInsert": {"natural_key": f"foreign:{event_id}", "foreign": True},
         },
         upsert=delta > 0,  # a sign-up may arrive before its event
-        session=uow.session,
     )
 
 

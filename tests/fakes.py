@@ -1,0 +1,184 @@
+"""An in-memory unit of work, so a consumer's handlers can be unit-tested without a server.
+
+`FakeStore` holds a service's collections in mongomock (MongoDB's query and update language,
+in memory); `FakeStore.handle` runs one event through a service's HANDLERS as the pipeline
+would: in a unit of work whose collections have the methods of `unit_of_work.Collection`,
+collecting what it emits and calling its after-commit callbacks. There is no rollback: a
+handler that raises leaves what it wrote (the real transaction would not) — test failures
+through the real pipeline in tests/integration.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, cast
+
+import mongomock
+from pymongo import DeleteMany, DeleteOne, InsertOne, UpdateMany, UpdateOne
+
+from c2f_shared.envelope import Envelope
+from c2f_shared.events import Event
+from c2f_shared.service import Handlers, UnitOfWork
+
+Document = dict[str, Any]
+
+
+class FakeCursor:
+    def __init__(self, cursor: Any) -> None:
+        self._cursor = cursor
+
+    def sort(self, *args: Any, **kwargs: Any) -> FakeCursor:
+        self._cursor = self._cursor.sort(*args, **kwargs)
+        return self
+
+    def limit(self, n: int) -> FakeCursor:
+        self._cursor = self._cursor.limit(n)
+        return self
+
+    def skip(self, n: int) -> FakeCursor:
+        self._cursor = self._cursor.skip(n)
+        return self
+
+    async def to_list(self, length: int | None = None) -> list[Document]:
+        docs = list(self._cursor)
+        return docs if length is None else docs[:length]
+
+    def __aiter__(self) -> FakeCursor:
+        return self
+
+    async def __anext__(self) -> Document:
+        try:
+            return cast(Document, next(self._cursor))
+        except StopIteration:
+            raise StopAsyncIteration from None
+
+
+def _plain(kwargs: dict[str, Any]) -> dict[str, Any]:
+    kwargs.pop("session", None)
+    return kwargs
+
+
+class FakeCollection:
+    """`unit_of_work.Collection`'s methods over a mongomock collection."""
+
+    def __init__(self, collection: Any) -> None:
+        self._c = collection
+
+    @property
+    def name(self) -> str:
+        return str(self._c.name)
+
+    async def find_one(self, filter: Any = None, *args: Any, **kwargs: Any) -> Document | None:
+        return cast(Document | None, self._c.find_one(filter, *args, **_plain(kwargs)))
+
+    def find(self, filter: Any = None, *args: Any, **kwargs: Any) -> FakeCursor:
+        return FakeCursor(self._c.find(filter, *args, **_plain(kwargs)))
+
+    async def count_documents(self, filter: Any, **kwargs: Any) -> int:
+        return int(self._c.count_documents(filter, **_plain(kwargs)))
+
+    async def aggregate(self, pipeline: Sequence[Any], **kwargs: Any) -> FakeCursor:
+        return FakeCursor(iter(list(self._c.aggregate(list(pipeline), **_plain(kwargs)))))
+
+    async def insert_one(self, document: Document, **kwargs: Any) -> Any:
+        return self._c.insert_one(document, **_plain(kwargs))
+
+    async def insert_many(self, documents: Sequence[Document], **kwargs: Any) -> Any:
+        return self._c.insert_many(list(documents), **_plain(kwargs))
+
+    async def update_one(self, filter: Any, update: Any, **kwargs: Any) -> Any:
+        return self._c.update_one(filter, update, **_plain(kwargs))
+
+    async def update_many(self, filter: Any, update: Any, **kwargs: Any) -> Any:
+        return self._c.update_many(filter, update, **_plain(kwargs))
+
+    async def replace_one(self, filter: Any, replacement: Document, **kwargs: Any) -> Any:
+        return self._c.replace_one(filter, replacement, **_plain(kwargs))
+
+    async def find_one_and_update(self, filter: Any, update: Any, **kwargs: Any) -> Document | None:
+        return cast(Document | None, self._c.find_one_and_update(filter, update, **_plain(kwargs)))
+
+    async def delete_one(self, filter: Any, **kwargs: Any) -> Any:
+        return self._c.delete_one(filter, **_plain(kwargs))
+
+    async def delete_many(self, filter: Any, **kwargs: Any) -> Any:
+        return self._c.delete_many(filter, **_plain(kwargs))
+
+    async def bulk_write(self, requests: Sequence[Any], **kwargs: Any) -> Any:
+        """mongomock's bulk_write does not take pymongo's request objects: apply them one by one,
+        answering what the handlers read (`upserted_ids`, by position)."""
+        upserted: dict[int, Any] = {}
+        for i, request in enumerate(requests):
+            doc = request._doc if hasattr(request, "_doc") else None
+            if isinstance(request, InsertOne):
+                self._c.insert_one(doc)
+            elif isinstance(request, UpdateOne | UpdateMany):
+                apply = self._c.update_one if isinstance(request, UpdateOne) else self._c.update_many
+                result = apply(request._filter, doc, upsert=request._upsert)
+                if result.upserted_id is not None:
+                    upserted[i] = result.upserted_id
+            elif isinstance(request, DeleteOne | DeleteMany):
+                (self._c.delete_one if isinstance(request, DeleteOne) else self._c.delete_many)(
+                    request._filter
+                )
+            else:
+                raise NotImplementedError(type(request).__name__)
+        return _BulkResult(upserted)
+
+
+class _BulkResult:
+    def __init__(self, upserted: dict[int, Any]) -> None:
+        self.upserted_ids = upserted
+
+
+class FakeDatabase:
+    def __init__(self, db: Any) -> None:
+        self._db = db
+
+    def __getitem__(self, name: str) -> FakeCollection:
+        return FakeCollection(self._db[name])
+
+
+class FakeUnitOfWork:
+    """What a handler sees of a unit of work: `db`, `emit`, `after_commit`, `forget_published`."""
+
+    def __init__(self, db: FakeDatabase, correlation_id: str) -> None:
+        self.db = db
+        self.correlation_id = correlation_id
+        self.emitted: list[Event] = []
+        self.forgotten: list[dict[str, Any]] = []
+        self._after_commit: list[Callable[[], None]] = []
+
+    def emit(self, event: Event, *, event_id: str | None = None) -> None:
+        self.emitted.append(event)
+
+    def after_commit(self, callback: Callable[[], None]) -> None:
+        self._after_commit.append(callback)
+
+    async def forget_published(self, query: dict[str, Any]) -> None:
+        self.forgotten.append(query)
+
+
+class FakeStore:
+    """One service's database, in memory, and its handlers run against it."""
+
+    def __init__(self, handlers: Handlers) -> None:
+        self.handlers = handlers
+        self._client: Any = mongomock.MongoClient()
+        self.db = FakeDatabase(self._client["service"])
+
+    def __getitem__(self, name: str) -> Any:
+        """A collection to look into (mongomock's own, synchronous)."""
+        return self._client["service"][name]
+
+    async def handle(self, event: Event, *, producer: str = "test") -> FakeUnitOfWork:
+        """Run `event` through its handler, as the pipeline would once the unit of work commits."""
+        envelope = Envelope.wrap(event, producer=producer, correlation_id="test")
+        uow = FakeUnitOfWork(self.db, envelope.correlation_id)
+        handler = self.handlers.get(type(event))
+        if handler is None:
+            raise LookupError(f"the service takes no {type(event).__name__}")
+        await handler(event, envelope, cast(UnitOfWork, uow))
+        for callback in uow._after_commit:
+            callback()
+        return uow

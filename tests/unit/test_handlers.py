@@ -1,0 +1,199 @@
+"""Each service's consumer handlers, one event at a time, against an in-memory database
+(tests/fakes.py): what they keep, what they queue or emit, and what a repeated or late fact
+changes. The pipeline around them (inbox, retries, dead letters) is in tests/integration."""
+
+import uuid
+
+import pytest
+
+from c2f_notifications import handlers as notifications
+from c2f_notifications.config import Settings as NotificationSettings
+from c2f_notifications.store import OUTGOING, RECIPIENTS
+from c2f_registration import partnership
+from c2f_reporting import projections
+from c2f_shared.events import (
+    Attendee,
+    ClusterRegistered,
+    CompanyErased,
+    CompanyRegistered,
+    Contact,
+    Event,
+    MatchParty,
+    MatchSuggested,
+    Need,
+    Offer,
+    ParticipantRegistered,
+    ParticipantWithdrawn,
+)
+from c2f_shared.service import Handlers
+from c2f_shared.service.pipeline import topics_of
+from tests.fakes import FakeStore
+
+
+def company(company_id: str = "acme", cluster_id: str = "k1") -> CompanyRegistered:
+    return CompanyRegistered(
+        company_id=company_id,
+        cluster_id=cluster_id,
+        legal_name="Acme",
+        country="BG",
+        sectors=["ict"],
+        offers=[Offer(title="Sensors", description="Air sensors", category="iot", language="en")],
+        needs=[Need(title="Finance", description="Seed money", kind="finance", language="en")],
+        contacts=[
+            Contact(name="Ana", email="ana@acme.example", language="bg", consent="brochure"),
+            Contact(name="Boris", email="boris@acme.example", language="bg", consent="matches"),
+            Contact(name="Vera", email="vera@acme.example", language="bg", consent="none"),
+        ],
+    )
+
+
+def signed_up(
+    participant_id: str, event_id: str = "ev1", company_id: str | None = "acme"
+) -> ParticipantRegistered:
+    return ParticipantRegistered(
+        participant_id=participant_id,
+        event_id=event_id,
+        company_id=company_id,
+        cluster_id="k1",
+        attendee=Attendee(name="Ana", email="ana@acme.example", language="bg"),
+        consent_share_contact=False,
+    )
+
+
+def suggestion(*company_ids: str) -> MatchSuggested:
+    parties = tuple(
+        MatchParty(participant_id=f"p-{c}", company_id=c, company_name=c.title(), country="BG")
+        for c in company_ids
+    )
+    return MatchSuggested(
+        suggestion_id=str(uuid.uuid4()),
+        event_id="ev1",
+        event_name="Day",
+        parties=parties,
+        reasons=[],
+        score=0.5,
+    )
+
+
+@pytest.mark.parametrize(
+    "handlers",
+    [
+        projections.HANDLERS,
+        partnership.HANDLERS,
+        notifications.make_handlers(NotificationSettings(), lambda: None),
+    ],
+    ids=["reporting", "registration", "notifications"],
+)
+def test_a_consumer_subscribes_to_the_topics_of_the_events_it_handles(
+    handlers: Handlers,
+) -> None:
+    assert set(topics_of(handlers)) == {event_type.TOPIC for event_type in handlers}
+    assert all(isinstance(event_type, type) and issubclass(event_type, Event) for event_type in handlers)
+
+
+# -- reporting ---------------------------------------------------------------------------------
+
+
+async def test_reporting_keeps_only_the_contacts_that_agreed_to_the_brochure() -> None:
+    store = FakeStore(projections.HANDLERS)
+    await store.handle(company())
+    [kept] = store["companies"].find()
+    assert [c["name"] for c in kept["contacts"]] == ["Ana"]
+
+
+async def test_reporting_drops_a_suggestion_that_arrives_after_its_company_was_erased() -> None:
+    store = FakeStore(projections.HANDLERS)
+    await store.handle(company("acme"))
+    await store.handle(suggestion("acme", "other"))
+    assert store["match_suggestions"].count_documents({}) == 1
+    await store.handle(CompanyErased(company_id="acme", cluster_id="k1"))
+    assert store["match_suggestions"].count_documents({}) == 0 and store["companies"].count_documents({}) == 0
+    await store.handle(suggestion("acme", "third"))  # made before the erasure, delivered after
+    assert store["match_suggestions"].count_documents({}) == 0
+
+
+async def test_reporting_counts_people_without_their_contact_data_or_token() -> None:
+    store = FakeStore(projections.HANDLERS)
+    await store.handle(signed_up("p1"))
+    [person] = store["participants"].find()
+    assert "attendee" not in person and "access_token_hash" not in person and person["status"] == "registered"
+    await store.handle(ParticipantWithdrawn(participant_id="p1", event_id="ev1"))
+    assert store["participants"].find_one({"_id": "p1"})["status"] == "withdrawn"
+
+
+# -- registration ------------------------------------------------------------------------------
+
+
+async def test_registration_counts_a_sign_up_made_elsewhere_once_and_forgets_it_on_withdrawal() -> None:
+    store = FakeStore(partnership.HANDLERS)
+    await store.handle(signed_up("p-elsewhere"))
+    await store.handle(signed_up("p-elsewhere"))  # the same fact again
+    assert store["events"].find_one({"_id": "ev1"})["registered"] == 1
+    await store.handle(ParticipantWithdrawn(participant_id="p-elsewhere", event_id="ev1"))
+    assert store["events"].find_one({"_id": "ev1"})["registered"] == 0
+
+
+async def test_registration_does_not_count_its_own_sign_ups_twice() -> None:
+    store = FakeStore(partnership.HANDLERS)
+    store["participants"].insert_one({"_id": "p-here", "event_id": "ev1"})
+    await store.handle(signed_up("p-here"))
+    assert store["events"].count_documents({}) == 0
+
+
+async def test_registration_lists_clusters_registered_elsewhere_as_foreign_and_keeps_its_own() -> None:
+    store = FakeStore(partnership.HANDLERS)
+    store["clusters"].insert_one({"_id": "mine", "natural_key": "RS:mine", "data": {"name": "Mine"}})
+    for cluster_id in ("mine", "theirs"):
+        await store.handle(
+            ClusterRegistered(
+                cluster_id=cluster_id,
+                name=cluster_id.title(),
+                short_name=cluster_id,
+                country="IT",
+                sectors=["ict"],
+                membership="partner",
+            )
+        )
+    assert store["clusters"].find_one({"_id": "mine"}).get("foreign") is None
+    assert store["clusters"].find_one({"_id": "theirs"})["foreign"] is True
+
+
+# -- notifications -----------------------------------------------------------------------------
+
+
+async def test_notifications_confirm_a_sign_up_once_and_wake_delivery_after_commit() -> None:
+    woken: list[int] = []
+    store = FakeStore(notifications.make_handlers(NotificationSettings(), lambda: woken.append(1)))
+    await store.handle(signed_up("p1"))
+    await store.handle(signed_up("p1"))  # redelivered (the inbox missed it, e.g. after a rebuild)
+    [mail] = store[OUTGOING].find()
+    assert (mail["kind"], mail["recipient_id"], mail["status"]) == ("registration_confirmed", "p1", "pending")
+    assert woken == [1]  # the second time queued nothing, so nothing to wake for
+    assert store[RECIPIENTS].find_one({"_id": "p1"})["email"] == "ana@acme.example"
+
+
+async def test_notifications_cancel_what_was_queued_for_someone_who_withdrew() -> None:
+    store = FakeStore(notifications.make_handlers(NotificationSettings(), lambda: None))
+    await store.handle(signed_up("p1"))
+    await store.handle(ParticipantWithdrawn(participant_id="p1", event_id="ev1"))
+    [mail] = store[OUTGOING].find()
+    assert (
+        mail["status"] == "cancelled" and store[RECIPIENTS].find_one({"_id": "p1"})["status"] == "withdrawn"
+    )
+
+
+async def test_notifications_show_only_contacts_that_agreed_to_be_shown_to_matches() -> None:
+    store = FakeStore(notifications.make_handlers(NotificationSettings(), lambda: None))
+    await store.handle(company())
+    [kept] = store["companies"].find()
+    assert [c["name"] for c in kept["contacts"]] == ["Ana", "Boris"]
+
+
+async def test_notifications_forget_an_erased_company_and_what_was_published_about_it() -> None:
+    store = FakeStore(notifications.make_handlers(NotificationSettings(), lambda: None))
+    await store.handle(company())
+    await store.handle(signed_up("p1"))
+    uow = await store.handle(CompanyErased(company_id="acme", cluster_id="k1"))
+    assert store[RECIPIENTS].count_documents({}) == 0 and store[OUTGOING].count_documents({}) == 0
+    assert uow.forgotten and "p1" in uow.forgotten[0]["payload"]["$regex"]
+    assert store["erasures"].find_one({"_id": "acme"})["participants"] == ["p1"]
