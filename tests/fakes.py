@@ -3,15 +3,16 @@
 `FakeStore` holds a service's collections in mongomock (MongoDB's query and update language,
 in memory); `FakeStore.handle` runs one event through a service's HANDLERS as the pipeline
 would: in a unit of work whose collections have the methods of `unit_of_work.Collection`,
-collecting what it emits and calling its after-commit callbacks. There is no rollback: a
-handler that raises leaves what it wrote (the real transaction would not) — test failures
-through the real pipeline in tests/integration.
+collecting what it emits and calling its after-commit callbacks. `FakeStore.transact` is the
+pipeline's port: work that raises leaves nothing behind, as an aborted transaction.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import Any, cast
+import copy
+
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar, cast
 
 import mongomock
 from pymongo import DeleteMany, DeleteOne, InsertOne, UpdateMany, UpdateOne
@@ -21,6 +22,7 @@ from c2f_shared.events import Event
 from c2f_shared.service import Handlers, UnitOfWork
 
 Document = dict[str, Any]
+T = TypeVar("T")
 
 
 class FakeCursor:
@@ -162,14 +164,37 @@ class FakeUnitOfWork:
 class FakeStore:
     """One service's database, in memory, and its handlers run against it."""
 
-    def __init__(self, handlers: Handlers) -> None:
-        self.handlers = handlers
+    def __init__(self, handlers: Handlers | None = None) -> None:
+        self.handlers = handlers or {}
         self._client: Any = mongomock.MongoClient()
         self.db = FakeDatabase(self._client["service"])
 
     def __getitem__(self, name: str) -> Any:
         """A collection to look into (mongomock's own, synchronous)."""
         return self._client["service"][name]
+
+    async def transact(
+        self, work: Callable[[UnitOfWork], Awaitable[T]], correlation_id: str | None = None
+    ) -> T:
+        """`Runtime.transact`, in memory (the pipeline's port)."""
+        uow = FakeUnitOfWork(self.db, correlation_id or "test")
+        saved = self._snapshot()
+        try:
+            result = await work(cast(UnitOfWork, uow))
+        except BaseException:
+            self._restore(saved)  # as an aborted transaction leaves nothing
+            raise
+        for callback in uow._after_commit:
+            callback()
+        return result
+
+    def _snapshot(self) -> dict[str, Any]:
+        stores = self._client["service"]._store._collections
+        return {name: copy.deepcopy(store._documents) for name, store in stores.items()}
+
+    def _restore(self, saved: dict[str, Any]) -> None:
+        for name, store in self._client["service"]._store._collections.items():
+            store._documents = saved.get(name, type(store._documents)())
 
     async def handle(self, event: Event, *, producer: str = "test") -> FakeUnitOfWork:
         """Run `event` through its handler, as the pipeline would once the unit of work commits."""

@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 
 QUEUE_MAX = 200  # records waiting in one lane before its partition is paused
 IDLE_AFTER_S = 2.0  # nothing received for this long: fetch with the idle wait
+COMMIT_RETRY_S = 2.0  # a commit that failed (e.g. during a rebalance) is tried again this soon
 
 
 @dataclass
@@ -169,8 +170,12 @@ class Consumer:
     # -- offsets -----------------------------------------------------------------------------
 
     async def _commit_forever(self) -> None:
+        """Commit as lanes finish messages; and, every few seconds, what a commit refused during a
+        rebalance left behind (else a partition that goes quiet would never show as caught up)."""
         while True:
-            await self._commit_wanted.wait()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(COMMIT_RETRY_S):
+                    await self._commit_wanted.wait()
             self._commit_wanted.clear()
             await self._commit(self._lanes)
 

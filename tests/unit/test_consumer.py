@@ -1,0 +1,129 @@
+"""The consumer's wiring, on FastStream's in-memory test broker with an in-memory database:
+each event type reaches its handler, a key's events are handled in the order sent, an event
+comes through once however often it is delivered, other types are acknowledged without work,
+and an unreadable message is set aside with its reason while the consumer goes on."""
+
+import asyncio
+import uuid
+from typing import Any
+
+from faststream.kafka import KafkaBroker, TestKafkaBroker
+
+from c2f_shared import topics
+from c2f_shared.envelope import Envelope
+from c2f_shared.events import ClusterRegistered, CompanyErased, ParticipantWithdrawn
+from c2f_shared.service.consumer import Consumer
+from c2f_shared.service.metrics import Metrics
+from c2f_shared.service.pipeline import Gate, Pipeline, RetryPolicy, Where
+from c2f_shared.service.settings import ServiceSettings
+from c2f_shared.service.unit_of_work import UnitOfWork
+from tests.fakes import FakeStore
+from tests.support import eventually
+
+
+def cluster(short_name: str) -> ClusterRegistered:
+    return ClusterRegistered(
+        cluster_id=str(uuid.uuid4()),
+        name=short_name,
+        short_name=short_name,
+        country="RS",
+        sectors=["ict"],
+        membership="partner",
+    )
+
+
+def wire(envelope: Envelope) -> bytes:
+    return envelope.model_dump_json().encode()
+
+
+async def test_events_reach_their_handlers_once_in_order_and_poison_is_set_aside() -> None:
+    handled: list[str] = []
+    letters: list[tuple[Where, str]] = []
+
+    async def on_cluster(event: ClusterRegistered, envelope: Envelope, uow: UnitOfWork) -> None:
+        await uow.db["clusters"].insert_one({"_id": event.cluster_id, "short_name": event.short_name})
+        handled.append(event.short_name)
+
+    async def on_erased(event: CompanyErased, envelope: Envelope, uow: UnitOfWork) -> None:
+        handled.append(f"erased {event.company_id}")
+
+    async def dead_letter(where: Where, reason: str, body: bytes) -> None:
+        letters.append((where, reason))
+
+    store = FakeStore()
+    broker = KafkaBroker()
+    pipeline = Pipeline({ClusterRegistered: on_cluster, CompanyErased: on_erased}, store, Gate())
+    assert pipeline.topics == (topics.CLUSTERS, topics.COMPANIES)
+    settings = ServiceSettings(mongo_db="test", consumer_group="test")
+    Consumer("test", "test", broker, settings, pipeline, RetryPolicy("test", Metrics(), dead_letter))
+
+    async with TestKafkaBroker(broker) as test_broker:
+        first = Envelope.wrap(cluster("C0"), producer="test", correlation_id="c")
+        for envelope in [
+            first,
+            *(Envelope.wrap(cluster(f"C{i}"), producer="test", correlation_id="c") for i in range(1, 20)),
+        ]:
+            await test_broker.publish(wire(envelope), topic=topics.CLUSTERS, key=b"one-key")
+        await test_broker.publish(wire(first), topic=topics.CLUSTERS, key=b"one-key")  # delivered again
+        await test_broker.publish(b"{not json", topic=topics.CLUSTERS, key=b"one-key")
+        withdrawn = ParticipantWithdrawn(participant_id="p", event_id="e")
+        await test_broker.publish(
+            wire(Envelope.wrap(withdrawn, producer="test", correlation_id="c")),
+            topic=topics.CLUSTERS,
+            key=b"k",
+        )
+        erased = CompanyErased(company_id="acme", cluster_id="k1")
+        await test_broker.publish(
+            wire(Envelope.wrap(erased, producer="test", correlation_id="c")),
+            topic=topics.COMPANIES,
+            key=b"acme",
+        )
+
+        async def settled() -> bool:
+            await asyncio.sleep(0)
+            return len(handled) == 21 and len(letters) == 1
+
+        await eventually(settled)
+    assert handled[:20] == [f"C{i}" for i in range(20)] and handled[20] == "erased acme"
+    assert store["clusters"].count_documents({}) == 20  # the repeated C0 was recognised
+    [(where, reason)] = letters
+    assert where.topic == topics.CLUSTERS and reason.startswith("invalid envelope")
+
+
+async def test_a_failing_handler_is_retried_then_set_aside_without_stopping_the_partition() -> None:
+    attempts: dict[str, int] = {}
+    letters: list[str] = []
+
+    async def flaky(event: ClusterRegistered, envelope: Envelope, uow: UnitOfWork) -> None:
+        attempts[event.short_name] = attempts.get(event.short_name, 0) + 1
+        if event.short_name == "BROKEN":
+            raise RuntimeError("a bug")
+        if event.short_name == "ONCE" and attempts["ONCE"] == 1:
+            raise RuntimeError("a hiccup")
+
+    async def dead_letter(where: Where, reason: str, body: bytes) -> None:
+        letters.append(reason)
+
+    import c2f_shared.service.pipeline as pipeline_module
+
+    store = FakeStore()
+    broker = KafkaBroker()
+    pipeline = Pipeline({ClusterRegistered: flaky}, store, Gate())
+    settings = ServiceSettings(mongo_db="test", consumer_group="test")
+    Consumer("test", "test", broker, settings, pipeline, RetryPolicy("test", Metrics(), dead_letter))
+    pause, pipeline_module.RETRY_PAUSE_S = pipeline_module.RETRY_PAUSE_S, 0.001
+    try:
+        async with TestKafkaBroker(broker) as test_broker:
+            for name in ("ONCE", "BROKEN", "AFTER"):
+                envelope = Envelope.wrap(cluster(name), producer="test", correlation_id="c")
+                await test_broker.publish(wire(envelope), topic=topics.CLUSTERS, key=b"k")
+
+            async def settled() -> Any:
+                await asyncio.sleep(0)
+                return attempts.get("AFTER") == 1
+
+            await eventually(settled)
+    finally:
+        pipeline_module.RETRY_PAUSE_S = pause
+    assert attempts == {"ONCE": 2, "BROKEN": pipeline_module.MAX_ATTEMPTS, "AFTER": 1}
+    assert letters == [f"failed {pipeline_module.MAX_ATTEMPTS} times: RuntimeError: a bug"]
