@@ -9,9 +9,64 @@ import os
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 SERVICES = ("registration", "matching", "notifications", "reporting")
 DEFAULT_SERVICE_PORTS = {"registration": 8001, "matching": 8002, "notifications": 8003, "reporting": 8004}
+
+
+class Variable(NamedTuple):
+    """An environment variable `StackConfig.from_env` reads, for docs/configuration.md."""
+
+    name: str
+    type: str
+    default: str | int | None
+    description: str
+
+
+ENVIRONMENT: tuple[Variable, ...] = (
+    Variable(
+        "C2F_HOME",
+        "path",
+        ".c2f",
+        "Where `c2f up` keeps the database, the mail, the logs, the operator token and the link secret.",
+    ),
+    Variable(
+        "C2F_KAFKA_BOOTSTRAP",
+        "str",
+        None,
+        "An existing Kafka cluster: if set, `c2f up` starts no broker (the services read it too).",
+    ),
+    Variable("C2F_KAFKA_PORT", "int", 19092, "Port of the embedded broker."),
+    Variable(
+        "C2F_MONGO_URI",
+        "str",
+        None,
+        "An existing MongoDB, which must be a replica set (the services use transactions): "
+        "if set, `c2f up` starts no database.",
+    ),
+    Variable("C2F_MONGO_PORT", "int", 27217, "Port of the embedded database."),
+    Variable("C2F_SMTP_HOST", "str", None, "An existing SMTP server: if set, `c2f up` starts no SMTP sink."),
+    Variable("C2F_SMTP_PORT", "int", 2525, "Port of the SMTP sink, or of the server C2F_SMTP_HOST names."),
+    Variable(
+        "C2F_OPERATOR_TOKEN",
+        "secret",
+        None,
+        "The operators' bearer token; unset: the local stack's own, made once in $C2F_HOME/operator-token.",
+    ),
+    Variable(
+        "C2F_LINK_SECRET",
+        "secret",
+        None,
+        "Signs the links in e-mails; unset: the local stack's own, made once in $C2F_HOME/link-secret.",
+    ),
+    *(
+        Variable(
+            f"C2F_{name.upper()}_PORT", "int", port, f"HTTP port of {name}: where `c2f` runs and finds it."
+        )
+        for name, port in DEFAULT_SERVICE_PORTS.items()
+    ),
+)
 
 
 def _int(env: dict[str, str], name: str, default: int) -> int:

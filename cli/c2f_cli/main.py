@@ -20,6 +20,7 @@ from rich.table import Table
 
 from c2f_cli import meetings as meeting_cli
 from c2f_cli import seed as seeding
+from c2f_cli import settings_doc
 from c2f_cli.config import SERVICES, StackConfig
 from c2f_cli.mail import read_mail
 from c2f_cli.processes import StartupFailed
@@ -30,7 +31,8 @@ app = typer.Typer(
         "C2Future Match on this machine. `c2f up` runs everything on 127.0.0.1 "
         "(broker, database, SMTP sink, the four services) and seeds the demo partnership; "
         "`c2f status` shows what runs; `c2f seed` loads a partnership into a running stack. "
-        "Settings come from C2F_* environment variables (see README, 'Configuration')."
+        "Settings come from C2F_* environment variables: `c2f config-reference` lists them "
+        "(docs/configuration.md)."
     ),
     no_args_is_help=True,
     add_completion=False,
@@ -538,3 +540,26 @@ def dead_letters_redrive(
         console.print(f"[red]Not re-driven ({response.status_code}):[/red] {response.json().get('detail')}")
         raise typer.Exit(1)
     console.print(f"Re-driven: {response.json()['redrive_outcome']}.")
+
+
+@app.command("config-reference")
+def config_reference(
+    output: Annotated[
+        Path | None,
+        typer.Option(help="Write it to this file (docs/configuration.md) instead of printing it."),
+    ] = None,
+) -> None:
+    """Print every environment variable the services and `c2f` read, as Markdown.
+
+    One table per service (variable, type, default, description), made from
+    the settings classes and their field descriptions, and one for `c2f` and
+    the local stack. docs/configuration.md is this output: after changing a
+    setting, run `c2f config-reference --output docs/configuration.md`
+    (a unit test fails until the two agree).
+    """
+    text = settings_doc.reference(app)
+    if output is None:
+        sys.stdout.write(text)
+        return
+    output.write_text(text, encoding="utf-8")
+    console.print(f"Wrote {output}")

@@ -71,7 +71,7 @@ class Stack:
         if not port_is_free(self.config.host, port):
             raise StartupFailed(
                 f"port {port} for {what} is taken: is another stack running? "
-                f"Stop it, or choose other ports (see README, 'Configuration')."
+                f"Stop it, or choose other ports (docs/configuration.md)."
             )
 
     def start_infrastructure(self) -> None:

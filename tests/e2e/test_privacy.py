@@ -2,7 +2,7 @@
 read (registration's views for other clusters, matching's recommendations, search, meetings
 and agendas, the mails and webhooks notifications sends to others, reporting's reports,
 exports, dashboard and brochure, the topics matching and notifications publish, and each
-service's own database) without the matching consent, and where the README says it does with
+service's own database) without the matching consent, and where docs/services.md says it does with
 that consent; and erasure removes a company from every service's database, read directly.
 
 Three companies in three clusters meet at one B2B event:
@@ -607,7 +607,7 @@ async def test_matching_shows_an_attendee_only_with_consent(world: World, met: S
             }
         for path, text in views.items():
             assert_none(world.others_than(key), text, f"matching {path} as {key}")
-        # With consent, the attendee's name is shown to the people it meets (README, Agendas).
+        # With consent, the attendee's name is shown to the people it meets (docs/services.md, Agendas).
         for path in list(views)[2:] + list(views)[:1]:
             assert_all(partners_who_share, views[path], f"matching {path} as {key}")
     # The suggestions published (public, or for the participant and the organisers): company
@@ -683,7 +683,7 @@ async def test_mails_and_webhooks_carry_contact_data_only_with_consent(world: Wo
         page = await body_of(await browser.get(accept_link))
     assert world.companies["P"].legal_name in page
     assert_none(world.others_than("Q"), page, "the accept page Q opens")
-    # Webhooks: ids and what happened, no contact data at all (README, Webhooks).
+    # Webhooks: ids and what happened, no contact data at all (docs/services.md, Webhooks).
     assert world.hooks is not None
     bodies = "\n".join(world.hooks.bodies)
     for company in world.companies.values():
@@ -760,7 +760,7 @@ async def read_topic(bootstrap: str, topic: str) -> list[str]:
 async def test_the_topics_of_matching_and_notifications_carry_no_contact_data(
     world: World, met: Snapshot
 ) -> None:
-    """Only CompanyRegistered/Updated and ParticipantRegistered carry personal data (README)."""
+    """Only CompanyRegistered/Updated and ParticipantRegistered carry personal data (docs/architecture.md)."""
     bootstrap = world.platform.config.kafka_bootstrap
     meeting_facts = "\n".join(await read_topic(bootstrap, topics.MEETINGS))
     assert world.meetings["EQ"] in meeting_facts
@@ -789,7 +789,7 @@ async def database_text(platform: Stack, service: str) -> dict[str, list[tuple[d
 
 
 async def test_each_service_keeps_only_the_contact_data_it_needs(world: World, met: Snapshot) -> None:
-    """README, "Personal data on the topics": matching keeps no contacts, reporting only those
+    """docs/architecture.md, "Personal data on the topics": matching keeps no contacts, reporting only those
     that consented to the brochure, notifications the recipients' own name, address, language,
     and the names and addresses of the contacts who agreed to be shown to matched companies."""
     contacts = [m for m in world.markers if m.kind == "contact"]
@@ -820,7 +820,7 @@ async def erased(world: World, met: Snapshot) -> dict[str, dict[str, list[tuple[
         assert (await registration.get(f"/companies/{e.id}")).status_code == 404
     async with world.operator() as operator:
         assert (await operator.get(f"/events/{world.event}")).json()["registered"] == 2
-    # The other parties hear that their meetings with E are cancelled (README, Matching).
+    # The other parties hear that their meetings with E are cancelled (docs/services.md, Meetings).
     for key in ("P", "Q"):
         await eventually(mail_of_kind(world, key, "meeting_cancelled"), within=30)
     await wait_settled(world)

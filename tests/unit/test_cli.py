@@ -10,7 +10,8 @@ runner = CliRunner()
 
 
 @pytest.mark.parametrize(
-    "command", [[], ["up"], ["seed"], ["status"], ["mail"], ["import"], ["rebuild"], ["schedule"]]
+    "command",
+    [[], ["up"], ["seed"], ["status"], ["mail"], ["import"], ["rebuild"], ["schedule"], ["config-reference"]],
 )
 def test_every_command_has_help(command: list[str]) -> None:
     result = runner.invoke(app, [*command, "--help"])

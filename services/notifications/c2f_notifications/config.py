@@ -16,12 +16,28 @@ class Settings(ServiceSettings):
     mongo_db: str = "c2f_notifications"
     consumer_group: str = "c2f-notifications"
 
-    smtp_host: str = Field("127.0.0.1", validation_alias=_env("SMTP_HOST"))
-    smtp_port: int = Field(2525, validation_alias=_env("SMTP_PORT"))
-    smtp_username: str | None = Field(None, validation_alias=_env("SMTP_USERNAME"))
-    smtp_password: str | None = Field(None, validation_alias=_env("SMTP_PASSWORD"))
-    smtp_starttls: bool = Field(False, validation_alias=_env("SMTP_STARTTLS"))
-    mail_from: str = Field("C2Future Match <noreply@c2future.example>", validation_alias=_env("MAIL_FROM"))
+    smtp_host: str = Field(
+        "127.0.0.1", validation_alias=_env("SMTP_HOST"), description="SMTP server to send through."
+    )
+    smtp_port: int = Field(2525, validation_alias=_env("SMTP_PORT"), description="SMTP server's port.")
+    smtp_username: str | None = Field(
+        None, validation_alias=_env("SMTP_USERNAME"), description="SMTP login; unset or empty: no login."
+    )
+    smtp_password: str | None = Field(
+        None,
+        validation_alias=_env("SMTP_PASSWORD"),
+        description="SMTP password (a secret: from the environment).",
+    )
+    smtp_starttls: bool = Field(
+        False,
+        validation_alias=_env("SMTP_STARTTLS"),
+        description="Upgrade the SMTP connection with STARTTLS.",
+    )
+    mail_from: str = Field(
+        "C2Future Match <noreply@c2future.example>",
+        validation_alias=_env("MAIL_FROM"),
+        description="Sender of every e-mail.",
+    )
 
     @field_validator("smtp_username", "smtp_password", mode="before")
     @classmethod
@@ -33,16 +49,24 @@ class Settings(ServiceSettings):
 
     # Who may see the queue and re-drive dead letters, and how links in mails are signed.
     operator_token: SecretStr | None = Field(
-        None, validation_alias=AliasChoices("C2F_NOTIFICATIONS_OPERATOR_TOKEN", "C2F_OPERATOR_TOKEN")
+        None,
+        validation_alias=AliasChoices("C2F_NOTIFICATIONS_OPERATOR_TOKEN", "C2F_OPERATOR_TOKEN"),
+        description="Bearer token of the partnership's operators (the queue, re-drives, webhooks).",
     )
     link_secret: SecretStr | None = Field(
         None,
         validation_alias=AliasChoices("C2F_NOTIFICATIONS_LINK_SECRET", "C2F_LINK_SECRET"),
         description="Signs the accept/decline/outcome/unsubscribe links; shared with matching.",
     )
-    public_matching_url: str = Field("http://127.0.0.1:8002", validation_alias=_env("PUBLIC_MATCHING_URL"))
+    public_matching_url: str = Field(
+        "http://127.0.0.1:8002",
+        validation_alias=_env("PUBLIC_MATCHING_URL"),
+        description="Where accept, decline and outcome links in e-mails point (matching's address).",
+    )
     public_notifications_url: str = Field(
-        "http://127.0.0.1:8003", validation_alias=_env("PUBLIC_NOTIFICATIONS_URL")
+        "http://127.0.0.1:8003",
+        validation_alias=_env("PUBLIC_NOTIFICATIONS_URL"),
+        description="Where unsubscribe and preference links in e-mails point (this service's address).",
     )
 
     # When messages go out.

@@ -12,8 +12,14 @@ from c2f_shared.service import ServiceSettings
 class Settings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="C2F_REGISTRATION_", extra="ignore", populate_by_name=True)
 
-    mongo_db: str = "c2f_registration"
-    consumer_group: str = "c2f-registration"
+    mongo_db: str = Field(
+        "c2f_registration",
+        description="This instance's own database; serving some clusters: `c2f_registration_<short names>`.",
+    )
+    consumer_group: str = Field(
+        "c2f-registration",
+        description="Kafka consumer group id; serving some clusters: `c2f-registration-<short names>`.",
+    )
 
     clusters: str = Field(
         "",

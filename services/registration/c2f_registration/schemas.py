@@ -1,6 +1,6 @@
 """What registration accepts over HTTP, and what it answers.
 
-Limits are explicit (see README, "Registration: sizes and limits"); text in any
+Limits are explicit (see docs/services.md, "Registration"); text in any
 script is stored and returned exactly as given, apart from trimmed whitespace.
 """
 

@@ -18,7 +18,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="c2f-serve",
         description="Run one C2Future Match service (HTTP API and Kafka consumers) in this process.",
-        epilog="Settings come from C2F_* environment variables; see the README, 'Configuration'.",
+        epilog="Settings come from C2F_* environment variables; see docs/configuration.md.",
     )
     parser.add_argument(
         "service",

@@ -51,7 +51,11 @@ class ServiceSettings(BaseSettings):
             "'standard': Kafka's defaults, for production clusters."
         ),
     )
-    log_level: str = Field("INFO", validation_alias=AliasChoices("C2F_LOG_LEVEL"))
+    log_level: str = Field(
+        "INFO",
+        validation_alias=AliasChoices("C2F_LOG_LEVEL"),
+        description="Log level (DEBUG, INFO, WARNING, ERROR).",
+    )
 
     max_body_bytes: int = Field(1_048_576, description="Larger request bodies are refused with 413.")
     auth_failures_per_minute: int = Field(
