@@ -10,7 +10,6 @@ pipeline's port: work that raises leaves nothing behind, as an aborted transacti
 from __future__ import annotations
 
 import copy
-
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar, cast
 

@@ -24,7 +24,6 @@ from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar
 
 import pydantic
-from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import ConnectionFailure, DuplicateKeyError, OperationFailure, PyMongoError
 
 from c2f_shared.envelope import Envelope, UnknownEventType
@@ -67,7 +66,7 @@ class Store(Protocol):
     """What the pipeline needs of the service's database (the Runtime)."""
 
     @property
-    def db(self) -> AsyncDatabase[dict[str, Any]]: ...
+    def db(self) -> Any: ...  # the database outside transactions (the inbox is read there)
 
     async def transact(
         self, work: Callable[[UnitOfWork], Awaitable[T]], correlation_id: str | None = None
