@@ -158,8 +158,10 @@ class Outbox:
             if lost:
                 await self.republish_after_loss(lost)
 
-    async def relay_forever(self, idle_poll: float = 0.5) -> None:
-        """Publish pending events whenever woken, and every `idle_poll` seconds."""
+    async def relay_forever(self, idle_poll: float = 2.0) -> None:
+        """Publish pending events whenever woken (a unit of work that emitted something commits),
+        and every `idle_poll` seconds: what another instance of the service left pending when it
+        died, or what failed to publish."""
         while True:
             try:
                 while await self.publish_pending():
