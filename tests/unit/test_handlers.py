@@ -3,9 +3,15 @@
 changes. The pipeline around them (inbox, retries, dead letters) is in tests/integration."""
 
 import uuid
+import zlib
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
+import numpy as np
 import pytest
 
+from c2f_matching import handlers as matching_handlers
+from c2f_matching.matcher import Matcher
 from c2f_notifications import handlers as notifications
 from c2f_notifications.config import Settings as NotificationSettings
 from c2f_notifications.store import OUTGOING, RECIPIENTS
@@ -18,6 +24,7 @@ from c2f_shared.events import (
     CompanyRegistered,
     Contact,
     Event,
+    EventCreated,
     MatchParty,
     MatchSuggested,
     Need,
@@ -197,3 +204,72 @@ async def test_notifications_forget_an_erased_company_and_what_was_published_abo
     assert store[RECIPIENTS].count_documents({}) == 0 and store[OUTGOING].count_documents({}) == 0
     assert uow.forgotten and "p1" in uow.forgotten[0]["payload"]["$regex"]
     assert store["erasures"].find_one({"_id": "acme"})["participants"] == ["p1"]
+
+
+# -- matching ----------------------------------------------------------------------------------
+
+
+class WordsEmbedder:
+    """Texts as bags of hashed words: the same words, the same direction."""
+
+    model_id = "words"
+    dim = 64
+
+    def embed(self, texts: Any, role: Any) -> Any:
+        vectors = np.zeros((len(texts), self.dim), np.float32)
+        for i, text in enumerate(texts):
+            for word in text.lower().split():
+                vectors[i, zlib.crc32(word.encode()) % self.dim] += 1.0
+        return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-9)
+
+
+def matching_store() -> FakeStore:
+    matcher = Matcher(WordsEmbedder())
+    matcher.bind(None)
+    return FakeStore(matching_handlers.make_handlers(matcher))
+
+
+def firm(
+    company_id: str, country: str, *, offers: tuple[str, ...] = (), needs: tuple[str, ...] = ()
+) -> CompanyRegistered:
+    return CompanyRegistered(
+        company_id=company_id,
+        cluster_id=f"k-{country}",
+        legal_name=company_id.title(),
+        country=country,
+        sectors=["ict"],
+        offers=[Offer(title=t, description=t, category="iot", language="en") for t in offers],
+        needs=[Need(title=t, description=t, kind="supplier", category="iot", language="en") for t in needs],
+    )
+
+
+async def test_matching_suggests_a_pair_once_when_the_second_party_signs_up() -> None:
+    store = matching_store()
+    starts = datetime(2027, 5, 4, 9, tzinfo=UTC)
+    await store.handle(
+        EventCreated(
+            event_id="ev1",
+            name="Brokerage",
+            kind="b2b",
+            host_cluster_id="k-BG",
+            city="Sofia",
+            country="BG",
+            venue_timezone="Europe/Sofia",
+            starts_at=starts,
+            ends_at=starts + timedelta(hours=8),
+        )
+    )
+    await store.handle(firm("seeker", "BG", needs=("air quality sensors for city streets",)))
+    await store.handle(firm("maker", "ES", offers=("air quality sensors for city streets",)))
+    await store.handle(firm("baker", "ES", offers=("fresh bread and pastries every morning",)))
+    first = await store.handle(signed_up("p-seeker", company_id="seeker"))
+    assert first.emitted == []  # nobody else there yet
+    await store.handle(signed_up("p-baker", company_id="baker"))
+    second = await store.handle(signed_up("p-maker", company_id="maker"))
+    [suggested] = second.emitted
+    assert isinstance(suggested, MatchSuggested)
+    assert {p.participant_id for p in suggested.parties} == {"p-seeker", "p-maker"}
+    again = await store.handle(signed_up("p-maker", company_id="maker"))  # delivered again
+    assert again.emitted == [] and store["suggestions"].count_documents({}) == 1
+    await store.handle(ParticipantWithdrawn(participant_id="p-maker", event_id="ev1"))
+    assert store["participants"].find_one({"_id": "p-maker"}) is None
