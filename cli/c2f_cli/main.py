@@ -25,6 +25,7 @@ from c2f_cli.config import SERVICES, StackConfig
 from c2f_cli.mail import read_mail
 from c2f_cli.processes import StartupFailed
 from c2f_cli.stack import Stack
+from c2f_cli.supervisor import GaveUp, Supervisor
 
 app = typer.Typer(
     help=(
@@ -85,8 +86,10 @@ def up(
     Starts a Kafka-compatible broker (Tansu), a MongoDB-compatible database
     (SecantusDB, data in $C2F_HOME/mongo, default .c2f/), an SMTP sink that keeps
     every mail in $C2F_HOME/mail (Maildir), and the four services; then seeds the
-    demo partnership through the registration API. Ctrl-C or SIGTERM stops every
-    process it started. Logs are in $C2F_HOME/logs.
+    demo partnership through the registration API. A process that dies is started
+    again after a pause (the others keep running); one that keeps crashing stops the
+    platform with its log. Ctrl-C or SIGTERM stops every process it started. Logs are
+    in $C2F_HOME/logs.
     """
     config = StackConfig.from_env()
     stack = Stack(config, say=lambda line: console.print(f"  [green]✓[/green] {line}"))
@@ -104,11 +107,13 @@ def up(
             _seed(config.service_url("registration"), data, config.operator_token())
             _demo_meetings(config)
         _print_where_to_look(config)
+        supervisor = Supervisor(stack, say=lambda line: console.print(f"  [yellow]![/yellow] {line}"))
         while True:
-            for child in stack.children:
-                if not child.alive():
-                    console.print(f"[red]{child.name} stopped unexpectedly[/red]; its log:\n{child.tail()}")
-                    raise typer.Exit(1)
+            try:
+                supervisor.check()
+            except GaveUp as gave_up:
+                console.print(f"[red]{gave_up}; giving up[/red]. Its log:\n{gave_up.child.tail()}")
+                raise typer.Exit(1) from None
             time.sleep(0.5)
     except StartupFailed as error:
         console.print(f"[red]Could not start:[/red] {error}")

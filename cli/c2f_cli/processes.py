@@ -33,6 +33,8 @@ class Child:
     name: str
     process: subprocess.Popen[bytes]
     log: Path
+    argv: tuple[str, ...] = ()
+    env: dict[str, str] | None = None
 
     @property
     def pid(self) -> int:
@@ -54,6 +56,10 @@ class Child:
                 os.killpg(self.pid, signal.SIGKILL)
             self.process.wait()
 
+    def respawn(self) -> "Child":
+        """The same process started again (same command, environment and log, appended to)."""
+        return spawn(self.name, self.argv, self.log.parent, self.env)
+
     def tail(self, lines: int = 20) -> str:
         try:
             return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
@@ -74,7 +80,7 @@ def spawn(name: str, argv: Sequence[str], log_dir: Path, env: dict[str, str] | N
             start_new_session=True,
             preexec_fn=_die_with_parent,
         )
-    return Child(name=name, process=process, log=log)
+    return Child(name=name, process=process, log=log, argv=tuple(argv), env=env)
 
 
 class StartupFailed(RuntimeError):

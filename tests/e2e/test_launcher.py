@@ -1,5 +1,6 @@
 """`c2f up`, the launcher behind `make up`: starts everything, seeds the demo,
-keeps data across restarts, and stops every process it started on SIGINT and SIGTERM."""
+keeps data across restarts, starts a killed process again, and stops every process it
+started on SIGINT and SIGTERM."""
 
 import asyncio
 import json
@@ -170,7 +171,23 @@ def test_data_survives_a_restart_and_sigterm_stops_everything(env, launcher) -> 
     assert report(env) == SEEN["report"]
     # Nothing is sent again after a restart.
     assert len(read_mail(Path(env["C2F_HOME"]) / "mail")) == SEEN["report"]["notifications_sent"]  # type: ignore[index]
-    stop_and_check(launcher, children, signal.SIGTERM)
+
+    # A service killed as an OOM killer would: `c2f up` starts it again, the others run on.
+    os.kill(children["reporting"], signal.SIGKILL)
+    state_file = Path(env["C2F_HOME"]) / "stack.json"
+
+    def restarted() -> dict[str, int] | None:
+        now: dict[str, int] = json.loads(state_file.read_text())["children"]
+        return now if now["reporting"] != children["reporting"] else None
+
+    again = wait_for(restarted, within=60, what="reporting started again")
+    assert {k: v for k, v in again.items() if k != "reporting"} == {
+        k: v for k, v in children.items() if k != "reporting"
+    }
+    wait_for(lambda: any("reporting is back" in line for line in log_lines(env)), within=60, what="back")
+    assert report(env) == SEEN["report"]
+    assert any("reporting stopped unexpectedly (exit code -9)" in line for line in log_lines(env))
+    stop_and_check(launcher, again, signal.SIGTERM)
 
 
 def test_up_starts_nothing_for_servers_it_is_given(infra, tmp_path) -> None:
