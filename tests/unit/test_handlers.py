@@ -12,6 +12,7 @@ import pytest
 
 from c2f_matching import handlers as matching_handlers
 from c2f_matching.matcher import Matcher
+from c2f_matching.profiles import Rosters, roster_key
 from c2f_notifications import handlers as notifications
 from c2f_notifications.config import Settings as NotificationSettings
 from c2f_notifications.store import OUTGOING, RECIPIENTS
@@ -223,10 +224,10 @@ class WordsEmbedder:
         return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-9)
 
 
-def matching_store() -> FakeStore:
+def matching_store(rosters: Rosters | None = None) -> FakeStore:
     matcher = Matcher(WordsEmbedder())
     matcher.bind(None)
-    return FakeStore(matching_handlers.make_handlers(matcher))
+    return FakeStore(matching_handlers.make_handlers(matcher, rosters or Rosters()))
 
 
 def firm(
@@ -244,7 +245,8 @@ def firm(
 
 
 async def test_matching_suggests_a_pair_once_when_the_second_party_signs_up() -> None:
-    store = matching_store()
+    rosters = Rosters()
+    store = matching_store(rosters)
     starts = datetime(2027, 5, 4, 9, tzinfo=UTC)
     await store.handle(
         EventCreated(
@@ -271,5 +273,20 @@ async def test_matching_suggests_a_pair_once_when_the_second_party_signs_up() ->
     assert {p.participant_id for p in suggested.parties} == {"p-seeker", "p-maker"}
     again = await store.handle(signed_up("p-maker", company_id="maker"))  # delivered again
     assert again.emitted == [] and store["suggestions"].count_documents({}) == 1
+    kept = rosters.get("ev1", roster_key(store["events"].find_one({"_id": "ev1"})))
+    assert kept is not None and set(kept.companies) == {"p-seeker", "p-baker", "p-maker"}
+
+    # Another instance signs someone up: the kept roster is two steps behind, so it is read again.
+    await store.handle(firm("other", "IT", offers=("air quality sensors for city streets",)))
+    store["participants"].insert_one({"_id": "p-other", "event_id": "ev1", "company_id": "other"})
+    store["events"].update_one({"_id": "ev1"}, {"$inc": {"roster": 1}})
+    await store.handle(firm("late", "GR", needs=("air quality sensors for city streets",)))
+    late = await store.handle(signed_up("p-late", company_id="late"))
+    partners = {p.participant_id for s in late.emitted if isinstance(s, MatchSuggested) for p in s.parties}
+    assert partners >= {"p-late", "p-other", "p-maker"}
+    kept = rosters.get("ev1", roster_key(store["events"].find_one({"_id": "ev1"})))
+    assert kept is not None and {"p-other", "p-late"} <= set(kept.companies)
+
     await store.handle(ParticipantWithdrawn(participant_id="p-maker", event_id="ev1"))
     assert store["participants"].find_one({"_id": "p-maker"}) is None
+    assert rosters.get("ev1", roster_key(store["events"].find_one({"_id": "ev1"}))) is None

@@ -11,6 +11,7 @@ from c2f_matching.config import Settings
 from c2f_matching.embedder import EMBEDDINGS, E5Embedder
 from c2f_matching.language import LanguageCentres
 from c2f_matching.matcher import Matcher
+from c2f_matching.profiles import Rosters
 from c2f_matching.search import OfferIndex
 from c2f_shared.events import MatchSuggested
 from c2f_shared.service import Runtime
@@ -48,7 +49,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await asyncio.sleep(1)
 
     runtime.background(replan)
-    runtime.consume(handlers.make_handlers(matcher), name="registrations")
+    rosters = Rosters()
+    runtime.consume(handlers.make_handlers(matcher, rosters), name="registrations")
     runtime.publishes(MatchSuggested, *meetings.PUBLISHES)
     app = service_app(
         runtime,
@@ -62,7 +64,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.offers = offers
 
     async def rebuild() -> int:
+        rosters.clear()
         replayed = await runtime.replay(forget=handlers.READ_MODEL)
+        rosters.clear()
         await offers.reload(runtime.db)  # companies gone from the read model leave search too
         return replayed
 

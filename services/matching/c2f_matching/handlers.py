@@ -10,9 +10,18 @@ from pymongo import UpdateOne
 
 from c2f_matching import meetings
 from c2f_matching.matcher import Matcher
-from c2f_matching.profiles import event_profiles
-from c2f_matching.scoring import top_pairs
-from c2f_matching.store import CLUSTERS, COMPANIES, ERASED, EVENTS, PARTICIPANTS, SUGGESTIONS, suggestion_id
+from c2f_matching.profiles import Rosters, bump_roster, event_roster, known_event, new_roster_epoch
+from c2f_matching.scoring import Profile, top_pairs
+from c2f_matching.store import (
+    CLUSTERS,
+    COMPANIES,
+    COMPANY_EVENTS,
+    ERASED,
+    EVENTS,
+    PARTICIPANTS,
+    SUGGESTIONS,
+    suggestion_id,
+)
 from c2f_shared.envelope import Envelope
 from c2f_shared.events import (
     ClusterRegistered,
@@ -30,14 +39,29 @@ from c2f_shared.events import (
 from c2f_shared.service import Handlers, UnitOfWork
 
 # What a rebuild starts afresh; suggestions made and meetings (matching's own facts) stay.
-READ_MODEL = (COMPANIES, CLUSTERS, PARTICIPANTS, EVENTS)
+READ_MODEL = (COMPANIES, CLUSTERS, PARTICIPANTS, EVENTS, COMPANY_EVENTS)
 
 # Each participant is suggested at most its TOP_K best partners, each pair once.
 TOP_K = 5
 
 
-def make_handlers(matcher: Matcher) -> Handlers:
-    """What matching takes from registration's topics, each with its handler."""
+def make_handlers(matcher: Matcher, rosters: Rosters) -> Handlers:
+    """What matching takes from registration's topics, each with its handler. `rosters`: the
+    events' rosters kept in memory (emptied by a rebuild)."""
+
+    async def suggest_at(
+        uow: UnitOfWork, event_id: str, changed: dict[str, str | None], for_whom: list[dict[str, Any]]
+    ) -> None:
+        """Who is at the event changed (`changed`, already written): count the change, then
+        suggest partners to `for_whom`."""
+        await bump_roster(uow.db, event_id)
+        event = await uow.db[EVENTS].find_one({"_id": event_id})
+        if event is None or not known_event(event) or event.get("kind") != "b2b":
+            return  # companies meet one to one at B2B events (delegations choose at C2C; webinars: none)
+        roster, profiles = await event_roster(uow.db, matcher, rosters, event, changed)
+        uow.after_commit(lambda: rosters.keep(event_id, roster))
+        for participant in for_whom:
+            await suggest_for(uow, event, profiles, participant)
 
     async def company(event: CompanyRegistered | CompanyUpdated, envelope: Envelope, uow: UnitOfWork) -> None:
         known = await uow.db[COMPANIES].find_one({"_id": event.company_id}, {"revision": 1})
@@ -47,11 +71,20 @@ def make_handlers(matcher: Matcher) -> Handlers:
         doc = event.model_dump(mode="json", exclude={"contacts"})
         doc["vectors"] = await matcher.encode(doc["offers"], doc["needs"])
         await _upsert(uow, COMPANIES, event.company_id, doc)
+        # Written by sign-ups of the company too: see `participant`.
+        await uow.db[COMPANY_EVENTS].update_one(
+            {"_id": event.company_id}, {"$set": {"revision": event.revision}}, upsert=True
+        )
+        by_event: dict[str, list[dict[str, Any]]] = {}
         async for participant in uow.db[PARTICIPANTS].find({"company_id": event.company_id}):
-            await suggest_for(uow, matcher, participant)
+            by_event.setdefault(participant["event_id"], []).append(participant)
+        for event_id, participants in by_event.items():
+            await suggest_at(uow, event_id, {p["_id"]: event.company_id for p in participants}, participants)
 
     async def erased(event: CompanyErased, envelope: Envelope, uow: UnitOfWork) -> None:
-        await _forget_company(uow, event.company_id)
+        for event_id in await _forget_company(uow, event.company_id):
+            await bump_roster(uow.db, event_id)
+            uow.after_commit(lambda event_id=event_id: rosters.forget(event_id))  # type: ignore[misc]
         matcher.forget_profile(event.company_id)
 
     async def participant(event: ParticipantRegistered, envelope: Envelope, uow: UnitOfWork) -> None:
@@ -68,14 +101,41 @@ def make_handlers(matcher: Matcher) -> Handlers:
         }
         await _upsert(uow, PARTICIPANTS, event.participant_id, doc)
         if event.company_id is not None:
-            await suggest_for(uow, matcher, {"_id": event.participant_id, **doc})
+            # The company's handler writes this document too: a sign-up and its company's
+            # registration handled at the same moment cannot both miss each other.
+            await uow.db[COMPANY_EVENTS].update_one(
+                {"_id": event.company_id}, {"$addToSet": {"events": event.event_id}}, upsert=True
+            )
+            me = {"_id": event.participant_id, **doc}
+            await suggest_at(uow, event.event_id, {event.participant_id: event.company_id}, [me])
+
+    async def withdrawn(event: ParticipantWithdrawn, envelope: Envelope, uow: UnitOfWork) -> None:
+        await meetings.withdraw(uow, event.participant_id)
+        await uow.db[PARTICIPANTS].delete_one({"_id": event.participant_id})
+        await bump_roster(uow.db, event.event_id)
+        uow.after_commit(lambda: rosters.forget(event.event_id))
 
     async def event_changed(event: EventCreated | EventUpdated, envelope: Envelope, uow: UnitOfWork) -> None:
-        await _upsert(uow, EVENTS, event.event_id, event.model_dump(mode="json", include=EVENT_FIELDS))
+        await uow.db[EVENTS].update_one(
+            {"_id": event.event_id},
+            {
+                "$set": {
+                    **event.model_dump(mode="json", include=EVENT_FIELDS),
+                    "updated_at": datetime.now(UTC),
+                },
+                "$setOnInsert": {"roster_epoch": new_roster_epoch(), "roster": 0},
+            },
+            upsert=True,
+        )
+        stored = await uow.db[EVENTS].find_one({"_id": event.event_id})
+        if stored is None or stored.get("kind") != "b2b":
+            return
+        roster, profiles = await event_roster(uow.db, matcher, rosters, stored)
+        uow.after_commit(lambda: rosters.keep(event.event_id, roster))
         async for participant in uow.db[PARTICIPANTS].find(
             {"event_id": event.event_id, "company_id": {"$ne": None}}
         ):
-            await suggest_for(uow, matcher, participant)
+            await suggest_for(uow, stored, profiles, participant)
 
     return {
         ClusterRegistered: _cluster,
@@ -86,7 +146,7 @@ def make_handlers(matcher: Matcher) -> Handlers:
         EventUpdated: event_changed,
         ParticipantRegistered: participant,
         ParticipantUpdated: _participant_updated,
-        ParticipantWithdrawn: _participant_withdrawn,
+        ParticipantWithdrawn: withdrawn,
     }
 
 
@@ -98,11 +158,6 @@ async def _participant_updated(event: ParticipantUpdated, envelope: Envelope, uo
     changes = {"availability": event.availability, "max_meetings": event.max_meetings}
     await _upsert(uow, PARTICIPANTS, event.participant_id, {**changes, "languages": event.languages})
     await meetings.schedule_is_stale(uow, event.event_id)
-
-
-async def _participant_withdrawn(event: ParticipantWithdrawn, envelope: Envelope, uow: UnitOfWork) -> None:
-    await meetings.withdraw(uow, event.participant_id)
-    await uow.db[PARTICIPANTS].delete_one({"_id": event.participant_id})
 
 
 EVENT_FIELDS = {
@@ -127,12 +182,11 @@ async def _upsert(uow: UnitOfWork, collection: str, doc_id: str, doc: dict[str, 
     )
 
 
-async def suggest_for(uow: UnitOfWork, matcher: Matcher, participant: dict[str, Any]) -> None:
-    """Publish `participant`'s best partners at its event that were not suggested before."""
-    event = await uow.db[EVENTS].find_one({"_id": participant["event_id"]})
-    if event is None or event.get("kind") != "b2b":
-        return  # companies meet one to one at B2B events (delegations choose at C2C; webinars: none)
-    profiles = await event_profiles(uow.db, matcher, participant["event_id"])
+async def suggest_for(
+    uow: UnitOfWork, event: dict[str, Any], profiles: list[Profile], participant: dict[str, Any]
+) -> None:
+    """Publish `participant`'s best partners at `event` (whose participants are `profiles`)
+    that were not suggested before."""
     me = next((p for p in profiles if p.participant_id == participant["_id"]), None)
     if me is None:
         return  # its company's profile has not reached us yet
@@ -173,12 +227,11 @@ async def suggest_for(uow: UnitOfWork, matcher: Matcher, participant: dict[str, 
         uow.emit(suggestions[i], event_id=suggestions[i].suggestion_id)
 
 
-async def _forget_company(uow: UnitOfWork, company_id: str) -> None:
+async def _forget_company(uow: UnitOfWork, company_id: str) -> set[str]:
     """Erasure: the company, its participants and every suggestion and meeting naming them go
-    (the other parties hear that their meetings are cancelled)."""
-    participant_ids = [
-        p["_id"] async for p in uow.db[PARTICIPANTS].find({"company_id": company_id}, {"_id": 1})
-    ]
+    (the other parties hear that their meetings are cancelled). Returns the events they were at."""
+    participants = await uow.db[PARTICIPANTS].find({"company_id": company_id}, {"event_id": 1}).to_list(None)
+    participant_ids = [p["_id"] for p in participants]
     await uow.db[SUGGESTIONS].delete_many({"participant_ids": {"$in": participant_ids}})
     await meetings.forget(uow, participant_ids)
     # What was published about them (suggestions, meeting facts) leaves the outbox too.
@@ -189,6 +242,7 @@ async def _forget_company(uow: UnitOfWork, company_id: str) -> None:
     await uow.db[ERASED].update_one(
         {"_id": company_id}, {"$set": {"erased_at": datetime.now(UTC)}}, upsert=True
     )
+    return {p["event_id"] for p in participants}
 
 
 def _party(profile: Any) -> MatchParty:

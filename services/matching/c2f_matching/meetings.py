@@ -304,7 +304,7 @@ async def publish_schedule(
     """Compute the best schedule for the event's accepted meetings within `seconds`, keeping
     the published one as far as possible, and publish what changed."""
     event = await runtime.db[EVENTS].find_one({"_id": event_id})
-    if event is None:
+    if event is None or "name" not in event:  # not known yet (see profiles.bump_roster)
         raise Refused(404, f"no event {event_id!r}")
     if not event.get("slots"):
         raise Refused(409, "this event has no meeting slots to schedule")
@@ -485,7 +485,7 @@ async def record_outcome(
 
 async def _event(uow: UnitOfWork, event_id: str) -> dict[str, Any]:
     event: dict[str, Any] | None = await uow.db[EVENTS].find_one({"_id": event_id})
-    if event is None:
+    if event is None or "name" not in event:  # not known yet (see profiles.bump_roster)
         raise Refused(404, f"no event {event_id!r}")
     return event
 

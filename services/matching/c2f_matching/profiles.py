@@ -3,15 +3,27 @@
 Company documents (with their vectors) are read only where the matcher does not hold
 the current version (`Matcher.kept_profile`): asking again reads small documents, not
 profiles.
+
+Each B2B event's roster (its participants with their companies' versions) is also kept in
+memory (`Rosters`), so that a sign-up does not read the whole event again. Every change to
+who is at an event, or to one of their companies, increments the event's `roster` counter
+in the same transaction (`bump_roster`); a kept roster is used only at the counter's value
+it was read at, or one step behind with the change that made the step. Two changes at once
+write the same counter, so one of the two transactions runs again: the step is exact. The
+counter's epoch is new whenever the event's document is (a rebuild), so no instance mistakes
+an old roster for a new one.
 """
 
 import dataclasses
+import uuid
+from collections import OrderedDict
+from dataclasses import dataclass
 from typing import Any
 
 from c2f_matching.clusters import Cluster
 from c2f_matching.matcher import Matcher
 from c2f_matching.scoring import Profile
-from c2f_matching.store import CLUSTERS, COMPANIES, PARTICIPANTS
+from c2f_matching.store import CLUSTERS, COMPANIES, EVENTS, PARTICIPANTS
 
 VERSION_FIELDS = {"revision": 1, "updated_at": 1}
 
@@ -27,6 +39,122 @@ async def _company_profiles(db: Any, matcher: Matcher, versions: dict[str, Any])
         async for company in db[COMPANIES].find({"_id": {"$in": changed}}):
             companies[company["_id"]] = matcher.keep_profile(company)
     return companies
+
+
+RosterKey = tuple[str, int]  # the event's roster epoch and counter
+
+
+@dataclass(frozen=True)
+class Roster:
+    key: RosterKey
+    companies: dict[str, tuple[str, Any]]  # participant id -> (company id, company version or None)
+
+
+class Rosters:
+    """The rosters of the events signed up to most recently, in memory."""
+
+    KEPT = 64
+
+    def __init__(self) -> None:
+        self._kept: OrderedDict[str, Roster] = OrderedDict()
+
+    def get(self, event_id: str, key: RosterKey) -> Roster | None:
+        roster = self._kept.get(event_id)
+        if roster is None or roster.key != key:
+            return None
+        self._kept.move_to_end(event_id)
+        return roster
+
+    def keep(self, event_id: str, roster: Roster) -> None:
+        self._kept[event_id] = roster
+        self._kept.move_to_end(event_id)
+        while len(self._kept) > self.KEPT:
+            self._kept.popitem(last=False)
+
+    def forget(self, event_id: str) -> None:
+        self._kept.pop(event_id, None)
+
+    def clear(self) -> None:
+        self._kept.clear()
+
+
+def new_roster_epoch() -> str:
+    """What an event's document starts with ($setOnInsert), beside its counter."""
+    return uuid.uuid4().hex
+
+
+def roster_key(event: dict[str, Any]) -> RosterKey:
+    return (str(event.get("roster_epoch", "")), int(event.get("roster", 0)))
+
+
+async def bump_roster(db: Any, event_id: str) -> None:
+    """Who is at the event, or one of their companies, changed (in the caller's transaction).
+
+    Written even before the event itself is known (a placeholder with only the counter, which
+    readers take for an unknown event): so that a sign-up and the event's creation, or a company
+    and the events it is at, handled at the same moment by lanes of different partitions, write
+    the same document, and one of the two transactions runs again and sees the other. Without
+    that each would commit without the other's change and neither would suggest the pair."""
+    await db[EVENTS].update_one(
+        {"_id": event_id},
+        {"$inc": {"roster": 1}, "$setOnInsert": {"roster_epoch": new_roster_epoch()}},
+        upsert=True,
+    )
+
+
+def known_event(event: dict[str, Any] | None) -> bool:
+    """Whether `event` is an event's document, not the placeholder `bump_roster` leaves."""
+    return event is not None and "name" in event
+
+
+async def event_roster(
+    db: Any,
+    matcher: Matcher,
+    rosters: Rosters,
+    event: dict[str, Any],
+    changed: dict[str, str | None] | None = None,
+) -> tuple[Roster, list[Profile]]:
+    """The event's participants whose company is known, as scoring profiles, and the roster they
+    come from (for the caller to keep once its transaction commits). `changed`: what made the
+    counter's last step (participant id -> company id, None: gone), if the caller made it."""
+    key = roster_key(event)
+    roster = rosters.get(event["_id"], key)
+    if roster is None and changed is not None:
+        previous = rosters.get(event["_id"], (key[0], key[1] - 1))
+        if previous is not None:
+            entries = dict(previous.companies)
+            versions = await _versions(db, matcher, [c for c in changed.values() if c is not None])
+            for participant_id, company_id in changed.items():
+                if company_id is None:
+                    entries.pop(participant_id, None)
+                else:
+                    entries[participant_id] = (company_id, versions.get(company_id))
+            roster = Roster(key, entries)
+    if roster is None:
+        participants = (
+            await db[PARTICIPANTS]
+            .find({"event_id": event["_id"], "company_id": {"$ne": None}}, {"company_id": 1})
+            .to_list(None)
+        )
+        versions = await _versions(db, matcher, [p["company_id"] for p in participants])
+        roster = Roster(
+            key, {p["_id"]: (p["company_id"], versions.get(p["company_id"])) for p in participants}
+        )
+    known = {c: v for c, v in roster.companies.values() if v is not None}
+    companies = await _company_profiles(db, matcher, known)
+    profiles = [
+        dataclasses.replace(companies[company_id], participant_id=participant_id)
+        for participant_id, (company_id, _) in roster.companies.items()
+        if company_id in companies
+    ]
+    return roster, profiles
+
+
+async def _versions(db: Any, matcher: Matcher, company_ids: list[str]) -> dict[str, Any]:
+    return {
+        c["_id"]: matcher.version(c)
+        async for c in db[COMPANIES].find({"_id": {"$in": list(set(company_ids))}}, VERSION_FIELDS)
+    }
 
 
 async def event_profiles(db: Any, matcher: Matcher, event_id: str) -> list[Profile]:

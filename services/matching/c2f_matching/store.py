@@ -10,6 +10,7 @@ EVENTS = "events"
 ERASED = "erasures"  # when each erased company went (ids and dates only; in-memory indexes drop them)
 # Matching's own facts.
 SUGGESTIONS = "suggestions"
+COMPANY_EVENTS = "company_events"  # the events each company signed up to (see handlers.participant)
 MEETINGS = "meetings"
 SCHEDULES = "schedules"
 OUTCOMES = "outcomes"

@@ -10,6 +10,7 @@ from c2f_matching import agenda as render
 from c2f_matching.agenda import Agenda, AgendaItem
 from c2f_matching.api.access import Token, may_see
 from c2f_matching.api.meetings import parties
+from c2f_matching.profiles import known_event
 from c2f_matching.store import EVENTS, MEETINGS
 from c2f_shared.service.access import PARTICIPANT_OR_OPERATOR
 from c2f_shared.service.http import RuntimeDep
@@ -24,7 +25,7 @@ NOT_YOURS: dict[int | str, dict[str, Any]] = {
 async def _agenda(request: Request, runtime: Any, token: str, participant_id: str) -> Agenda:
     participant = await may_see(request, runtime, token, participant_id)
     event = await runtime.db[EVENTS].find_one({"_id": participant["event_id"]})
-    if event is None:
+    if event is None or not known_event(event):
         raise HTTPException(status.HTTP_404_NOT_FOUND, "the participant's event is not known yet")
     zone = ZoneInfo(event.get("venue_timezone") or "UTC")
     docs = (
