@@ -27,7 +27,7 @@ import pydantic
 from pymongo.errors import ConnectionFailure, DuplicateKeyError, OperationFailure, PyMongoError
 
 from c2f_shared.envelope import Envelope, UnknownEventType
-from c2f_shared.events import Event
+from c2f_shared.events import CompanyErased, Event
 from c2f_shared.service.logs import log_context
 from c2f_shared.service.metrics import Metrics
 from c2f_shared.service.unit_of_work import UnitOfWork
@@ -60,6 +60,12 @@ class PoisonMessage(Exception):
 def topics_of(handlers: Handlers) -> tuple[str, ...]:
     """The topics a consumer of `handlers` subscribes to."""
     return tuple(sorted({event_type.TOPIC for event_type in handlers}))
+
+
+# Handled while nothing else is, in a process: what an erasure removes (a company's suggestions,
+# messages, meetings) must not be re-created beside it by a fact of another partition handled at
+# the same moment, which the erasure's transaction would not see.
+ALONE: tuple[type[Event], ...] = (CompanyErased,)
 
 
 class Store(Protocol):
@@ -99,7 +105,8 @@ class Pipeline:
 
     async def process(self, body: bytes) -> str:
         """Process one message; returns what happened: processed, duplicate or ignored."""
-        async with self._gate.shared():
+        _, event = self.parse(body)
+        async with self._gate.exclusive() if isinstance(event, ALONE) else self._gate.shared():
             return await self.process_alone(body)
 
     async def process_alone(self, body: bytes) -> str:
