@@ -17,6 +17,7 @@ from typing import Any
 
 from pymongo.errors import DuplicateKeyError
 
+from c2f_registration.errors import Conflict
 from c2f_shared.events import Event
 from c2f_shared.service import Runtime, UnitOfWork
 
@@ -29,9 +30,7 @@ AGREEMENTS = "agreements"
 
 OnCreated = Callable[[UnitOfWork, str], Awaitable[Any]]
 
-
-class Conflict(Exception):
-    """Different data is already registered under the same natural key."""
+__all__ = ["Conflict", "Stored", "fingerprint", "get", "local_cluster", "new_id", "register_once", "replace"]
 
 
 @dataclass(frozen=True)
