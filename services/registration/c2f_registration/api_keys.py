@@ -91,7 +91,7 @@ async def new_api_key(db: Any, cluster_id: str, session: Any = None) -> dict[str
 async def own_cluster(runtime: Runtime, caller: Principal, cluster_id: str) -> None:
     """Forbidden unless `caller` acts for the cluster; NotFound unless this instance serves it."""
     caller.require_may_act_for(cluster_id)
-    if await store.local_cluster(runtime, cluster_id) is None:
+    if not await store.serves(runtime, cluster_id):
         raise NotFound("cluster served here", cluster_id)
 
 

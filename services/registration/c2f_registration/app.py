@@ -32,7 +32,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     runtime = Runtime(settings, service="registration")
     runtime.on_start(_on_start)
     runtime.consume(
-        [topics.EVENTS, topics.PARTICIPANTS, topics.COMPANIES], partnership.handle, name="partnership"
+        [topics.EVENTS, topics.PARTICIPANTS, topics.COMPANIES],
+        partnership.handle,
+        name="partnership",
+        only=partnership.HANDLES,  # its own companies' registrations and changes are not read again
     )
     runtime.publishes(
         ClusterRegistered,

@@ -40,7 +40,7 @@ class Filters:
 async def register(runtime: Runtime, caller: Principal, company: CompanyIn, correlation: str) -> store.Stored:
     """Register a member of a cluster this instance serves (idempotent on the cluster and name)."""
     caller.require_may_act_for(company.cluster_id)
-    if await store.local_cluster(runtime, company.cluster_id) is None:
+    if not await store.serves(runtime, company.cluster_id):
         raise Invalid.unknown("cluster_id", "cluster (served by this instance)", company.cluster_id)
     data = company.model_dump(mode="json")
     return await store.register_once(

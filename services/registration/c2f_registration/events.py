@@ -35,7 +35,7 @@ def facts(event_id: str, revision: int, fields: EventFields, host_cluster_id: st
 async def create(runtime: Runtime, caller: Principal, event: EventIn, correlation: str) -> store.Stored:
     """Create an event hosted by a cluster this instance serves (the operator, or the host's key)."""
     caller.require_may_act_for(event.host_cluster_id)
-    if await store.local_cluster(runtime, event.host_cluster_id) is None:
+    if not await store.serves(runtime, event.host_cluster_id):
         raise Invalid.unknown("host_cluster_id", "cluster (served by this instance)", event.host_cluster_id)
     return await store.register_once(
         runtime,
