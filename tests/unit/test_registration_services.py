@@ -2,6 +2,7 @@
 is invalid and why. Small fakes of the database stand in where a decision needs a read; none of
 these cases may reach a transaction."""
 
+import json
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
@@ -10,10 +11,11 @@ from typing import Any, cast
 
 import pytest
 
-from c2f_registration import clusters, companies, events, participants, store
+from c2f_registration import clusters, companies, events, importer, participants, store
+from c2f_registration.api.companies import new_out
 from c2f_registration.api_keys import OPERATOR, Principal
 from c2f_registration.errors import Conflict, Forbidden, Invalid, NotFound, RegistrationClosed
-from c2f_registration.schemas import ClusterIn, CompanyIn, EventFields, ParticipantIn
+from c2f_registration.schemas import ClusterIn, CompanyIn, CompanyOut, EventFields, ParticipantIn
 from c2f_shared.service import Runtime
 
 DTI, ACCLIMA = "cluster-dti", "cluster-acclima"
@@ -221,3 +223,25 @@ def test_a_patch_that_breaks_a_profile_names_each_field_under_the_body() -> None
         companies.merged(EventFields, {"kind": "b2b", "name": ""})
     locs = {problem["loc"] for problem in refused.value.problems}
     assert ("body", "name") in locs and ("body", "starts_at") in locs
+
+
+def test_the_answer_to_a_new_company_is_company_outs_json() -> None:
+    profile = {
+        **importer_example_fields(),
+        "cluster_id": DTI,
+        "website": "HTTPS://Sensores.Example",
+        "contacts": [{"name": "Elena", "email": "Elena.Ortiz@Sensores.Example", "language": "es"}],
+    }
+    data = CompanyIn.model_validate(profile).model_dump(mode="json")
+    now = datetime.now(UTC)
+    doc = {"_id": "co-1", "data": data, "revision": 1, "created_at": now, "updated_at": now}
+    answer = new_out(store.Stored(id="co-1", data=data, created=True, doc=doc))
+    expected = CompanyOut(**data, id="co-1", revision=1, created=True, created_at=now, updated_at=now)
+    assert answer.status_code == 201
+    assert json.loads(bytes(answer.body)) == json.loads(expected.model_dump_json())
+
+
+def importer_example_fields() -> dict[str, Any]:
+    sheet = importer.read(importer.template_csv(), "template.csv")
+    assert not sheet.problems
+    return sheet.rows[0][1]
