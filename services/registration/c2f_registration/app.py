@@ -3,7 +3,7 @@
 
 from fastapi import FastAPI
 
-from c2f_registration import api, api_keys, auth, imports, partnership, store
+from c2f_registration import api, api_keys, imports, partnership, store
 from c2f_registration.api import errors
 from c2f_registration.api import imports as import_routes
 from c2f_registration.config import Settings
@@ -56,5 +56,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     errors.install(app)
     app.state.served_clusters = settings.served()
     token = settings.operator_token
-    app.state.operator_digest = auth.digest(token.get_secret_value()) if token else None
+    app.state.operator_digest = api_keys.digest(token.get_secret_value()) if token else None
     return app
