@@ -7,7 +7,13 @@ Figures, each beside a baseline measured in the same run:
   1. companies registered per second over HTTP, one client after another
      / single-document inserts per second straight into the database;
   2. the same with 32 concurrent clients / 32 concurrent raw inserters;
-  3. rows per second of a 1,000-row CSV import (POST to done) / raw inserts per second.
+  3. rows per second of a 1,000-row CSV import (POST to done) / raw inserts per second;
+  4. and 5. companies per second over HTTP (1 client, 32 clients) / bare registration-shaped
+     transactions per second (a natural-key lookup, the insert of a registration's document
+     and an outbox upsert in one transaction, retried on a write conflict as the services'
+     runtime retries; as bench/load.py's baseline). What a registration does beyond that (the
+     HTTP request, the key check, the cluster's lookup, the relay's publish and mark) is what
+     the ratio measures.
 
 Usage: .venv/bin/python bench/registration.py [--companies 300] [--rows 1000]
 """
@@ -16,14 +22,18 @@ import argparse
 import asyncio
 import csv
 import io
+import json
+import random
 import tempfile
 import time
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
-from pymongo import AsyncMongoClient
+from pymongo import AsyncMongoClient, UpdateOne
+from pymongo.errors import PyMongoError
 from rich.console import Console
 from rich.table import Table
 
@@ -69,6 +79,62 @@ async def raw_inserts(mongo_uri: str, n: int, concurrency: int) -> float:
         while queue:
             i = queue.pop()
             await coll.insert_one({"_id": i, "legal_name": f"Company {i}", **PROFILE})
+
+    start = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    rate = n / (time.perf_counter() - start)
+    await client.close()
+    return rate
+
+
+async def bare_registrations(mongo_uri: str, n: int, concurrency: int) -> float:
+    """Registration-shaped transactions per second: lookup by natural key, insert, outbox upsert."""
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_uri, tz_aware=True)
+    db = client["bench_raw"]
+    items, outbox = db[uuid.uuid4().hex], db[uuid.uuid4().hex]
+    await items.create_index("natural_key", unique=True)
+    queue = list(range(n))
+
+    async def register(i: int) -> None:
+        key = f"bench:company {i}"
+        data = {**PROFILE, "cluster_id": "bench", "legal_name": f"Company {i}"}
+        for attempt in range(12):
+            try:
+                async with client.start_session() as session, await session.start_transaction():
+                    if await items.find_one({"natural_key": key}, session=session) is not None:
+                        return
+                    now = datetime.now(UTC)
+                    await items.insert_one(
+                        {
+                            "_id": str(uuid.uuid4()),
+                            "natural_key": key,
+                            "fingerprint": "f" * 64,
+                            "data": data,
+                            "revision": 1,
+                            "created_at": now,
+                            "updated_at": now,
+                        },
+                        session=session,
+                    )
+                    await outbox.bulk_write(
+                        [
+                            UpdateOne(
+                                {"_id": str(uuid.uuid4())},
+                                {"$setOnInsert": {"payload": json.dumps(data), "published": False}},
+                                upsert=True,
+                            )
+                        ],
+                        session=session,
+                    )
+                return
+            except PyMongoError as error:
+                if not error.has_error_label("TransientTransactionError") or attempt == 11:
+                    raise
+                await asyncio.sleep(random.uniform(0, min(0.5, 0.01 * 2**attempt)))
+
+    async def worker() -> None:
+        while queue:
+            await register(queue.pop())
 
     start = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
@@ -137,9 +203,11 @@ async def measure(stack: Stack, companies: int, rows: int) -> list[tuple[str, fl
         cluster_id = cluster.json()["id"]
         console.print("sequential…")
         raw_1 = await raw_inserts(cfg.mongo_uri, companies, 1)
+        bare_1 = await bare_registrations(cfg.mongo_uri, companies, 1)
         http_1 = await http_registrations(client, cluster_id, companies, 1)
         console.print(f"{CONCURRENCY} concurrent clients…")
         raw_n = await raw_inserts(cfg.mongo_uri, companies * 2, CONCURRENCY)
+        bare_n = await bare_registrations(cfg.mongo_uri, companies * 2, CONCURRENCY)
         http_n = await http_registrations(client, cluster_id, companies * 2, CONCURRENCY)
         console.print(f"importing {rows} rows…")
         raw_import = await raw_inserts(cfg.mongo_uri, rows, 1)
@@ -153,6 +221,13 @@ async def measure(stack: Stack, companies: int, rows: int) -> list[tuple[str, fl
             raw_n,
         ),
         (f"import rows/s ({rows}-row CSV)", imported, "raw inserts/s, 1 writer", raw_import),
+        ("companies/s over HTTP, 1 client", http_1, "registration-shaped txns/s, 1 writer", bare_1),
+        (
+            f"companies/s over HTTP, {CONCURRENCY} clients",
+            http_n,
+            f"registration-shaped txns/s, {CONCURRENCY} writers",
+            bare_n,
+        ),
     ]
 
 

@@ -48,11 +48,28 @@ MUTUAL_BONUS = 3  # both sides asked: the strongest sign of interest
 
 
 class Refused(Exception):
-    """A transition the rules do not allow; `status` is the HTTP status that says why."""
+    """A transition the rules do not allow; the subclass says what kind of refusal it is,
+    `detail` says why, and `field` names the part of the request at fault (when one is)."""
 
-    def __init__(self, status: int, detail: str, field: str | None = None) -> None:
+    def __init__(self, detail: str, field: str | None = None) -> None:
         super().__init__(detail)
-        self.status, self.detail, self.field = status, detail, field
+        self.detail, self.field = detail, field
+
+
+class NotFound(Refused):
+    """No such event or meeting."""
+
+
+class NotYours(Refused):
+    """The participant is not the one who may do this (not invited, not a party)."""
+
+
+class NotNow(Refused):
+    """The meeting's or the event's state does not allow it now (closed, full, already answered)."""
+
+
+class Invalid(Refused):
+    """The request itself is wrong (`field` names what)."""
 
 
 # -- requests and answers -------------------------------------------------------
@@ -66,20 +83,20 @@ async def request(
     event = await _event(uow, requester["event_id"])
     kind, rules = event.get("kind"), event.get("meetings") or {}
     if kind == EventKind.WEBINAR or not event.get("slots"):
-        raise Refused(409, "this event has no meeting slots")
+        raise NotNow("this event has no meeting slots")
     if requester["_id"] in invitees:
-        raise Refused(422, "a participant cannot request a meeting with itself", "with")
+        raise Invalid("a participant cannot request a meeting with itself", "with")
     if len(invitees) > 1 and kind != EventKind.C2C:
-        raise Refused(422, "only C2C events have meetings of more than two parties", "with")
+        raise Invalid("only C2C events have meetings of more than two parties", "with")
     deadline = rules.get("requests_deadline")
     if deadline is not None and now() > utc(deadline):
-        raise Refused(409, f"meeting requests closed at {deadline}")
+        raise NotNow(f"meeting requests closed at {deadline}")
     found = (
         await uow.db[PARTICIPANTS].find({"_id": {"$in": invitees}, "event_id": event["_id"]}).to_list(None)
     )
     missing = sorted(set(invitees) - {p["_id"] for p in found})
     if missing:
-        raise Refused(422, f"not participants of this event: {missing}", "with")
+        raise Invalid(f"not participants of this event: {missing}", "with")
     parties = [requester["_id"], *invitees]
     await _lock(uow, parties)
 
@@ -99,8 +116,8 @@ async def request(
                 )
                 earlier["priority"] += MUTUAL_BONUS
                 return await _answer(uow, event, earlier, requester["_id"], True, by), False
-            raise Refused(
-                409, f"there is already a meeting request between you: {earlier['_id']} ({earlier['status']})"
+            raise NotNow(
+                f"there is already a meeting request between you: {earlier['_id']} ({earlier['status']})"
             )
 
     cap = rules.get("max_requests")
@@ -109,7 +126,7 @@ async def request(
             {"event_id": event["_id"], "requested_by": requester["_id"], "status": {"$in": list(ACTIVE)}},
         )
         if mine >= cap:
-            raise Refused(409, f"you have {mine} open or accepted requests, the most this event allows")
+            raise NotNow(f"you have {mine} open or accepted requests, the most this event allows")
     priority = 1
     if len(invitees) == 1:
         suggested = await uow.db[SUGGESTIONS].find_one(
@@ -148,11 +165,11 @@ async def answer(uow: UnitOfWork, meeting_id: str, invitee: str, accept: bool, b
     await _lock(uow, meeting["parties"])
     event = await _event(uow, meeting["event_id"])
     if invitee not in meeting["answers"]:
-        raise Refused(403, "only an invited participant can answer this request")
+        raise NotYours("only an invited participant can answer this request")
     if meeting["status"] != MeetingStatus.REQUESTED or meeting["answers"][invitee] != MeetingStatus.REQUESTED:
-        raise Refused(409, f"this request is {meeting['status']}; only a pending request can be answered")
+        raise NotNow(f"this request is {meeting['status']}; only a pending request can be answered")
     if accept and not await _room_for_one_more(uow, event, invitee):
-        raise Refused(409, "you already have as many meetings as allowed at this event")
+        raise NotNow("you already have as many meetings as allowed at this event")
     return await _answer(uow, event, meeting, invitee, accept, by)
 
 
@@ -183,9 +200,9 @@ async def cancel(uow: UnitOfWork, meeting_id: str, who: str, by: str) -> dict[st
     """Call off a request or an accepted meeting (a party, or the operator as `who`)."""
     meeting = await _meeting(uow, meeting_id)
     if who != OPERATOR and who not in meeting["parties"]:
-        raise Refused(403, "only a party to the meeting can cancel it")
+        raise NotYours("only a party to the meeting can cancel it")
     if meeting["status"] not in ACTIVE:
-        raise Refused(409, f"this request is already {meeting['status']}")
+        raise NotNow(f"this request is already {meeting['status']}")
     return await _cancel(uow, meeting, by)
 
 
@@ -305,9 +322,9 @@ async def publish_schedule(
     the published one as far as possible, and publish what changed."""
     event = await runtime.db[EVENTS].find_one({"_id": event_id})
     if event is None or "name" not in event:  # not known yet (see profiles.bump_roster)
-        raise Refused(404, f"no event {event_id!r}")
+        raise NotFound(f"no event {event_id!r}")
     if not event.get("slots"):
-        raise Refused(409, "this event has no meeting slots to schedule")
+        raise NotNow("this event has no meeting slots to schedule")
     docs = await runtime.db[MEETINGS].find({"event_id": event_id, "status": "accepted"}).to_list(None)
     participants = await runtime.db[PARTICIPANTS].find({"event_id": event_id}).to_list(None)
     instance, slots = _instance(event, docs, participants)
@@ -323,7 +340,7 @@ async def publish_schedule(
             .to_list(None)
         )
         if {d["_id"]: d["version"] for d in current} != seen:
-            raise Refused(409, "meetings changed while the schedule was computed; ask again")
+            raise NotNow("meetings changed while the schedule was computed; ask again")
         version = await _schedule_version(uow, event_id) + 1
         changed = dropped = 0
         for doc in docs:
@@ -455,12 +472,12 @@ async def record_outcome(
     months after). Answers the stored outcome."""
     meeting = await _meeting(uow, meeting_id)
     if participant_id not in meeting["parties"]:
-        raise Refused(403, "only a party to the meeting can record its outcome")
+        raise NotYours("only a party to the meeting can record its outcome")
     placed = meeting.get("placement")
     if meeting["status"] != MeetingStatus.ACCEPTED or placed is None:
-        raise Refused(409, "only a scheduled meeting has an outcome")
+        raise NotNow("only a scheduled meeting has an outcome")
     if utc(placed["starts_at"]) > now():
-        raise Refused(409, f"the meeting has not started yet (it starts at {placed['starts_at']})")
+        raise NotNow(f"the meeting has not started yet (it starts at {placed['starts_at']})")
     key = f"{meeting_id}:{participant_id}"
     facts = {"held": held, "rating": rating, "follow_up": follow_up}
     known = await uow.db[OUTCOMES].find_one({"_id": key})
@@ -486,14 +503,14 @@ async def record_outcome(
 async def _event(uow: UnitOfWork, event_id: str) -> dict[str, Any]:
     event: dict[str, Any] | None = await uow.db[EVENTS].find_one({"_id": event_id})
     if event is None or "name" not in event:  # not known yet (see profiles.bump_roster)
-        raise Refused(404, f"no event {event_id!r}")
+        raise NotFound(f"no event {event_id!r}")
     return event
 
 
 async def _meeting(uow: UnitOfWork, meeting_id: str) -> dict[str, Any]:
     meeting: dict[str, Any] | None = await uow.db[MEETINGS].find_one({"_id": meeting_id})
     if meeting is None:
-        raise Refused(404, f"no meeting {meeting_id!r}")
+        raise NotFound(f"no meeting {meeting_id!r}")
     return meeting
 
 
@@ -510,7 +527,7 @@ async def _save(uow: UnitOfWork, doc: dict[str, Any], changes: dict[str, Any]) -
         {"$set": changes, "$inc": {"version": 1}},
     )
     if result.matched_count == 0:
-        raise Refused(409, "the meeting changed meanwhile; look again")
+        raise NotNow("the meeting changed meanwhile; look again")
     return {**doc, **changes, "version": doc["version"] + 1}
 
 

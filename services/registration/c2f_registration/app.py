@@ -3,8 +3,9 @@
 
 from fastapi import FastAPI
 
-from c2f_registration import api, auth, partnership, store
-from c2f_registration.api import imports
+from c2f_registration import api, api_keys, imports, partnership, store
+from c2f_registration.api import errors
+from c2f_registration.api import imports as import_routes
 from c2f_registration.config import Settings
 from c2f_shared.events import (
     ClusterRegistered,
@@ -20,7 +21,7 @@ from c2f_shared.service.http import service_app
 
 async def _on_start(runtime: Runtime) -> None:
     await store.ensure_indexes(runtime)
-    await runtime.db[auth.API_KEYS].create_index("cluster_id")
+    await runtime.db[api_keys.API_KEYS].create_index("cluster_id")
     await runtime.db[partnership.FOREIGN_PARTICIPANTS].create_index("company_id")
     await imports.interrupt_unfinished(runtime)
 
@@ -44,9 +45,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         "Publishes what is registered. Authenticate with `Authorization: Bearer <token>`: "
         "the operator's token, or a cluster's API key.",
         router=api.router,
-        body_limits={"/imports": imports.MAX_FILE_BYTES},
+        body_limits={"/imports": import_routes.MAX_FILE_BYTES},
     )
+    errors.install(app)
     app.state.served_clusters = settings.served()
     token = settings.operator_token
-    app.state.operator_digest = auth.digest(token.get_secret_value()) if token else None
+    app.state.operator_digest = api_keys.digest(token.get_secret_value()) if token else None
     return app

@@ -5,7 +5,7 @@ script is stored and returned exactly as given, apart from trimmed whitespace.
 """
 
 from datetime import date, datetime, time, timedelta
-from typing import Annotated, Any, Self
+from typing import Annotated, Any, Literal, Self
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
@@ -480,3 +480,24 @@ class ClusterOut(ClusterIn, Created):
     api_key: ApiKeyCreated | None = Field(
         None, description="The cluster's first API key, only in the answer that created the cluster."
     )
+
+
+class ProblemOut(BaseModel):
+    row: int
+    column: str | None
+    problem: str
+
+
+class ImportReport(BaseModel):
+    id: str | None = None
+    cluster_id: str
+    dry_run: bool
+    status: Literal["checked", "running", "done", "failed", "interrupted"]
+    total: int
+    processed: int = 0
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    rejected: int = 0
+    problems: list[ProblemOut] = []
+    error: str | None = None

@@ -17,6 +17,7 @@ from typing import Any
 
 from pymongo.errors import DuplicateKeyError
 
+from c2f_registration.errors import Conflict
 from c2f_shared.events import Event
 from c2f_shared.service import Runtime, UnitOfWork
 
@@ -29,9 +30,17 @@ AGREEMENTS = "agreements"
 
 OnCreated = Callable[[UnitOfWork, str], Awaitable[Any]]
 
-
-class Conflict(Exception):
-    """Different data is already registered under the same natural key."""
+__all__ = [
+    "Conflict",
+    "Stored",
+    "fingerprint",
+    "get",
+    "local_cluster",
+    "new_id",
+    "register_once",
+    "replace",
+    "serves",
+]
 
 
 @dataclass(frozen=True)
@@ -67,18 +76,14 @@ async def register_once(
 ) -> Stored:
     """Store `data` under a new id and emit `make_event(id)`, unless it is already there.
 
-    `on_created` runs in the same transaction when, and only when, it is new.
+    `on_created` runs in the same transaction when, and only when, it is new. The unique
+    index on the natural key decides what is new: the insert is tried first, and only when
+    the key is taken is the stored registration read and compared (most registrations are
+    new, and save a read this way).
     """
     digest = fingerprint(data)
 
     async def work(uow: UnitOfWork) -> Stored:
-        coll = uow.db[collection]
-        existing = await coll.find_one({"natural_key": natural_key}, session=uow.session)
-        if existing is not None:
-            if existing["fingerprint"] != digest:
-                known = existing["_id"]
-                raise Conflict(f"{natural_key!r} is already registered with different data (id {known})")
-            return Stored(id=existing["_id"], data=existing["data"], created=False, doc=existing)
         item_id = new_id()
         now = datetime.now(UTC)
         doc = {
@@ -91,7 +96,7 @@ async def register_once(
             "updated_at": now,
             **(extra or {}),
         }
-        await coll.insert_one(doc, session=uow.session)
+        await uow.db[collection].insert_one(doc)
         uow.emit(make_event(item_id))
         more = await on_created(uow, item_id) if on_created else None
         return Stored(id=item_id, data=data, created=True, doc=doc, extra=more)
@@ -100,7 +105,14 @@ async def register_once(
         try:
             return await runtime.transact(work, correlation_id)
         except DuplicateKeyError:
-            continue  # a concurrent identical request won the insert: read it on the next pass
+            pass  # the key is taken (the transaction was rolled back): by the same data?
+        existing = await runtime.db[collection].find_one({"natural_key": natural_key})
+        if existing is not None:
+            if existing["fingerprint"] != digest:
+                known = existing["_id"]
+                raise Conflict(f"{natural_key!r} is already registered with different data (id {known})")
+            return Stored(id=existing["_id"], data=existing["data"], created=False, doc=existing)
+        # Gone again meanwhile (erased): try once more.
     raise Conflict(f"{collection}: could not register {natural_key!r}, try again")
 
 
@@ -131,7 +143,7 @@ async def replace(
 
     async def work(uow: UnitOfWork) -> None:
         result = await uow.db[collection].update_one(
-            {"_id": doc["_id"], "revision": doc["revision"]}, {"$set": changes}, session=uow.session
+            {"_id": doc["_id"], "revision": doc["revision"]}, {"$set": changes}
         )
         if result.matched_count == 0:
             raise Conflict("it was changed by someone else meanwhile: read it again and retry")
@@ -151,6 +163,22 @@ def new_id() -> str:
 
 async def get(runtime: Runtime, collection: str, item_id: str) -> dict[str, Any] | None:
     return await runtime.db[collection].find_one({"_id": item_id})
+
+
+# (database, cluster id) of the clusters found served here. A cluster is never erased, and
+# one served here is never marked foreign (other instances' news only insert), so once
+# served here it is for good: registrations need not read it again.
+_served: set[tuple[str, str]] = set()
+
+
+async def serves(runtime: Runtime, cluster_id: str) -> bool:
+    """Whether this instance serves the cluster."""
+    if (runtime.settings.mongo_db, cluster_id) in _served:
+        return True
+    if await local_cluster(runtime, cluster_id) is None:
+        return False
+    _served.add((runtime.settings.mongo_db, cluster_id))
+    return True
 
 
 async def local_cluster(runtime: Runtime, cluster_id: str) -> dict[str, Any] | None:

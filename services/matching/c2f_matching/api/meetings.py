@@ -84,12 +84,25 @@ class OutcomeOut(BaseModel):
     revision: int
 
 
+# The one place where a refusal of the meeting rules becomes an HTTP answer.
+REFUSAL_STATUS: dict[type[Refused], int] = {
+    meetings.NotFound: status.HTTP_404_NOT_FOUND,
+    meetings.NotYours: status.HTTP_403_FORBIDDEN,
+    meetings.NotNow: status.HTTP_409_CONFLICT,
+}
+
+
 def refused(error: Refused) -> HTTPException | RequestValidationError:
-    if error.status == 422:
+    """A 422 naming the field for an invalid request, as FastAPI's own validation errors do;
+    otherwise the status of the refusal's kind (409 for a kind not listed) with its detail."""
+    if isinstance(error, meetings.Invalid):
         return RequestValidationError(
             [{"loc": ("body", error.field or "body"), "msg": error.detail, "type": "value_error"}]
         )
-    return HTTPException(error.status, error.detail)
+    code = next(
+        (c for kind, c in REFUSAL_STATUS.items() if isinstance(error, kind)), status.HTTP_409_CONFLICT
+    )
+    return HTTPException(code, error.detail)
 
 
 async def parties(db: Any, participant_ids: list[str]) -> dict[str, Party]:

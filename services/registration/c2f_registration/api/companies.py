@@ -4,27 +4,18 @@ A cluster's key sees and changes only its own members; another cluster's member
 is a 404, as if it did not exist. The operator sees all.
 """
 
-import re
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Query, Response, status
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 
-from c2f_registration import auth, store
-from c2f_registration.api.common import (
-    CREATED,
-    MAX_OFFSET,
-    NOT_YOUR_CLUSTER,
-    merged,
-    not_found,
-    register,
-    replace,
-    unknown,
-)
+from c2f_registration import companies, store
+from c2f_registration.api import auth
+from c2f_registration.api.common import CREATED, MAX_OFFSET, NOT_YOUR_CLUSTER, created
+from c2f_registration.api.deps import CorrelationId, RuntimeDep
 from c2f_registration.schemas import CompanyFields, CompanyIn, CompanyOut, CompanyPage, CompanyPatch
-from c2f_shared.events import CompanyErased, CompanyRegistered, CompanyUpdated
-from c2f_shared.service import Runtime, UnitOfWork
-from c2f_shared.service.http import CorrelationId, RuntimeDep
 from c2f_shared.vocabulary import Sector
 
 router = APIRouter(tags=["companies"])
@@ -38,10 +29,6 @@ CHANGED: dict[int | str, dict[str, Any]] = {
 }
 
 
-def natural_key(cluster_id: str, legal_name: str) -> str:
-    return f"{cluster_id}:{legal_name.casefold()}"
-
-
 def out(doc: dict[str, Any], created: bool = False) -> CompanyOut:
     return CompanyOut(
         **doc["data"],
@@ -53,51 +40,39 @@ def out(doc: dict[str, Any], created: bool = False) -> CompanyOut:
     )
 
 
-async def visible_company(runtime: Runtime, caller: auth.Principal, company_id: str) -> dict[str, Any]:
-    doc = await store.get(runtime, store.COMPANIES, company_id)
-    if doc is None or not caller.may_act_for(doc["data"]["cluster_id"]):
-        raise not_found("company", company_id)
-    return doc
+class _Stored(BaseModel):
+    """What a stored company adds to its profile in CompanyOut."""
+
+    id: str
+    revision: int
+    created: bool
+    created_at: datetime
+    updated_at: datetime
+
+
+def new_out(stored: store.Stored) -> JSONResponse:
+    """CompanyOut of a company just registered, as JSON. Its profile is the request's body,
+    validated a moment ago: building CompanyOut from it, and FastAPI checking that again,
+    would validate every e-mail address and URL twice more (most of a registration's own
+    CPU time) to answer the same JSON."""
+    doc = stored.doc
+    stamp = _Stored(
+        id=doc["_id"],
+        revision=doc["revision"],
+        created=True,
+        created_at=doc["created_at"],
+        updated_at=doc["updated_at"],
+    )
+    return JSONResponse({**doc["data"], **stamp.model_dump(mode="json")}, status_code=status.HTTP_201_CREATED)
 
 
 @router.post("/companies", status_code=201, response_model=CompanyOut, responses=CREATED)
 async def register_company(
     body: CompanyIn, response: Response, runtime: RuntimeDep, correlation: CorrelationId, caller: auth.Caller
-) -> CompanyOut:
+) -> CompanyOut | JSONResponse:
     """Register a member company of `cluster_id` with its offers, needs, markets and contacts."""
-    auth.require_may_act_for(caller, body.cluster_id)
-    if await store.local_cluster(runtime, body.cluster_id) is None:
-        raise unknown("cluster_id", "cluster (served by this instance)", body.cluster_id)
-    data = body.model_dump(mode="json")
-    stored = await register(
-        response,
-        runtime,
-        store.COMPANIES,
-        natural_key(body.cluster_id, body.legal_name),
-        data,
-        lambda new_id: CompanyRegistered(company_id=new_id, **data),
-        correlation,
-    )
-    return out(stored.doc, stored.created)
-
-
-async def save_company(runtime: Runtime, cluster_id: str, fields: CompanyFields, correlation: str) -> str:
-    """Register the company, or bring its stored profile up to `fields`: 'created',
-    'updated' or 'unchanged' (idempotent; what bulk import does for each row)."""
-    key = natural_key(cluster_id, fields.legal_name)
-    doc = await runtime.db[store.COMPANIES].find_one({"natural_key": key})
-    if doc is None:
-        data = {**fields.model_dump(mode="json"), "cluster_id": cluster_id}
-        stored = await store.register_once(
-            runtime,
-            store.COMPANIES,
-            key,
-            data,
-            lambda new_id: CompanyRegistered(company_id=new_id, **data),
-            correlation,
-        )
-        return "created" if stored.created else "unchanged"
-    return "updated" if (await _replace(runtime, doc, fields, correlation))[1] else "unchanged"
+    stored = created(response, await companies.register(runtime, caller, body, correlation))
+    return new_out(stored) if stored.created else out(stored.doc)
 
 
 @router.get("/companies", response_model=CompanyPage, responses=NOT_YOUR_CLUSTER)
@@ -113,47 +88,20 @@ async def list_companies(
     offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> CompanyPage:
     """Members, oldest first, filtered; a cluster's key lists only its own members."""
-    if cluster_id is not None:
-        auth.require_may_act_for(caller, cluster_id)
-    query: dict[str, Any] = {}
-    if not caller.is_operator:
-        query["data.cluster_id"] = caller.cluster_id
-    elif cluster_id is not None:
-        query["data.cluster_id"] = cluster_id
-    if country:
-        query["data.country"] = country
-    if sector:
-        query["data.sectors"] = sector.value
-    if target_market:
-        query["data.target_markets"] = target_market
-    if q:
-        query["data.legal_name"] = {"$regex": re.escape(q), "$options": "i"}
-    companies = runtime.db[store.COMPANIES]
-    page = await companies.find(query).sort("created_at").skip(offset).limit(limit).to_list(None)
-    total = await companies.count_documents(query)
+    filters = companies.Filters(
+        cluster_id=cluster_id,
+        country=country,
+        sector=sector.value if sector else None,
+        target_market=target_market,
+        name_part=q,
+    )
+    page, total = await companies.search(runtime, caller, filters, limit, offset)
     return CompanyPage(items=[out(d) for d in page], total=total, limit=limit, offset=offset)
 
 
 @router.get("/companies/{company_id}", response_model=CompanyOut, responses=NOT_VISIBLE)
 async def get_company(company_id: str, runtime: RuntimeDep, caller: auth.Caller) -> CompanyOut:
-    return out(await visible_company(runtime, caller, company_id))
-
-
-async def _replace(
-    runtime: Runtime, doc: dict[str, Any], fields: CompanyFields, correlation: str
-) -> tuple[CompanyOut, bool]:
-    cluster_id = doc["data"]["cluster_id"]
-    data = {**fields.model_dump(mode="json"), "cluster_id": cluster_id}
-    new_doc, changed = await replace(
-        runtime,
-        store.COMPANIES,
-        doc,
-        natural_key(cluster_id, data["legal_name"]),
-        data,
-        lambda revision: CompanyUpdated(company_id=doc["_id"], revision=revision, **data),
-        correlation,
-    )
-    return out(new_doc), changed
+    return out(await companies.visible(runtime, caller, company_id))
 
 
 @router.put("/companies/{company_id}", response_model=CompanyOut, responses=CHANGED)
@@ -161,8 +109,7 @@ async def replace_company(
     company_id: str, body: CompanyFields, runtime: RuntimeDep, correlation: CorrelationId, caller: auth.Caller
 ) -> CompanyOut:
     """Replace the whole profile (the cluster cannot change). Unchanged data publishes nothing."""
-    doc = await visible_company(runtime, caller, company_id)
-    return (await _replace(runtime, doc, body, correlation))[0]
+    return out(await companies.replace(runtime, caller, company_id, body, correlation))
 
 
 @router.patch("/companies/{company_id}", response_model=CompanyOut, responses=CHANGED)
@@ -170,11 +117,8 @@ async def update_company(
     company_id: str, body: CompanyPatch, runtime: RuntimeDep, correlation: CorrelationId, caller: auth.Caller
 ) -> CompanyOut:
     """Change some fields; a list given replaces the stored list."""
-    doc = await visible_company(runtime, caller, company_id)
-    current = {k: v for k, v in doc["data"].items() if k != "cluster_id"}
-    changes = {**current, **body.model_dump(mode="json", exclude_unset=True)}
-    fields = merged(CompanyFields, changes)
-    return (await _replace(runtime, doc, fields, correlation))[0]
+    changes = body.model_dump(mode="json", exclude_unset=True)
+    return out(await companies.update(runtime, caller, company_id, changes, correlation))
 
 
 @router.delete("/companies/{company_id}", status_code=204, responses=NOT_VISIBLE)
@@ -183,41 +127,13 @@ async def erase_company(
 ) -> None:
     """Erase the company and its personal data (GDPR), here and, through the
     CompanyErased event, in every other service. Its event registrations go too."""
-    doc = await visible_company(runtime, caller, company_id)
-    cluster_id = doc["data"]["cluster_id"]
-
-    async def work(uow: UnitOfWork) -> None:
-        participants = (
-            await uow.db[store.PARTICIPANTS]
-            .find(
-                {"data.company_id": company_id}, {"_id": 1, "event_id": 1, "status": 1}, session=uow.session
-            )
-            .to_list(None)
-        )
-        for participant in participants:
-            if participant["status"] == "registered":  # its place at the event is freed
-                await uow.db[store.EVENTS].update_one(
-                    {"_id": participant["event_id"]}, {"$inc": {"registered": -1}}, session=uow.session
-                )
-        # The events that carried its data are not kept either, published or not.
-        keys = [company_id, *[p["_id"] for p in participants]]
-        await runtime.outbox.forget({"key": {"$in": keys}}, uow.session)
-        await uow.db[store.COMPANIES].delete_one({"_id": company_id}, session=uow.session)
-        await uow.db[store.PARTICIPANTS].delete_many({"data.company_id": company_id}, session=uow.session)
-        # What remains: that an erasure happened, and when — no personal data.
-        await uow.db[store.ERASURES].insert_one(
-            {"_id": company_id, "cluster_id": cluster_id, "erased_at": datetime.now(UTC)}, session=uow.session
-        )
-        uow.emit(CompanyErased(company_id=company_id, cluster_id=cluster_id))
-
-    await runtime.transact(work, correlation)
+    await companies.erase(runtime, caller, company_id, correlation)
 
 
 @router.get("/companies/{company_id}/export", responses=NOT_VISIBLE)
 async def export_company(company_id: str, runtime: RuntimeDep, caller: auth.Caller) -> dict[str, Any]:
     """Everything registration holds about the company, as JSON (GDPR data portability)."""
-    doc = await visible_company(runtime, caller, company_id)
-    participations = await runtime.db[store.PARTICIPANTS].find({"data.company_id": company_id}).to_list(None)
+    doc, participations = await companies.export(runtime, caller, company_id)
     return {
         "exported_at": datetime.now(UTC).isoformat(),
         "company": out(doc).model_dump(mode="json"),
