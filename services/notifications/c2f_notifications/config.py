@@ -42,6 +42,12 @@ class Settings(ServiceSettings):
         ge=1,
         description="Due messages claimed (leased) in one write; more than the senders keeps them busy.",
     )
+    delivery_gather_s: float = Field(
+        0.25,
+        ge=0,
+        description="Once the queue is caught up, wait at least this long between claims, so messages "
+        "queued one by one go out in batches (fewer database round trips) instead of one claim each.",
+    )
     smtp_idle_s: float = Field(
         30.0,
         description="An SMTP connection unused this long is closed and opened afresh before the next mail "

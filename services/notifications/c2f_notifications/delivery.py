@@ -176,7 +176,8 @@ class Delivery:
             for n in range(self._settings.delivery_workers)
         ]
         senders.append(asyncio.create_task(self._mark_forever(), name="delivery-marks"))
-        chores_at = 0.0
+        chores_at = claimed_at = 0.0
+        gather, backlog = self._settings.delivery_gather_s, False
         try:
             while not _stopping():
                 try:
@@ -190,7 +191,11 @@ class Delivery:
                         # Claim only when the senders run short, so leases are not held idle
                         # and a burst of wake-ups makes one claim rather than many small ones.
                         if self._claimed.qsize() <= self._settings.delivery_workers:
-                            await self._claim(self._settings.delivery_batch - self._claimed.qsize())
+                            if not backlog:  # caught up: let what trickles in gather a moment
+                                await asyncio.sleep(gather - (time.monotonic() - claimed_at))
+                            room = self._settings.delivery_batch - self._claimed.qsize()
+                            claimed_at = time.monotonic()
+                            backlog = await self._claim(room) == room
                 except asyncio.CancelledError:
                     raise
                 except Exception:
