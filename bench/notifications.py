@@ -51,7 +51,7 @@ from email.parser import BytesHeaderParser
 from email.policy import default
 from email.utils import make_msgid
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import aiosmtplib
 import httpx
@@ -63,8 +63,9 @@ from rich.table import Table
 from c2f_cli.config import StackConfig
 from c2f_cli.mail import read_mail
 from c2f_cli.stack import Stack
-from c2f_notifications import messages
+from c2f_notifications import handlers, messages
 from c2f_notifications.i18n import Words
+from c2f_shared.service import Runtime, UnitOfWork
 from measuring import MACHINE, cpu_seconds, cpu_used
 
 console = Console()
@@ -404,6 +405,61 @@ async def backlog(
     return result
 
 
+@dataclass
+class Queued:
+    arrivals: list[float]
+    errors: list[str]
+    cpu: dict[str, float] = field(default_factory=dict)
+    wall: float = 0.0
+
+
+async def queued(stack: Stack, notifications: httpx.AsyncClient, n: int, patience: float) -> Queued:
+    """Delivery alone: with notifications stopped, queue one more mail for each backlog attendee
+    straight into its queue (as its consumer would, with `handlers.queue`), start it, and time
+    the mails out. Its consumer has nothing to do meanwhile."""
+    cfg = stack.config
+    stopped = next(child for child in stack.children if child.name == "notifications")
+    stopped.stop()
+    stack.children.remove(stopped)
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(cfg.mongo_uri, tz_aware=True)
+    try:
+        db = client["c2f_notifications"]
+        people = await db["recipients"].find({"email": {"$regex": f"^{BACKLOG}"}}).to_list(None)
+        async with client.start_session() as session, await session.start_transaction():
+            # Only .db and .session are used by `queue`; no Runtime runs in this process.
+            uow = UnitOfWork(db=db, session=session, correlation_id="bench", _runtime=cast(Runtime, None))
+            for person in people:
+                await handlers.queue(
+                    uow, KIND, f"bench-again:{person['_id']}", person["_id"], {"event_id": person["event_id"]}
+                )
+    finally:
+        await client.close()
+    before = set(maildir_files(cfg.maildir))
+    cpu_before, wall_before = cpu_seconds(stack), time.perf_counter()
+    await asyncio.to_thread(stack.start_services, ["notifications"])
+    errors = [] if len(people) == n else [f"queued: {len(people)} backlog attendees found, expected {n}"]
+    deadline = time.monotonic() + patience
+    with console.status(f"notifications sends {n} mails already queued…"):
+        while len(maildir_files(cfg.maildir)) - len(before) < len(people):
+            if time.monotonic() > deadline:
+                errors.append(f"queued: only {len(maildir_files(cfg.maildir)) - len(before)} of {n} arrived")
+                break
+            await asyncio.sleep(0.05)
+        queue = await settle(notifications, 3 * n)
+    new = [p for p in maildir_files(cfg.maildir) if p not in before]
+    result = Queued(sorted(p.stat().st_mtime_ns / 1e9 for p in new), errors)
+    result.cpu = cpu_used(cpu_before, cpu_seconds(stack))
+    result.wall = time.perf_counter() - wall_before
+    ids = [m["Message-ID"] for m in read_mail(cfg.maildir) if m["X-C2F-Kind"] == KIND]
+    if len(ids) != len(set(ids)) or len(ids) != 3 * n:
+        result.errors.append(
+            f"queued: {len(ids)} mails, {len(set(ids))} Message-IDs, expected {3 * n} of each"
+        )
+    if queue["sent"] != 3 * n or queue["failed"] or queue["cancelled"]:
+        result.errors.append(f"queued: notifications' queue: {queue}")
+    return result
+
+
 async def settle(client: httpx.AsyncClient, n: int, within: float = 30) -> dict[str, int]:
     """Notifications' queue once every message is recorded as sent (or the time is up)."""
     deadline = time.monotonic() + within
@@ -445,7 +501,7 @@ def check(maildir: Path, n: int, queue: dict[str, int], prefix: str, sent: int) 
 
 async def measure(
     stack: Stack, n: int, concurrency: int, patience: float
-) -> tuple[dict[str, float], Run, Backlog]:
+) -> tuple[dict[str, float], Run, Backlog, Queued]:
     cfg = stack.config
     figures = {}
     with console.status("raw aiosmtplib baselines…"):
@@ -474,7 +530,8 @@ async def measure(
         drained = await backlog(
             stack, registration, notifications, cluster_id, companies, concurrency, patience
         )
-    return figures, run, drained
+        alone = await queued(stack, notifications, n, patience)
+    return figures, run, drained, alone
 
 
 def cpu_table(used: dict[str, float], wall: float, title: str) -> Table:
@@ -488,7 +545,9 @@ def cpu_table(used: dict[str, float], wall: float, title: str) -> Table:
     return cpu
 
 
-def report(figures: dict[str, float], run: Run, drained: Backlog, n: int, concurrency: int) -> None:
+def report(
+    figures: dict[str, float], run: Run, drained: Backlog, alone: Queued, n: int, concurrency: int
+) -> None:
     raw_1, raw_n = figures["raw_1"], figures["raw_n"]
     table = Table(
         "figure",
@@ -532,6 +591,11 @@ def report(figures: dict[str, float], run: Run, drained: Backlog, n: int, concur
             row(
                 "backlog: notifications started → last mail (context)",
                 len(drained.arrivals) / (drained.arrivals[-1] - drained.started),
+            )
+        if len(alone.arrivals) >= 2:
+            row(
+                f"delivery alone, {len(alone.arrivals)} queued: first → last mail",
+                (len(alone.arrivals) - 1) / (alone.arrivals[-1] - alone.arrivals[0]),
             )
         console.print(table)
         gaps = [b - a for a, b in zip(run.arrivals, run.arrivals[1:], strict=False)]
@@ -588,13 +652,15 @@ def main() -> None:
         try:
             stack.start_infrastructure()
             stack.start_services(["registration", "notifications"])
-            figures, run, drained = asyncio.run(measure(stack, args.mails, args.concurrency, args.timeout))
+            figures, run, drained, alone = asyncio.run(
+                measure(stack, args.mails, args.concurrency, args.timeout)
+            )
         finally:
             stack.stop()
     console.print(
         f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} CPUs, Python {sys.version.split()[0]}"
     )
-    report(figures, run, drained, args.mails, args.concurrency)
+    report(figures, run, drained, alone, args.mails, args.concurrency)
     retried = run.retried + drained.retried
     if retried:
         kinds = sorted({r.split(": ", 1)[1] for r in retried})
@@ -602,12 +668,12 @@ def main() -> None:
             f"[yellow]! {len(retried)} sign-up requests failed on the server ({', '.join(kinds)}) "
             f"and were sent again; see registration's log for why."
         )
-    errors = run.errors + drained.errors
+    errors = run.errors + drained.errors + alone.errors
     if errors:
         for error in errors:
             console.print(f"[red]✗ {error}")
         raise SystemExit(1)
-    console.print(f"[green]✓ 2 × {args.mails} mails, each arrived once, in its attendee's language.")
+    console.print(f"[green]✓ 3 × {args.mails} mails, each arrived once, in its attendee's language.")
 
 
 if __name__ == "__main__":
