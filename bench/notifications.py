@@ -622,6 +622,10 @@ def report(
         console.print(
             cpu_table(drained.cpu, drained.wall, "CPU, backlog: from notifications' start to settled")
         )
+    if alone.cpu:
+        console.print(
+            cpu_table(alone.cpu, alone.wall, "CPU, delivery alone: from notifications' start to settled")
+        )
 
 
 def main() -> None:
