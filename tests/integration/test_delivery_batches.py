@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 from aiosmtpd.controller import Controller
+from fastapi import FastAPI
 
 from c2f_cli.processes import free_port
 from c2f_cli.stack import Stack
@@ -150,3 +151,37 @@ async def test_a_dropped_connection_is_opened_again_and_nothing_is_sent_twice(in
     for doc in docs:
         results = [t["result"] for t in doc["tries"]]
         assert results[-1] == "sent" and results.count("sent") == 1, results
+
+
+@dataclass
+class SlowSink(Sink):
+    """Takes half a second over each mail."""
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        await asyncio.sleep(0.5)
+        return await super().handle_DATA(server, session, envelope)
+
+
+async def test_stopping_gives_back_what_was_claimed_but_not_sent(infra: Stack) -> None:
+    handler = SlowSink()
+    port = free_port()
+    settings = notification_settings(infra, port, delivery_workers=1, delivery_batch=10)
+    runtime = Runtime(settings, service="notifications")
+    delivery = Delivery(runtime, settings)
+    with sink(port, handler):
+        async with runtime.lifespan(FastAPI()):
+            await delivery.ensure_indexes()
+            loop = asyncio.create_task(delivery.run_forever(idle_poll=0.05))
+            event_id, emails = await a_scene(runtime, 6)
+            await queue_each(runtime, delivery, event_id, list(emails))
+            await eventually(lambda: len(handler.received) >= 1, within=20)
+            loop.cancel()
+            await asyncio.gather(loop, return_exceptions=True)
+            docs = await runtime.db[OUTGOING].find().to_list(None)
+
+    # What the stopped instance had claimed but not begun to send is pending again at once; only
+    # the mail its one sender had in hand stays leased (the server may have taken it).
+    statuses = Counter(d["status"] for d in docs)
+    assert statuses["sending"] <= 1, statuses
+    assert statuses["pending"] >= len(docs) - len(handler.received) - 1, statuses
+    assert all("claim" not in d for d in docs if d["status"] == "pending")

@@ -52,6 +52,7 @@ SMTP_TIMEOUT_S = 15.0
 # could outlive the lease, and another instance could claim and send the message again.
 LEASE_MARGIN = timedelta(seconds=2 * SMTP_TIMEOUT_S)
 DB_WAIT_S = 10.0
+GIVE_BACK_S = 2.0  # stopping is bounded (the runtime waits 10 s for its tasks)
 MAX_WAITS = 20  # a recipient still unknown after this many checks (~1.5 h) is given up on
 _NOTIFICATION_NS = uuid.UUID("2a7c9d51-8a60-4d6e-b0a4-c2f000000006")
 
@@ -206,6 +207,27 @@ class Delivery:
             for sender in senders:
                 sender.cancel()
             await asyncio.gather(*senders, return_exceptions=True)
+            await self._give_back()
+
+    async def _give_back(self) -> None:
+        """Stopping: the messages claimed but not yet sent are pending again at once, rather
+        than when their leases expire (a restarted instance would wait for them)."""
+        unsent = []
+        while not self._claimed.empty():
+            msg, _ = self._claimed.get_nowait()
+            unsent.append(msg)
+        if not unsent:
+            return
+        try:
+            with pymongo.timeout(GIVE_BACK_S):
+                await self._runtime.db[OUTGOING].update_many(
+                    {"$or": [{"_id": m["_id"], "claim": m["claim"]} for m in unsent], "status": "sending"},
+                    {"$set": {"status": "pending"}, "$unset": {"claim": ""}},
+                )
+        except Exception as error:  # noqa: BLE001 - their leases will expire
+            log.warning(
+                "could not give back %d claimed messages (%s); their leases will expire", len(unsent), error
+            )
 
     async def _release_expired_leases(self) -> None:
         await self._runtime.db[OUTGOING].update_many(
