@@ -47,6 +47,29 @@ class Settings(ServiceSettings):
     max_attempts: int = Field(8, description="SMTP attempts before a message is dead-lettered.")
     retry_base_s: float = Field(1.0, description="First retry delay; doubles each attempt, with jitter.")
 
+    # How fast messages go out.
+    delivery_workers: int = Field(
+        4,
+        ge=1,
+        description="Messages sent at once by one instance; each sender keeps its own SMTP connection.",
+    )
+    delivery_batch: int = Field(
+        32,
+        ge=1,
+        description="Due messages claimed (leased) in one write; more than the senders keeps them busy.",
+    )
+    delivery_gather_s: float = Field(
+        0.25,
+        ge=0,
+        description="Once the queue is caught up, wait at least this long between claims, so messages "
+        "queued one by one go out in batches (fewer database round trips) instead of one claim each.",
+    )
+    smtp_idle_s: float = Field(
+        30.0,
+        description="An SMTP connection unused this long is closed and opened afresh before the next mail "
+        "(servers drop idle clients).",
+    )
+
     # Who may see the queue and re-drive dead letters, and how links in mails are signed.
     operator_token: SecretStr | None = Field(
         None,

@@ -1,10 +1,15 @@
-"""Sending what is queued: claim a message, write it in the recipient's language, send it
+"""Sending what is queued: claim messages, write each in the recipient's language, send it
 over SMTP, record it, once.
 
-A message is claimed atomically (pending → sending, with a lease), so several instances
-never send the same message; SMTP failures back off exponentially with jitter, and after
-`max_attempts` the message is dead-lettered with the reason (and can be re-driven). Due
-timers (digests, reminders, nudges, outcome requests) fire in the same loop.
+Due messages are claimed in batches, atomically (pending → sending, with a lease and a claim
+token), so several instances never send the same message; an instance hands its claims to
+`delivery_workers` senders, each with an SMTP connection it keeps open. What a batch's
+messages mention (recipients, events, companies, clusters) is read once per batch. Sent
+messages are marked in shared transactions (a sender waits for its own mark before taking the
+next message, so a crash can still double at most the one mail each sender has in hand).
+SMTP failures back off exponentially with jitter, and after `max_attempts` the message is
+dead-lettered with the reason (and can be re-driven). Due timers (digests, reminders, nudges,
+outcome requests) fire in the same loop.
 """
 
 import asyncio
@@ -16,14 +21,16 @@ import random
 import secrets
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from email.message import EmailMessage
 from typing import Any
 
 import aiosmtplib
 import httpx
 import pymongo
-from pymongo import ReturnDocument
+from pymongo import UpdateOne
 
 from c2f_notifications import messages, timers
 from c2f_notifications.config import Settings
@@ -31,6 +38,7 @@ from c2f_notifications.i18n import Words
 from c2f_notifications.messages import ESSENTIAL
 from c2f_notifications.store import CLUSTERS, COMPANIES, ERASURES, EVENTS, OUTGOING, RECIPIENTS, WEBHOOKS
 from c2f_shared import links
+from c2f_shared.envelope import Envelope
 from c2f_shared.events import MessageDeadLettered, NotificationSent
 from c2f_shared.service import Runtime, UnitOfWork
 from c2f_shared.service.logs import log_context
@@ -39,9 +47,98 @@ from c2f_shared.service.waker import Waker
 log = logging.getLogger(__name__)
 
 LEASE = timedelta(seconds=60)
+SMTP_TIMEOUT_S = 15.0
+# A claimed message is sent only while its lease has this much left: a send that started later
+# could outlive the lease, and another instance could claim and send the message again.
+LEASE_MARGIN = timedelta(seconds=2 * SMTP_TIMEOUT_S)
 DB_WAIT_S = 10.0
+GIVE_BACK_S = 2.0  # stopping is bounded (the runtime waits 10 s for its tasks)
 MAX_WAITS = 20  # a recipient still unknown after this many checks (~1.5 h) is given up on
 _NOTIFICATION_NS = uuid.UUID("2a7c9d51-8a60-4d6e-b0a4-c2f000000006")
+
+Doc = dict[str, Any]
+
+
+@dataclass
+class _Facts:
+    """What the messages of one claimed batch mention, read with one query per collection."""
+
+    people: dict[Any, Doc]
+    events: dict[Any, Doc]
+    companies: dict[Any, Doc]
+    clusters: dict[Any, Doc]
+
+    def party(self, pid: str) -> messages.Party:
+        """How a participant may be shown: its company's (or cluster's) name and country, its
+        attendee's name and e-mail only if the attendee agreed, and its company's contact
+        persons who agreed to be shown to matched companies."""
+        person = self.people.get(pid)
+        if person is None:
+            return messages.Party(name="—")
+        owner = (
+            self.companies.get(person.get("company_id")) or self.clusters.get(person.get("cluster_id")) or {}
+        )
+        shared = bool(person.get("consent_share_contact"))
+        return messages.Party(
+            name=owner.get("name", "—"),
+            country=owner.get("country"),
+            attendee=person["name"] if shared else None,
+            email=person["email"] if shared else None,
+            contacts=[(c["name"], c["email"]) for c in owner.get("contacts", [])],
+        )
+
+
+class _Smtp:
+    """One sender's SMTP connection: opened when first needed, kept between mails, opened
+    afresh after a failure or when it has been idle for `smtp_idle_s`."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._client: aiosmtplib.SMTP | None = None
+        self._used_at = 0.0
+
+    async def send(self, email: EmailMessage) -> None:
+        now = time.monotonic()
+        if self._client is not None and (
+            not self._client.is_connected or now - self._used_at > self._settings.smtp_idle_s
+        ):
+            self.close()
+        if self._client is None:
+            client = aiosmtplib.SMTP(
+                hostname=self._settings.smtp_host,
+                port=self._settings.smtp_port,
+                username=self._settings.smtp_username,
+                password=self._settings.smtp_password,
+                start_tls=self._settings.smtp_starttls,
+                timeout=SMTP_TIMEOUT_S,
+            )
+            try:
+                await client.connect()
+            except BaseException:
+                client.close()
+                raise
+            self._client = client
+        try:
+            await self._client.send_message(email, timeout=SMTP_TIMEOUT_S)
+        except BaseException:
+            # Whatever state the session is in (a refusal, a dropped or timed-out connection),
+            # the next mail starts on a new one.
+            self.close()
+            raise
+        self._used_at = time.monotonic()
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+
+@dataclass
+class _Mark:
+    msg: Doc
+    subject: str
+    sent_at: datetime
+    done: "asyncio.Future[None]"
 
 
 class Delivery:
@@ -49,65 +146,178 @@ class Delivery:
         self._runtime = runtime
         self._settings = settings
         self._waker = Waker()
+        self._claimed: asyncio.Queue[tuple[Doc, _Facts]] = asyncio.Queue()
+        self._marks: list[_Mark] = []  # sent, waiting to be recorded
+        self._marks_ready = asyncio.Event()
         secret = settings.link_secret.get_secret_value() if settings.link_secret else None
         if secret is None:
             log.warning("no C2F_LINK_SECRET: links in mails will not work in other services")
         self.link_secret = secret or secrets.token_urlsafe(32)
 
     def wake(self) -> None:
+        """Something may be due now (a message was queued, re-driven): look without waiting
+        for the next poll."""
         self._waker.wake()
 
     async def ensure_indexes(self) -> None:
         await self._runtime.db[OUTGOING].create_index([("status", 1), ("next_attempt_at", 1)])
         await self._runtime.db[OUTGOING].create_index("recipient_id")
+        await self._runtime.db[OUTGOING].create_index("claim", sparse=True)
         await self._runtime.db["timers"].create_index([("status", 1), ("due_at", 1)])
         await self._runtime.db["digest_items"].create_index([("recipient_id", 1), ("digest", 1)])
         await self._runtime.db[ERASURES].create_index("participants")
 
     async def run_forever(self, idle_poll: float = 1.0) -> None:
-        while True:
-            try:
-                # Bounded: on the embedded database a plain update can wait for a transaction a
-                # killed instance left open; the next round tries again.
-                with pymongo.timeout(DB_WAIT_S):
-                    await self._release_expired_leases()
-                await timers.fire_due(self._runtime)
-                while await self.deliver_one():
-                    pass
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("delivery loop failed; retrying")
-            await self._waker.sleep(idle_poll)
+        """Fire due timers and release expired leases every `idle_poll` seconds; claim due
+        messages whenever woken (or every `idle_poll` seconds) and the senders run short."""
+        self._claimed = asyncio.Queue()
+        self._marks = []
+        senders = [
+            asyncio.create_task(self._send_forever(), name=f"delivery-sender-{n}")
+            for n in range(self._settings.delivery_workers)
+        ]
+        senders.append(asyncio.create_task(self._mark_forever(), name="delivery-marks"))
+        chores_at = claimed_at = 0.0
+        gather, backlog = self._settings.delivery_gather_s, False
+        try:
+            while not _stopping():
+                try:
+                    # Bounded: on the embedded database a plain update can wait for a transaction a
+                    # killed instance left open; the next round tries again.
+                    with pymongo.timeout(DB_WAIT_S):
+                        if time.monotonic() - chores_at >= idle_poll:
+                            await self._release_expired_leases()
+                            await timers.fire_due(self._runtime)
+                            chores_at = time.monotonic()
+                        # Claim only when the senders run short, so leases are not held idle
+                        # and a burst of wake-ups makes one claim rather than many small ones.
+                        if self._claimed.qsize() <= self._settings.delivery_workers:
+                            if not backlog:  # caught up: let what trickles in gather a moment
+                                await asyncio.sleep(gather - (time.monotonic() - claimed_at))
+                            room = self._settings.delivery_batch - self._claimed.qsize()
+                            claimed_at = time.monotonic()
+                            backlog = await self._claim(room) == room
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    log.exception("delivery loop failed; retrying")
+                await self._waker.sleep(idle_poll)
+            raise asyncio.CancelledError
+        finally:
+            for sender in senders:
+                sender.cancel()
+            await asyncio.gather(*senders, return_exceptions=True)
+            await self._give_back()
+
+    async def _give_back(self) -> None:
+        """Stopping: the messages claimed but not yet sent are pending again at once, rather
+        than when their leases expire (a restarted instance would wait for them)."""
+        unsent = []
+        while not self._claimed.empty():
+            msg, _ = self._claimed.get_nowait()
+            unsent.append(msg)
+        if not unsent:
+            return
+        try:
+            with pymongo.timeout(GIVE_BACK_S):
+                await self._runtime.db[OUTGOING].update_many(
+                    {"$or": [{"_id": m["_id"], "claim": m["claim"]} for m in unsent], "status": "sending"},
+                    {"$set": {"status": "pending"}, "$unset": {"claim": ""}},
+                )
+        except Exception as error:  # noqa: BLE001 - their leases will expire
+            log.warning(
+                "could not give back %d claimed messages (%s); their leases will expire", len(unsent), error
+            )
 
     async def _release_expired_leases(self) -> None:
         await self._runtime.db[OUTGOING].update_many(
             {"status": "sending", "lease_until": {"$lt": datetime.now(UTC)}},
-            {"$set": {"status": "pending"}},
+            {"$set": {"status": "pending"}, "$unset": {"claim": ""}},
         )
 
-    async def deliver_one(self) -> bool:
-        """Send the next due message; False when nothing is due."""
+    async def _claim(self, room: int) -> int:
+        """Lease up to `room` due messages, oldest first, and hand them to the senders; returns
+        how many. The ids are read, then leased in one write that only takes those still
+        pending: another instance claiming at the same moment gets the others."""
+        if room <= 0:
+            return 0
         outgoing = self._runtime.db[OUTGOING]
         now = datetime.now(UTC)
-        msg = await outgoing.find_one_and_update(
-            {"status": "pending", "next_attempt_at": {"$lte": now}},
-            {"$set": {"status": "sending", "lease_until": now + LEASE}},
-            sort=[("next_attempt_at", 1)],
-            return_document=ReturnDocument.AFTER,
-        )
-        if msg is None:
-            return False
-        with log_context(correlation_id=msg.get("correlation_id", ""), outgoing=msg["_id"]):
-            await self._deliver(msg)
-        return True
+        due = {
+            d["_id"]: d
+            async for d in outgoing.find({"status": "pending", "next_attempt_at": {"$lte": now}})
+            .sort("next_attempt_at", 1)
+            .limit(room)
+        }
+        if not due:
+            return 0
+        token = uuid.uuid4().hex
+        lease = {"status": "sending", "lease_until": now + LEASE, "claim": token}
+        result = await outgoing.update_many({"_id": {"$in": list(due)}, "status": "pending"}, {"$set": lease})
+        if result.modified_count == len(due):
+            claimed = [{**d, **lease} for d in due.values()]
+        else:  # some were taken (or changed) meanwhile: ours are those that carry our token
+            claimed = await outgoing.find({"claim": token, "status": "sending"}).to_list(None)
+            claimed.sort(key=lambda d: d["next_attempt_at"])
+        facts = await self._facts(claimed)
+        for msg in claimed:
+            self._claimed.put_nowait((msg, facts))
+        return len(claimed)
 
-    async def _deliver(self, msg: dict[str, Any]) -> None:
+    async def _facts(self, claimed: list[Doc]) -> _Facts:
+        """The recipients, the people they are told about, their companies and clusters, and
+        the events of a batch of e-mails (webhooks need none)."""
+        db = self._runtime.db
+        emails = [m for m in claimed if m.get("channel") != "webhook"]
+        ids = {m["recipient_id"] for m in emails}
+        for m in emails:
+            ids |= _mentioned(m.get("data") or {})
+        people = await _by_id(db[RECIPIENTS], ids)
+        event_ids = {
+            (m.get("data") or {}).get("event_id") or people.get(m["recipient_id"], {}).get("event_id")
+            for m in emails
+        }
+        events, companies, clusters = await asyncio.gather(
+            _by_id(db[EVENTS], event_ids),
+            _by_id(db[COMPANIES], {p.get("company_id") for p in people.values()}),
+            _by_id(db[CLUSTERS], {p.get("cluster_id") for p in people.values()}),
+        )
+        return _Facts(people, events, companies, clusters)
+
+    async def _send_forever(self) -> None:
+        """One sender: take the next claimed message, deliver it, again; its SMTP connection
+        stays open between mails."""
+        smtp = _Smtp(self._settings)
+        try:
+            while not _stopping():
+                msg, facts = await self._claimed.get()
+                if self._claimed.qsize() < self._settings.delivery_workers:
+                    self._waker.wake()  # running short: claim more
+                with log_context(correlation_id=msg.get("correlation_id", ""), outgoing=msg["_id"]):
+                    try:
+                        await self._deliver(msg, facts, smtp)
+                    except asyncio.CancelledError:
+                        raise
+                    except Exception:
+                        # It stays claimed until its lease expires, then comes again.
+                        log.exception("delivery failed; the message will be tried again")
+            raise asyncio.CancelledError
+        finally:
+            smtp.close()
+
+    async def _deliver(self, msg: Doc, facts: _Facts, smtp: _Smtp) -> None:
+        if msg["lease_until"] - datetime.now(UTC) < LEASE_MARGIN:
+            # Waited too long behind others (a slow server): give it back rather than risk
+            # sending it after another instance claimed it.
+            await self._runtime.db[OUTGOING].update_one(
+                {"_id": msg["_id"], "claim": msg["claim"], "status": "sending"},
+                {"$set": {"status": "pending"}, "$unset": {"claim": ""}},
+            )
+            return
         if msg.get("channel") == "webhook":
             await self._post_webhook(msg)
             return
-        db = self._runtime.db
-        me = await db[RECIPIENTS].find_one({"_id": msg["recipient_id"]})
+        me = facts.people.get(msg["recipient_id"])
         if me is None:
             await self._wait_for_recipient(msg)
             return
@@ -118,7 +328,7 @@ class Delivery:
             await self._drop(msg, "the recipient unsubscribed")
             return
         data = msg.get("data") or {}
-        event = await db[EVENTS].find_one({"_id": data.get("event_id") or me["event_id"]})
+        event = facts.events.get(data.get("event_id") or me["event_id"])
         if event is None:
             await self._wait_for_recipient(msg)  # the event's facts have not reached us yet
             return
@@ -126,7 +336,7 @@ class Delivery:
             words=Words(me.get("language", "en")),
             recipient=me,
             event=event,
-            party=await self._parties(_mentioned(data) | {me["_id"]}),
+            party=facts.party,
             link=lambda action, subject: self._link(action, subject, me["_id"]),
             sender=self._settings.mail_from,
         )
@@ -141,21 +351,13 @@ class Delivery:
             unsubscribe_url=self._page("unsubscribe", msg["kind"], me["_id"]) if optional else None,
         )
         try:
-            await aiosmtplib.send(
-                email,
-                hostname=self._settings.smtp_host,
-                port=self._settings.smtp_port,
-                username=self._settings.smtp_username,
-                password=self._settings.smtp_password,
-                start_tls=self._settings.smtp_starttls,
-                timeout=15,
-            )
+            await smtp.send(email)
         except (aiosmtplib.SMTPException, OSError) as error:
             await self._failed(msg, f"{type(error).__name__}: {error}")
             return
         await self._sent(msg, message.subject)
 
-    async def _post_webhook(self, msg: dict[str, Any]) -> None:
+    async def _post_webhook(self, msg: Doc) -> None:
         """POST the fact to the cluster's endpoint, signed: X-C2F-Signature is
         sha256=HMAC-SHA256(key, "<X-C2F-Timestamp>.<body>") with the key the cluster holds."""
         hook = await self._runtime.db[WEBHOOKS].find_one({"_id": msg["cluster_id"]})
@@ -191,39 +393,6 @@ class Delivery:
             return
         await self._sent(msg, f"webhook {response.status_code}")
 
-    async def _parties(self, ids: set[str]) -> Callable[[str], messages.Party]:
-        """How each participant mentioned may be shown: its company's (or cluster's) name and
-        country, its attendee's name and e-mail only if the attendee agreed, and its company's
-        contact persons who agreed to be shown to matched companies."""
-        db = self._runtime.db
-        people = {p["_id"]: p async for p in db[RECIPIENTS].find({"_id": {"$in": list(ids)}})}
-        companies = {
-            c["_id"]: c
-            async for c in db[COMPANIES].find(
-                {"_id": {"$in": [p.get("company_id") for p in people.values()]}}
-            )
-        }
-        clusters = {
-            c["_id"]: c
-            async for c in db[CLUSTERS].find({"_id": {"$in": [p.get("cluster_id") for p in people.values()]}})
-        }
-
-        def party(pid: str) -> messages.Party:
-            person = people.get(pid)
-            if person is None:
-                return messages.Party(name="—")
-            owner = companies.get(person.get("company_id")) or clusters.get(person.get("cluster_id")) or {}
-            shared = bool(person.get("consent_share_contact"))
-            return messages.Party(
-                name=owner.get("name", "—"),
-                country=owner.get("country"),
-                attendee=person["name"] if shared else None,
-                email=person["email"] if shared else None,
-                contacts=[(c["name"], c["email"]) for c in owner.get("contacts", [])],
-            )
-
-        return party
-
     def _link(self, action: str, subject: str, participant_id: str) -> str:
         token = links.sign(self.link_secret, action, subject, participant_id)
         return f"{self._settings.public_matching_url}/act/{token}"
@@ -232,42 +401,87 @@ class Delivery:
         token = links.sign(self.link_secret, action, subject, participant_id, valid_days=365)
         return f"{self._settings.public_notifications_url}/{action}/{token}"
 
-    async def _drop(self, msg: dict[str, Any], reason: str) -> None:
+    async def _drop(self, msg: Doc, reason: str) -> None:
         await self._runtime.db[OUTGOING].update_one(
-            {"_id": msg["_id"]}, {"$set": {"status": "cancelled", "reason": reason}}
+            {"_id": msg["_id"]}, {"$set": {"status": "cancelled", "reason": reason}, "$unset": {"claim": ""}}
         )
 
-    async def _sent(self, msg: dict[str, Any], subject: str) -> None:
-        sent_at = datetime.now(UTC)
-
-        async def work(uow: UnitOfWork) -> None:
-            await uow.db[OUTGOING].update_one(
-                {"_id": msg["_id"]},
-                {
-                    "$set": {"status": "sent", "sent_at": sent_at, "subject": subject},
-                    "$inc": {"attempts": 1},
-                    "$push": {"tries": {"at": sent_at, "result": "sent"}},
-                },
-                session=uow.session,
-            )
-            if msg.get("channel") == "webhook":
-                return  # reports count e-mails to people
-            notification_id = str(uuid.uuid5(_NOTIFICATION_NS, msg["_id"]))
-            uow.emit(
-                NotificationSent(
-                    notification_id=notification_id,
-                    kind=msg["kind"],
-                    recipient_participant_id=msg["recipient_id"],
-                    about_id=msg["about_id"],
-                    sent_at=sent_at,
-                ),
-                event_id=notification_id,
-            )
-
-        await self._runtime.transact(work, msg.get("correlation_id"))
+    async def _sent(self, msg: Doc, subject: str) -> None:
+        """Mark the message sent (with its NotificationSent, for e-mails); returns once that
+        has committed. Senders that finish at the same moment share one transaction."""
+        mark = _Mark(msg, subject, datetime.now(UTC), asyncio.get_running_loop().create_future())
+        self._marks.append(mark)
+        self._marks_ready.set()
+        await mark.done
         log.info("sent")
 
-    async def _failed(self, msg: dict[str, Any], reason: str) -> None:
+    async def _mark_forever(self) -> None:
+        """Commit the senders' marks: all that are waiting, in one transaction, again."""
+        while not _stopping():
+            await self._marks_ready.wait()
+            self._marks_ready.clear()
+            while self._marks:
+                batch, self._marks = self._marks, []
+                try:
+                    await self._mark_sent(batch)
+                except asyncio.CancelledError:
+                    for each in batch:
+                        each.done.cancel()
+                    raise
+                except Exception as error:  # noqa: BLE001 - each sender hears of it
+                    for each in batch:
+                        each.done.set_exception(error)
+                else:
+                    for each in batch:
+                        each.done.set_result(None)
+        raise asyncio.CancelledError
+
+    async def _mark_sent(self, batch: list[_Mark]) -> None:
+        # Each NotificationSent keeps its own message's correlation id.
+        announced = [
+            (
+                Envelope.wrap(
+                    NotificationSent(
+                        notification_id=str(uuid.uuid5(_NOTIFICATION_NS, m.msg["_id"])),
+                        kind=m.msg["kind"],
+                        recipient_participant_id=m.msg["recipient_id"],
+                        about_id=m.msg["about_id"],
+                        sent_at=m.sent_at,
+                    ),
+                    producer=self._runtime.service,
+                    correlation_id=m.msg.get("correlation_id") or str(uuid.uuid4()),
+                    event_id=str(uuid.uuid5(_NOTIFICATION_NS, m.msg["_id"])),
+                ),
+                NotificationSent.TOPIC,
+            )
+            for m in batch
+            if m.msg.get("channel") != "webhook"  # reports count e-mails to people
+        ]
+
+        async def work(uow: UnitOfWork) -> None:
+            await uow.db[OUTGOING].bulk_write(
+                [
+                    UpdateOne(
+                        {"_id": m.msg["_id"]},
+                        {
+                            "$set": {"status": "sent", "sent_at": m.sent_at, "subject": m.subject},
+                            "$unset": {"claim": ""},
+                            "$inc": {"attempts": 1},
+                            "$push": {"tries": {"at": m.sent_at, "result": "sent"}},
+                        },
+                    )
+                    for m in batch
+                ],
+                ordered=False,
+                session=uow.session,
+            )
+            await uow.outbox.add(announced, uow.session)
+
+        await self._runtime.transact(work, batch[0].msg.get("correlation_id"))
+        if announced:
+            self._runtime.outbox.wake()
+
+    async def _failed(self, msg: Doc, reason: str) -> None:
         attempts = msg["attempts"] + 1
         now = datetime.now(UTC)
         tried = {"at": now, "result": reason}
@@ -284,12 +498,10 @@ class Delivery:
         }
         log.warning("send failed (%s); retry in %.1fs", reason, delay)
         await self._runtime.db[OUTGOING].update_one(
-            {"_id": msg["_id"]}, {"$set": update, "$push": {"tries": tried}}
+            {"_id": msg["_id"]}, {"$set": update, "$unset": {"claim": ""}, "$push": {"tries": tried}}
         )
 
-    async def _dead_letter(
-        self, msg: dict[str, Any], attempts: int, tried: dict[str, Any], reason: str
-    ) -> None:
+    async def _dead_letter(self, msg: Doc, attempts: int, tried: Doc, reason: str) -> None:
         """Set aside, visible to operators (GET /outgoing?status=failed, the dead-letter topic),
         and re-drivable (POST /outgoing/{id}/redrive)."""
         dead_letter_id = str(uuid.uuid5(_NOTIFICATION_NS, f"dead:{msg['_id']}:{attempts}"))
@@ -300,6 +512,7 @@ class Delivery:
                 {"_id": msg["_id"]},
                 {
                     "$set": {"status": "failed", "reason": final, "attempts": attempts},
+                    "$unset": {"claim": ""},
                     "$push": {"tries": tried},
                 },
                 session=uow.session,
@@ -319,21 +532,31 @@ class Delivery:
 
         await self._runtime.transact(work, msg.get("correlation_id"))
 
-    async def _wait_for_recipient(self, msg: dict[str, Any]) -> None:
+    async def _wait_for_recipient(self, msg: Doc) -> None:
         # The participant's registration may simply not have reached us yet.
         waits = msg.get("waits", 0) + 1
         if waits > MAX_WAITS:
-            update: dict[str, Any] = {"status": "failed", "reason": "recipient unknown"}
+            update: Doc = {"status": "failed", "reason": "recipient unknown"}
         else:
             update = {
                 "status": "pending",
                 "waits": waits,
                 "next_attempt_at": datetime.now(UTC) + timedelta(seconds=min(2**waits, 600)),
             }
-        await self._runtime.db[OUTGOING].update_one({"_id": msg["_id"]}, {"$set": update})
+        await self._runtime.db[OUTGOING].update_one(
+            {"_id": msg["_id"]}, {"$set": update, "$unset": {"claim": ""}}
+        )
 
 
-def _mentioned(data: dict[str, Any]) -> set[str]:
+def _stopping() -> bool:
+    """Whether this task was asked to stop. The request stays counted even when a library
+    swallowed its CancelledError (Python 3.11's asyncio.wait_for can, when what it waits for
+    completes at the same moment), and a loop that went on would never let its service stop."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
+
+
+def _mentioned(data: Doc) -> set[str]:
     """Every participant id a message's data names."""
     ids: set[str] = set()
     for key in ("parties",):
@@ -347,3 +570,10 @@ def _mentioned(data: dict[str, Any]) -> set[str]:
     for fact in data.get("items", []):
         ids.update(p["participant_id"] for p in fact["parties"])
     return ids
+
+
+async def _by_id(collection: Any, ids: Iterable[Any]) -> dict[Any, Doc]:
+    wanted = [i for i in ids if i is not None]
+    if not wanted:
+        return {}
+    return {d["_id"]: d async for d in collection.find({"_id": {"$in": wanted}})}

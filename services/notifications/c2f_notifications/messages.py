@@ -5,10 +5,13 @@ attached where a meeting is concerned."""
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from email import policy as email_policy
+from email.headerregistry import BaseHeader, HeaderRegistry
 from email.message import EmailMessage
+from functools import cache
 from typing import Any
 
-from jinja2 import Environment, PackageLoader, select_autoescape
+from jinja2 import Environment, PackageLoader, Template, select_autoescape
 
 from c2f_notifications import calendar
 from c2f_notifications.i18n import Words
@@ -35,7 +38,28 @@ _templates = Environment(
     autoescape=select_autoescape(enabled_extensions=("html.j2",), default_for_string=False),
     trim_blocks=False,
     keep_trailing_newline=True,
+    auto_reload=False,  # the templates ship with the package: no need to stat them at every mail
 )
+
+
+@cache
+def _template(name: str) -> Template:
+    """Each template compiled once per process."""
+    return _templates.get_template(name)
+
+
+class _Headers(HeaderRegistry):
+    """The standard header classes, each made once: the standard registry makes a new class
+    at every header set or counted, a third of the time it takes to build a mail."""
+
+    @cache  # noqa: B019 - one registry for the life of the process
+    def __getitem__(self, name: str) -> type[BaseHeader]:
+        made: type[BaseHeader] = super().__getitem__(name)
+        return made
+
+
+# email.policy.default, with the header classes above: the same mail, built faster.
+_POLICY = email_policy.default.clone(header_factory=_Headers())
 
 
 @dataclass
@@ -397,7 +421,7 @@ def render(
         "footer": footer + [f"{label}: {url}" for label, url in links],
         "footer_links": links,
     }
-    email = EmailMessage()
+    email = EmailMessage(policy=_POLICY)
     email["From"] = ctx.sender
     email["To"] = to
     email["Subject"] = message.subject
@@ -406,9 +430,9 @@ def render(
     email["X-C2F-Kind"] = message.kind
     if unsubscribe_url is not None:
         email["List-Unsubscribe"] = f"<{unsubscribe_url}>"
-    email.set_content(_templates.get_template("message.txt.j2").render(values))
+    email.set_content(_template("message.txt.j2").render(values))
     html_values = {**values, "footer": footer}
-    email.add_alternative(_templates.get_template("message.html.j2").render(html_values), subtype="html")
+    email.add_alternative(_template("message.html.j2").render(html_values), subtype="html")
     for attachment in message.attachments:
         email.add_attachment(
             attachment.content,

@@ -1,0 +1,187 @@
+"""Notifications' delivery under load: several instances, each with several senders and
+claiming batches, send every mail exactly once, keep each message's correlation id on its
+NotificationSent, reuse their SMTP connections, and open new ones when the server drops them.
+
+The SMTP server is the test's own aiosmtpd on a free loopback port; each delivery loop runs on
+a Runtime of its own, the instances sharing one database, on the session's broker and database.
+"""
+
+import asyncio
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator, Iterator
+from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
+from dataclasses import dataclass, field
+from email.message import EmailMessage
+from email.parser import BytesParser
+from email.policy import default
+from typing import Any
+
+import pytest
+from aiosmtpd.controller import Controller
+from fastapi import FastAPI
+
+from c2f_cli.processes import free_port
+from c2f_cli.stack import Stack
+from c2f_notifications import handlers
+from c2f_notifications.config import Settings
+from c2f_notifications.delivery import Delivery
+from c2f_notifications.store import OUTGOING
+from c2f_shared.service import Runtime, UnitOfWork
+from tests.integration.test_delivery_backoff import a_scene, delivering, key, notification_settings
+from tests.support import eventually
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+
+@dataclass
+class Sink:
+    """Keeps every mail and the client connection (peer address) it came over."""
+
+    received: list[tuple[Any, EmailMessage]] = field(default_factory=list)
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        message = BytesParser(policy=default).parsebytes(envelope.original_content or envelope.content)
+        assert isinstance(message, EmailMessage)
+        self.received.append((session.peer, message))
+        return "250 2.0.0 OK"
+
+    def message_ids(self) -> list[str]:
+        return [str(m["Message-ID"]) for _, m in self.received]
+
+    def connections(self) -> int:
+        return len({peer for peer, _ in self.received})
+
+
+@contextmanager
+def sink(port: int, handler: Sink) -> Iterator[Controller]:
+    controller = Controller(handler, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield controller
+    finally:
+        controller.stop()
+
+
+async def queue_each(runtime: Runtime, delivery: Delivery, event_id: str, ids: list[str]) -> dict[str, str]:
+    """One confirmation per participant, each queued by a transaction (and correlation id) of its own."""
+    correlation = {}
+    for pid in ids:
+        correlation[pid] = f"corr-{uuid.uuid4().hex[:8]}"
+
+        async def work(uow: UnitOfWork, pid: str = pid) -> None:
+            assert await handlers.queue(
+                uow, "registration_confirmed", pid, pid, {"event_id": event_id}, uow.correlation_id
+            )
+
+        await runtime.transact(work, correlation[pid])
+        delivery.wake()
+    return correlation
+
+
+@asynccontextmanager
+async def instances(settings: Settings, count: int) -> AsyncIterator[list[tuple[Runtime, Delivery]]]:
+    async with AsyncExitStack() as stack:
+        yield [await stack.enter_async_context(delivering(settings)) for _ in range(count)]
+
+
+async def test_two_instances_with_several_senders_send_each_mail_once_over_kept_connections(
+    infra: Stack,
+) -> None:
+    handler = Sink()
+    port = free_port()
+    settings = notification_settings(infra, port, delivery_workers=3, delivery_batch=5)
+    with sink(port, handler):
+        async with instances(settings, 2) as running:
+            runtime, delivery = running[0]
+            event_id, emails = await a_scene(runtime, 40)
+            people = list(emails)
+            correlation = await queue_each(runtime, delivery, event_id, people)
+            for _, other in running[1:]:
+                other.wake()
+
+            async def all_sent() -> bool:
+                return await runtime.db[OUTGOING].count_documents({"status": "sent"}) == len(people)
+
+            await eventually(all_sent, within=30)
+            await asyncio.sleep(0.3)  # room for a (wrong) second send to show up
+            docs = {d["_id"]: d for d in await runtime.db[OUTGOING].find().to_list(None)}
+            outbox = await runtime.db["outbox"].find({"type": "NotificationSent"}).to_list(None)
+
+    ids = handler.message_ids()
+    assert len(ids) == len(people) and len(set(ids)) == len(ids), Counter(ids)
+    assert sorted(a.addr_spec for _, m in handler.received for a in m["To"].addresses) == sorted(
+        emails.values()
+    )
+    # Kept connections: at most one per sender (2 instances × 3), not one per mail.
+    assert handler.connections() <= 6, handler.connections()
+    for pid in people:
+        doc = docs[key(pid)]
+        assert doc["status"] == "sent" and doc["attempts"] == 1 and "claim" not in doc
+        assert [t["result"] for t in doc["tries"]] == ["sent"]
+    # One NotificationSent per mail, each with its own message's correlation id.
+    assert len(outbox) == len(people)
+    assert sorted(o["correlation_id"] for o in outbox) == sorted(correlation.values())
+
+
+async def test_a_dropped_connection_is_opened_again_and_nothing_is_sent_twice(infra: Stack) -> None:
+    port = free_port()
+    settings = notification_settings(infra, port, delivery_workers=2, delivery_batch=4, retry_base_s=0.1)
+    first, second = Sink(), Sink()
+    async with delivering(settings) as (runtime, delivery):
+        event_id, emails = await a_scene(runtime, 12)
+        people = list(emails)
+
+        async def sent(count: int) -> bool:
+            return await runtime.db[OUTGOING].count_documents({"status": "sent"}) == count
+
+        with sink(port, first):
+            await queue_each(runtime, delivery, event_id, people[:6])
+            await eventually(lambda: sent(6), within=20)
+        # The server went away (the senders' kept connections with it) and came back.
+        with sink(port, second):
+            await queue_each(runtime, delivery, event_id, people[6:])
+            await eventually(lambda: sent(12), within=20)
+            await asyncio.sleep(0.3)
+        docs = await runtime.db[OUTGOING].find().to_list(None)
+
+    ids = first.message_ids() + second.message_ids()
+    assert len(ids) == len(people) and len(set(ids)) == len(ids), Counter(ids)
+    assert len(first.received) == 6 and len(second.received) == 6
+    for doc in docs:
+        results = [t["result"] for t in doc["tries"]]
+        assert results[-1] == "sent" and results.count("sent") == 1, results
+
+
+@dataclass
+class SlowSink(Sink):
+    """Takes half a second over each mail."""
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        await asyncio.sleep(0.5)
+        return await super().handle_DATA(server, session, envelope)
+
+
+async def test_stopping_gives_back_what_was_claimed_but_not_sent(infra: Stack) -> None:
+    handler = SlowSink()
+    port = free_port()
+    settings = notification_settings(infra, port, delivery_workers=1, delivery_batch=10)
+    runtime = Runtime(settings, service="notifications")
+    delivery = Delivery(runtime, settings)
+    with sink(port, handler):
+        async with runtime.lifespan(FastAPI()):
+            await delivery.ensure_indexes()
+            loop = asyncio.create_task(delivery.run_forever(idle_poll=0.05))
+            event_id, emails = await a_scene(runtime, 6)
+            await queue_each(runtime, delivery, event_id, list(emails))
+            await eventually(lambda: len(handler.received) >= 1, within=20)
+            loop.cancel()
+            await asyncio.gather(loop, return_exceptions=True)
+            docs = await runtime.db[OUTGOING].find().to_list(None)
+
+    # What the stopped instance had claimed but not begun to send is pending again at once; only
+    # the mail its one sender had in hand stays leased (the server may have taken it).
+    statuses = Counter(d["status"] for d in docs)
+    assert statuses["sending"] <= 1, statuses
+    assert statuses["pending"] >= len(docs) - len(handler.received) - 1, statuses
+    assert all("claim" not in d for d in docs if d["status"] == "pending")
