@@ -51,10 +51,11 @@ from email.parser import BytesHeaderParser
 from email.policy import default
 from email.utils import make_msgid
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import aiosmtplib
 import httpx
+from faststream.kafka import KafkaBroker
 from pymongo import AsyncMongoClient
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -63,9 +64,10 @@ from rich.table import Table
 from c2f_cli.config import StackConfig
 from c2f_cli.mail import read_mail
 from c2f_cli.stack import Stack
-from c2f_notifications import handlers, messages
+from c2f_notifications import messages, outgoing
 from c2f_notifications.i18n import Words
-from c2f_shared.service import Runtime, UnitOfWork
+from c2f_shared.service.outbox import Outbox
+from c2f_shared.service.unit_of_work import Transactions
 from measuring import MACHINE, cpu_seconds, cpu_used
 
 console = Console()
@@ -415,7 +417,7 @@ class Queued:
 
 async def queued(stack: Stack, notifications: httpx.AsyncClient, n: int, patience: float) -> Queued:
     """Delivery alone: with notifications stopped, queue one more mail for each backlog attendee
-    straight into its queue (as its consumer would, with `handlers.queue`), start it, and time
+    straight into its queue (as its consumer would, with `outgoing.queue`), start it, and time
     the mails out. Its consumer has nothing to do meanwhile."""
     cfg = stack.config
     stopped = next(child for child in stack.children if child.name == "notifications")
@@ -425,11 +427,10 @@ async def queued(stack: Stack, notifications: httpx.AsyncClient, n: int, patienc
     try:
         db = client["c2f_notifications"]
         people = await db["recipients"].find({"email": {"$regex": f"^{BACKLOG}"}}).to_list(None)
-        async with client.start_session() as session, await session.start_transaction():
-            # Only .db and .session are used by `queue`; no Runtime runs in this process.
-            uow = UnitOfWork(db=db, session=session, correlation_id="bench", _runtime=cast(Runtime, None))
+        # A unit of work on notifications' database; nothing is emitted, so its outbox never publishes.
+        async with Transactions(client, db, Outbox(db, KafkaBroker()), "bench").unit_of_work("bench") as uow:
             for person in people:
-                await handlers.queue(
+                await outgoing.queue(
                     uow, KIND, f"bench-again:{person['_id']}", person["_id"], {"event_id": person["event_id"]}
                 )
     finally:

@@ -23,7 +23,7 @@ from fastapi import FastAPI
 
 from c2f_cli.processes import free_port
 from c2f_cli.stack import Stack
-from c2f_notifications import handlers
+from c2f_notifications import outgoing
 from c2f_notifications.config import Settings
 from c2f_notifications.delivery import Delivery
 from c2f_notifications.store import OUTGOING
@@ -70,7 +70,7 @@ async def queue_each(runtime: Runtime, delivery: Delivery, event_id: str, ids: l
         correlation[pid] = f"corr-{uuid.uuid4().hex[:8]}"
 
         async def work(uow: UnitOfWork, pid: str = pid) -> None:
-            assert await handlers.queue(
+            assert await outgoing.queue(
                 uow, "registration_confirmed", pid, pid, {"event_id": event_id}, uow.correlation_id
             )
 

@@ -38,7 +38,6 @@ from c2f_notifications.i18n import Words
 from c2f_notifications.messages import ESSENTIAL
 from c2f_notifications.store import CLUSTERS, COMPANIES, ERASURES, EVENTS, OUTGOING, RECIPIENTS, WEBHOOKS
 from c2f_shared import links
-from c2f_shared.envelope import Envelope
 from c2f_shared.events import MessageDeadLettered, NotificationSent
 from c2f_shared.service import Runtime, UnitOfWork
 from c2f_shared.service.logs import log_context
@@ -437,27 +436,6 @@ class Delivery:
         raise asyncio.CancelledError
 
     async def _mark_sent(self, batch: list[_Mark]) -> None:
-        # Each NotificationSent keeps its own message's correlation id.
-        announced = [
-            (
-                Envelope.wrap(
-                    NotificationSent(
-                        notification_id=str(uuid.uuid5(_NOTIFICATION_NS, m.msg["_id"])),
-                        kind=m.msg["kind"],
-                        recipient_participant_id=m.msg["recipient_id"],
-                        about_id=m.msg["about_id"],
-                        sent_at=m.sent_at,
-                    ),
-                    producer=self._runtime.service,
-                    correlation_id=m.msg.get("correlation_id") or str(uuid.uuid4()),
-                    event_id=str(uuid.uuid5(_NOTIFICATION_NS, m.msg["_id"])),
-                ),
-                NotificationSent.TOPIC,
-            )
-            for m in batch
-            if m.msg.get("channel") != "webhook"  # reports count e-mails to people
-        ]
-
         async def work(uow: UnitOfWork) -> None:
             await uow.db[OUTGOING].bulk_write(
                 [
@@ -473,13 +451,25 @@ class Delivery:
                     for m in batch
                 ],
                 ordered=False,
-                session=uow.session,
             )
-            await uow.outbox.add(announced, uow.session)
+            for m in batch:
+                if m.msg.get("channel") == "webhook":
+                    continue  # reports count e-mails to people
+                notification_id = str(uuid.uuid5(_NOTIFICATION_NS, m.msg["_id"]))
+                uow.emit(
+                    NotificationSent(
+                        notification_id=notification_id,
+                        kind=m.msg["kind"],
+                        recipient_participant_id=m.msg["recipient_id"],
+                        about_id=m.msg["about_id"],
+                        sent_at=m.sent_at,
+                    ),
+                    event_id=notification_id,
+                    # Each NotificationSent keeps its own message's correlation id.
+                    correlation_id=m.msg.get("correlation_id"),
+                )
 
         await self._runtime.transact(work, batch[0].msg.get("correlation_id"))
-        if announced:
-            self._runtime.outbox.wake()
 
     async def _failed(self, msg: Doc, reason: str) -> None:
         attempts = msg["attempts"] + 1
@@ -515,7 +505,6 @@ class Delivery:
                     "$unset": {"claim": ""},
                     "$push": {"tries": tried},
                 },
-                session=uow.session,
             )
             uow.emit(
                 MessageDeadLettered(

@@ -128,10 +128,16 @@ class UnitOfWork:
         """Call `callback` once this unit of work has committed (e.g. to wake a worker)."""
         self._after_commit.append(callback)
 
-    def emit(self, event: Event, *, event_id: str | None = None) -> Envelope:
-        """Publish `event` if, and only if, this unit of work commits."""
+    def emit(
+        self, event: Event, *, event_id: str | None = None, correlation_id: str | None = None
+    ) -> Envelope:
+        """Publish `event` if, and only if, this unit of work commits (`correlation_id`: the
+        request or message it follows from, when not this unit of work's own)."""
         envelope = Envelope.wrap(
-            event, producer=self.producer, correlation_id=self.correlation_id, event_id=event_id
+            event,
+            producer=self.producer,
+            correlation_id=correlation_id or self.correlation_id,
+            event_id=event_id,
         )
         self.emitted.append((envelope, event.TOPIC))
         return envelope
