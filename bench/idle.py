@@ -23,7 +23,7 @@ from pathlib import Path
 
 from c2f_cli.config import StackConfig
 from c2f_cli.stack import Stack
-from measuring import cpu_seconds, cpu_used, machine
+from measuring import MACHINE, cpu_seconds, cpu_used, machine
 
 SERVERS = ("kafka", "mongo", "smtp")
 
@@ -64,11 +64,7 @@ def main() -> int:
     for name in [*SERVERS, *(n for n in idle if n not in SERVERS and n != "this benchmark")]:
         if name in idle:
             print(f"  {name:<22} {alone.get(name, float('nan')):8.1f} {idle[name]:8.1f}")
-    stack_total = sum(
-        v
-        for n, v in idle.items()
-        if n != "smtp" and n in {c for c in idle if c not in {"this benchmark", "(the whole machine)"}}
-    )
+    stack_total = sum(v for n, v in idle.items() if n not in ("smtp", "this benchmark", MACHINE))
     servers_alone = sum(alone.get(n, 0.0) for n in ("kafka", "mongo"))
     print(f"  {'stack (broker, db, 4 services)':<22} {servers_alone:8.1f} {stack_total:8.1f}")
     print(

@@ -45,7 +45,7 @@ T = TypeVar("T")
 
 SHUTDOWN_SECONDS = 10.0  # longest wait for the broker or the database to close
 # How often the outbox checks that the broker still holds what it published (see Outbox).
-LOSS_CHECK_S = {"fast": 2.0, "standard": 30.0}
+LOSS_CHECK_S = {"fast": 5.0, "standard": 30.0}
 
 
 class Runtime:

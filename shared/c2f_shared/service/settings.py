@@ -24,9 +24,11 @@ class KafkaTimeouts(NamedTuple):
     idle_fetch_max_wait_ms: int  # how long a fetch waits once nothing has come for a while
 
 
-# Short group timeouts make joins take ~1 s instead of 5-18 s on the embedded broker; a
-# short request timeout and metadata age let clients recover soon after it restarts empty.
-FAST = KafkaTimeouts(1000, 200, 1000, 10, 5000, 2000, 500)
+# Short group timeouts make joins take ~1-2 s instead of 5-18 s on the embedded broker; a short
+# request timeout and metadata age let clients recover soon after it restarts empty. Heartbeats
+# every second (session 3 s) and fetches held up to a second once idle keep an idle stack from
+# polling the broker hundreds of times a second (bench/idle.py).
+FAST = KafkaTimeouts(3000, 1000, 1000, 10, 5000, 5000, 1000)
 KAFKA_DEFAULTS = KafkaTimeouts(10_000, 3000, None, 500, 40_000, 300_000, 500)
 
 
