@@ -9,6 +9,7 @@ pipeline's port: work that raises leaves nothing behind, as an aborted transacti
 
 from __future__ import annotations
 
+import asyncio
 import copy
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar, cast
@@ -155,6 +156,9 @@ class FakeUnitOfWork:
 
     def after_commit(self, callback: Callable[[], None]) -> None:
         self._after_commit.append(callback)
+
+    async def hold(self, lock: asyncio.Lock) -> None:
+        """Nothing runs beside a handler here."""
 
     async def forget_published(self, query: dict[str, Any]) -> None:
         self.forgotten.append(query)

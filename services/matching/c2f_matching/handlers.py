@@ -2,7 +2,9 @@
 text vectors, clusters, events, participants) and suggest each participant its best partners
 at its event when a participant, a company or an event becomes known or changes."""
 
+import asyncio
 import re
+from collections import defaultdict
 from datetime import UTC, datetime
 from typing import Any
 
@@ -48,6 +50,9 @@ TOP_K = 5
 def make_handlers(matcher: Matcher, rosters: Rosters) -> Handlers:
     """What matching takes from registration's topics, each with its handler. `rosters`: the
     events' rosters kept in memory (emptied by a rebuild)."""
+    # Sign-ups to one event, from lanes of different partitions, take turns in this process
+    # rather than collide on the event's roster counter and run again.
+    turns: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
 
     async def suggest_at(
         uow: UnitOfWork, event_id: str, changed: dict[str, str | None], for_whom: list[dict[str, Any]]
@@ -99,6 +104,8 @@ def make_handlers(matcher: Matcher, rosters: Rosters) -> Handlers:
             # Shown to the people it meets only with the attendee's consent.
             "attendee": event.attendee.name if event.consent_share_contact else None,
         }
+        if event.company_id is not None:
+            await uow.hold(turns[event.event_id])
         await _upsert(uow, PARTICIPANTS, event.participant_id, doc)
         if event.company_id is not None:
             # The company's handler writes this document too: a sign-up and its company's

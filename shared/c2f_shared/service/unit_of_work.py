@@ -10,6 +10,7 @@ and retries a commit whose outcome is unknown (UnknownTransactionCommitResult).
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -123,6 +124,21 @@ class UnitOfWork:
     _outbox: OutboxPort
     emitted: list[tuple[Envelope, str]] = field(default_factory=list)
     _after_commit: list[Callable[[], None]] = field(default_factory=list)
+    _held: dict[int, asyncio.Lock] = field(default_factory=dict)
+
+    async def hold(self, lock: asyncio.Lock) -> None:
+        """Hold `lock` until this unit of work has committed or given up, across its retries: work
+        of this process that would write the same document (e.g. one event's roster) waits
+        instead of colliding and running again. Hold at most one lock in a unit of work, or
+        always take them in the same order."""
+        if id(lock) not in self._held:
+            await lock.acquire()
+            self._held[id(lock)] = lock
+
+    def release(self) -> None:
+        for lock in self._held.values():
+            lock.release()
+        self._held.clear()
 
     def after_commit(self, callback: Callable[[], None]) -> None:
         """Call `callback` once this unit of work has committed (e.g. to wake a worker)."""
@@ -182,10 +198,16 @@ class Transactions:
     async def unit_of_work(self, correlation_id: str | None = None) -> AsyncIterator[UnitOfWork]:
         """One transaction, tried once; the events emitted in it go to the outbox in the same
         commit. An exception inside aborts it: nothing is stored, nothing published."""
-        async with self._client.start_session() as session, await session.start_transaction():
-            uow = self._open(session, correlation_id)
-            yield uow
-            await self._outbox.add(uow.emitted, session)
+        opened: list[UnitOfWork] = []
+        try:
+            async with self._client.start_session() as session, await session.start_transaction():
+                uow = self._open(session, correlation_id)
+                opened.append(uow)
+                yield uow
+                await self._outbox.add(uow.emitted, session)
+        finally:
+            for held in opened:
+                held.release()  # once committed or aborted
         uow.committed()
 
     async def transact(
@@ -195,15 +217,21 @@ class Transactions:
         concurrent one, with PyMongo's `with_transaction` (backoff, at most 120 s)."""
         correlation_id = correlation_id or str(uuid.uuid4())
         last: list[UnitOfWork] = []
+        held: dict[int, asyncio.Lock] = {}  # shared by the attempts
 
         async def attempt(session: AsyncClientSession) -> T:
             uow = self._open(session, correlation_id)
+            uow._held = held
             last[:] = [uow]
             result = await work(uow)
             await self._outbox.add(uow.emitted, session)
             return result
 
-        async with self._client.start_session() as session:
-            result = await session.with_transaction(attempt)
+        try:
+            async with self._client.start_session() as session:
+                result = await session.with_transaction(attempt)
+        finally:
+            if last:
+                last[0].release()
         last[0].committed()
         return result
