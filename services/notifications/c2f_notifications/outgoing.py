@@ -33,26 +33,21 @@ async def queue(
         return False  # erased (a fact in flight, e.g. the meeting its erasure cancelled): nobody to tell
     at = now()
     key = dedupe_key(kind, about_id, recipient_id)
+    entry: dict[str, Any] = {
+        "kind": kind,
+        "about_id": about_id,
+        "recipient_id": recipient_id,
+        "event_id": data.get("event_id") or (recipient or {}).get("event_id"),
+        "data": data,
+        "correlation_id": correlation_id,
+        "status": "pending",
+        "attempts": 0,
+        "tries": [],
+        "next_attempt_at": at,
+        "created_at": at,
+    }
     result = await uow.db[OUTGOING].update_one(
-        {"_id": key},
-        {
-            "$setOnInsert": {
-                "kind": kind,
-                "channel": "email",
-                "about_id": about_id,
-                "recipient_id": recipient_id,
-                "event_id": data.get("event_id") or (recipient or {}).get("event_id"),
-                "data": data,
-                "correlation_id": correlation_id,
-                "status": "pending",
-                "attempts": 0,
-                "waits": 0,
-                "tries": [],
-                "next_attempt_at": at,
-                "created_at": at,
-            }
-        },
-        upsert=True,
+        {"_id": key}, {"$setOnInsert": {**entry, "channel": "email", "waits": 0}}, upsert=True
     )
     if result.upserted_id is None:
         return False
@@ -61,23 +56,7 @@ async def queue(
         # The cluster's own system hears the same fact (ids and what happened; no contact data).
         await uow.db[OUTGOING].update_one(
             {"_id": f"webhook:{key}"},
-            {
-                "$setOnInsert": {
-                    "kind": kind,
-                    "channel": "webhook",
-                    "cluster_id": hook["_id"],
-                    "about_id": about_id,
-                    "recipient_id": recipient_id,
-                    "event_id": data.get("event_id") or (recipient or {}).get("event_id"),
-                    "data": data,
-                    "correlation_id": correlation_id,
-                    "status": "pending",
-                    "attempts": 0,
-                    "tries": [],
-                    "next_attempt_at": at,
-                    "created_at": at,
-                }
-            },
+            {"$setOnInsert": {**entry, "channel": "webhook", "cluster_id": hook["_id"]}},
             upsert=True,
         )
     return True
