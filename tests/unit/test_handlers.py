@@ -290,3 +290,8 @@ async def test_matching_suggests_a_pair_once_when_the_second_party_signs_up() ->
     await store.handle(ParticipantWithdrawn(participant_id="p-maker", event_id="ev1"))
     assert store["participants"].find_one({"_id": "p-maker"}) is None
     assert rosters.get("ev1", roster_key(store["events"].find_one({"_id": "ev1"}))) is None
+
+    await store.handle(CompanyErased(company_id="seeker", cluster_id="k-BG"))
+    for name in ("companies", "participants", "suggestions", "company_events"):
+        left = [d for d in store[name].find() if "seeker" in str(d)]
+        assert left == [], f"{name} still names the erased company: {left}"

@@ -246,6 +246,7 @@ async def _forget_company(uow: UnitOfWork, company_id: str) -> set[str]:
     await uow.forget_published({"payload": {"$regex": named}})
     await uow.db[PARTICIPANTS].delete_many({"company_id": company_id})
     await uow.db[COMPANIES].delete_one({"_id": company_id})
+    await uow.db[COMPANY_EVENTS].delete_one({"_id": company_id})
     await uow.db[ERASED].update_one(
         {"_id": company_id}, {"$set": {"erased_at": datetime.now(UTC)}}, upsert=True
     )
