@@ -77,13 +77,18 @@ async def test_a_broker_outage_under_writes_loses_nothing_and_doubles_nothing(in
                 broker.process.send_signal(signal.SIGSTOP)
                 try:
                     during = await write(producer, 20)  # stored; their events wait in the outbox
-                    await asyncio.sleep(8)  # longer than the request (5 s) and session (1 s) timeouts
+                    await asyncio.sleep(8)  # longer than the request (5 s) and session (3 s) timeouts
                     assert await producer.outbox.pending() >= 1
                     assert not set(during) & set(handled)
+                    # Still taking writes, so still ready; the broker is reported as degraded.
+                    report = await producer.readiness()
+                    assert report["ready"] and report["degraded"] == ["broker"]
+                    assert report["checks"]["broker"].startswith("unreachable")
                 finally:
                     broker.process.send_signal(signal.SIGCONT)
                 await eventually(lambda: set(before + during) <= set(handled), within=90)
                 await eventually(lambda: _outbox_empty(producer), within=30)
+                assert (await producer.readiness())["degraded"] == []
 
                 assert sorted(handled) == sorted(before + during)  # each handled exactly once
                 assert await consumer.db["seen"].count_documents({}) == 40

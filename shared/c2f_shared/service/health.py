@@ -56,15 +56,16 @@ async def readiness(
         )
         for c in consumers
     }
-    ready = (
-        checks["database"] == "ok"
-        and checks["broker"] == "ok"
-        and all(c.assignment.joined for c in consumers)
-    )
+    # Ready once the database answers and every consumer has joined its group (which needs the
+    # broker, so a service is not ready before the broker is). A broker lost afterwards makes the
+    # service degraded, not unready: HTTP writes keep being taken and wait in the outbox, which
+    # is what an orchestrator should keep serving; operators see it in `degraded`.
+    ready = checks["database"] == "ok" and all(c.assignment.joined for c in consumers)
+    degraded = [] if checks["broker"] == "ok" else ["broker"]
     if outbox is not None:
         checks["outbox_pending"] = await outbox.pending() if checks["database"] == "ok" else None
         checks["broker_losses_recovered"] = outbox.losses
-    return {"ready": ready, "service": service, "checks": checks}
+    return {"ready": ready, "degraded": degraded, "service": service, "checks": checks}
 
 
 async def refresh_metrics(

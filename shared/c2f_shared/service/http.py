@@ -127,7 +127,7 @@ def _install_basics(app: FastAPI, runtime: Runtime, description: str) -> None:
     @app.get(
         "/readyz",
         tags=["operations"],
-        summary="Database and broker reachable, consumers joined their group",
+        summary="Database reachable and consumers joined their group; `degraded` lists a broker lost since",
         responses={503: {"description": "Not ready; the body says which check failed"}},
     )
     async def readyz() -> JSONResponse:
