@@ -46,6 +46,7 @@ from pymongo import AsyncMongoClient
 
 from c2f_cli.processes import Child, free_port, spawn, wait_until_ready
 from c2f_cli.stack import Stack
+from c2f_notifications.config import Settings as NotificationSettings
 from c2f_shared import topics
 from tests.infra import running_stack
 from tests.support import as_operator, b2b_event, eventually, of_kind, read_mail, settled
@@ -290,7 +291,9 @@ async def test_replicas_share_the_partitions_and_a_killed_one_loses_and_doubles_
     duplicates = {mid: c - 1 for mid, c in counts.items() if c > 1}
     if duplicates:
         print(f"resent after the kill (accepted by SMTP, not yet recorded as sent): {duplicates}")
-    assert sum(duplicates.values()) <= 1, duplicates  # one notifications process was killed
+    # One notifications process was killed: each of its senders can have had one mail accepted by
+    # SMTP and not yet recorded as sent (the documented window).
+    assert sum(duplicates.values()) <= NotificationSettings().delivery_workers, duplicates
     assert len(counts) == PEOPLE + len(digested) == sent
     print(
         f"{PEOPLE} sign-ups, {len(suggestions)} suggestions, {sent} mails; "
