@@ -1,7 +1,6 @@
 """Matching's process: consumers of registration's topics and the recommendations API.
 Run with `uvicorn c2f_matching.app:create_app --factory`."""
 
-import asyncio
 import logging
 
 from fastapi import FastAPI
@@ -19,6 +18,9 @@ from c2f_shared.service.access import operator_digest
 from c2f_shared.service.http import service_app
 
 log = logging.getLogger("c2f.matching")
+# Idle, automatic rescheduling looks this often for stale schedules it was not woken for (those
+# another instance left when it died).
+REPLAN_POLL_S = 15.0
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -39,14 +41,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     runtime.on_start(on_start)
 
     async def replan() -> None:
+        """Replan stale auto-rescheduled schedules when they fall due (sleeping until then, or
+        until a schedule goes stale here), at least every REPLAN_POLL_S."""
+        quiet = settings.reschedule_quiet_seconds
         while True:
+            pause = 1.0
             try:
-                await meetings.replan_stale(
-                    runtime, settings.reschedule_solver_seconds, settings.reschedule_quiet_seconds
-                )
+                await meetings.replan_stale(runtime, settings.reschedule_solver_seconds, quiet)
+                pause = await meetings.next_replan_in(runtime, quiet, at_most=REPLAN_POLL_S)
             except Exception:  # the loop must outlive one bad round; the next one tries again
                 log.exception("automatic rescheduling failed")
-            await asyncio.sleep(1)
+            # At least a second apart: a replan refused (changed meanwhile) is still due.
+            await meetings.STALE.sleep(max(1.0, pause))
 
     runtime.background(replan)
     rosters = Rosters()

@@ -26,6 +26,7 @@ from c2f_shared.events import (
     _MeetingFacts,
 )
 from c2f_shared.service import Runtime, UnitOfWork
+from c2f_shared.service.waker import Waker
 from c2f_shared.times import now, utc
 from c2f_shared.vocabulary import EventKind, MeetingStatus
 
@@ -266,6 +267,30 @@ async def schedule_is_stale(uow: UnitOfWork, event_id: str) -> None:
     await uow.db[SCHEDULES].update_one(
         {"_id": event_id}, {"$set": {"stale": True, "stale_since": now(), "auto": auto}}
     )
+    if auto:
+        uow.after_commit(STALE.wake)
+
+
+# Wakes this process's automatic rescheduling (`replan_stale`'s loop) when a schedule with
+# auto-reschedule went stale here; what other instances stale, they replan themselves.
+STALE = Waker()
+
+
+async def next_replan_in(runtime: Runtime, quiet: float, at_most: float) -> float:
+    """Seconds until `replan_stale` next has an event to replan (at most `at_most`)."""
+    at = now()
+    soonest = at + timedelta(seconds=at_most)
+    async for schedule in (
+        runtime.db[SCHEDULES]
+        .find({"stale": True, "auto": True}, {"stale_since": 1, "replanning_until": 1})
+        .sort("stale_since", 1)
+        .limit(20)
+    ):
+        due = utc(schedule["stale_since"]) + timedelta(seconds=quiet)
+        if schedule.get("replanning_until") is not None:
+            due = max(due, utc(schedule["replanning_until"]))
+        soonest = min(soonest, due)
+    return (soonest - at).total_seconds()
 
 
 async def replan_stale(runtime: Runtime, seconds: float, quiet: float) -> list[str]:

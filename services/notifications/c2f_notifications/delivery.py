@@ -36,11 +36,21 @@ from c2f_notifications import messages, timers
 from c2f_notifications.config import Settings
 from c2f_notifications.i18n import Words
 from c2f_notifications.messages import ESSENTIAL
-from c2f_notifications.store import CLUSTERS, COMPANIES, ERASURES, EVENTS, OUTGOING, RECIPIENTS, WEBHOOKS
+from c2f_notifications.store import (
+    CLUSTERS,
+    COMPANIES,
+    ERASURES,
+    EVENTS,
+    OUTGOING,
+    RECIPIENTS,
+    TIMERS,
+    WEBHOOKS,
+)
 from c2f_shared import links
 from c2f_shared.events import MessageDeadLettered, NotificationSent
 from c2f_shared.service import Runtime, UnitOfWork
 from c2f_shared.service.logs import log_context
+from c2f_shared.service.singly import update_singly
 from c2f_shared.service.waker import Waker
 
 log = logging.getLogger(__name__)
@@ -51,6 +61,9 @@ SMTP_TIMEOUT_S = 15.0
 # could outlive the lease, and another instance could claim and send the message again.
 LEASE_MARGIN = timedelta(seconds=2 * SMTP_TIMEOUT_S)
 DB_WAIT_S = 10.0
+# Idle, the delivery loop looks this often for what it was not woken for: messages and timers
+# another instance stored and left (it died), leases that expired.
+IDLE_POLL_S = 10.0
 GIVE_BACK_S = 2.0  # stopping is bounded (the runtime waits 10 s for its tasks)
 MAX_WAITS = 20  # a recipient still unknown after this many checks (~1.5 h) is given up on
 _NOTIFICATION_NS = uuid.UUID("2a7c9d51-8a60-4d6e-b0a4-c2f000000006")
@@ -132,6 +145,24 @@ class _Smtp:
             self._client = None
 
 
+_NEVER = float("inf")
+
+
+def _unix(at: datetime) -> float:
+    return (at if at.tzinfo else at.replace(tzinfo=UTC)).timestamp()
+
+
+@dataclass
+class _Due:
+    """When the delivery loop next has work: the next timer, the next message (Unix times)."""
+
+    timers: float = 0.0
+    messages: float = 0.0
+
+    def everything_now(self) -> None:
+        self.timers = self.messages = 0.0
+
+
 @dataclass
 class _Mark:
     msg: Doc
@@ -145,6 +176,7 @@ class Delivery:
         self._runtime = runtime
         self._settings = settings
         self._waker = Waker()
+        self._timers_changed = False
         self._claimed: asyncio.Queue[tuple[Doc, _Facts]] = asyncio.Queue()
         self._marks: list[_Mark] = []  # sent, waiting to be recorded
         self._marks_ready = asyncio.Event()
@@ -154,8 +186,9 @@ class Delivery:
         self.link_secret = secret or secrets.token_urlsafe(32)
 
     def wake(self) -> None:
-        """Something may be due now (a message was queued, re-driven): look without waiting
-        for the next poll."""
+        """Something may be due now (a message or a timer was stored, a message re-driven): look
+        without waiting for the next poll."""
+        self._timers_changed = True
         self._waker.wake()
 
     async def ensure_indexes(self) -> None:
@@ -166,9 +199,10 @@ class Delivery:
         await self._runtime.db["digest_items"].create_index([("recipient_id", 1), ("digest", 1)])
         await self._runtime.db[ERASURES].create_index("participants")
 
-    async def run_forever(self, idle_poll: float = 1.0) -> None:
-        """Fire due timers and release expired leases every `idle_poll` seconds; claim due
-        messages whenever woken (or every `idle_poll` seconds) and the senders run short."""
+    async def run_forever(self, idle_poll: float = IDLE_POLL_S) -> None:
+        """Claim due messages and fire due timers when woken (something was queued here) or when
+        the next one falls due, and at least every `idle_poll` seconds (what another instance
+        queued and left, leases that expired). Idle, the loop sleeps until the next due time."""
         self._claimed = asyncio.Queue()
         self._marks = []
         senders = [
@@ -178,6 +212,7 @@ class Delivery:
         senders.append(asyncio.create_task(self._mark_forever(), name="delivery-marks"))
         chores_at = claimed_at = 0.0
         gather, backlog = self._settings.delivery_gather_s, False
+        due = _Due()
         try:
             while not _stopping():
                 try:
@@ -186,27 +221,56 @@ class Delivery:
                     with pymongo.timeout(DB_WAIT_S):
                         if time.monotonic() - chores_at >= idle_poll:
                             await self._release_expired_leases()
-                            await timers.fire_due(self._runtime)
                             chores_at = time.monotonic()
+                            due.everything_now()
+                        if due.timers <= time.time():
+                            await timers.fire_due(self._runtime)
+                            due.timers = await self._next_timer()
                         # Claim only when the senders run short, so leases are not held idle
                         # and a burst of wake-ups makes one claim rather than many small ones.
-                        if self._claimed.qsize() <= self._settings.delivery_workers:
+                        short = self._claimed.qsize() <= self._settings.delivery_workers
+                        if short and due.messages <= time.time():
                             if not backlog:  # caught up: let what trickles in gather a moment
                                 await asyncio.sleep(gather - (time.monotonic() - claimed_at))
                             room = self._settings.delivery_batch - self._claimed.qsize()
                             claimed_at = time.monotonic()
                             backlog = await self._claim(room) == room
+                            if not backlog:
+                                due.messages = await self._next_message()
                 except asyncio.CancelledError:
                     raise
                 except Exception:
                     log.exception("delivery loop failed; retrying")
-                await self._waker.sleep(idle_poll)
+                    due.timers = due.messages = time.time() + 1.0
+                chores = time.time() + idle_poll - (time.monotonic() - chores_at)
+                # With the senders' hands full, more is claimed when they wake the loop.
+                claims = due.messages if self._claimed.qsize() <= self._settings.delivery_workers else _NEVER
+                soonest = min(due.timers, claims, chores)
+                if await self._waker.sleep(max(0.0, soonest - time.time())):
+                    due.messages = 0.0  # woken: a message was queued, or the senders run short
+                    if self._timers_changed:
+                        self._timers_changed = False
+                        due.timers = 0.0
             raise asyncio.CancelledError
         finally:
             for sender in senders:
                 sender.cancel()
             await asyncio.gather(*senders, return_exceptions=True)
             await self._give_back()
+
+    async def _next_timer(self) -> float:
+        """When the next pending timer falls due (Unix time; far ahead when there is none)."""
+        timer = await self._runtime.db[TIMERS].find_one(
+            {"status": "pending"}, {"due_at": 1}, sort=[("due_at", 1)]
+        )
+        return _unix(timer["due_at"]) if timer else _NEVER
+
+    async def _next_message(self) -> float:
+        """When the next pending message falls due (its next attempt, after a failure)."""
+        msg = await self._runtime.db[OUTGOING].find_one(
+            {"status": "pending"}, {"next_attempt_at": 1}, sort=[("next_attempt_at", 1)]
+        )
+        return _unix(msg["next_attempt_at"]) if msg else _NEVER
 
     async def _give_back(self) -> None:
         """Stopping: the messages claimed but not yet sent are pending again at once, rather
@@ -219,9 +283,16 @@ class Delivery:
             return
         try:
             with pymongo.timeout(GIVE_BACK_S):
-                await self._runtime.db[OUTGOING].update_many(
-                    {"$or": [{"_id": m["_id"], "claim": m["claim"]} for m in unsent], "status": "sending"},
-                    {"$set": {"status": "pending"}, "$unset": {"claim": ""}},
+                # By id, and only while it still carries the claim this instance made.
+                await self._runtime.db[OUTGOING].bulk_write(
+                    [
+                        UpdateOne(
+                            {"_id": m["_id"], "claim": m["claim"], "status": "sending"},
+                            {"$set": {"status": "pending"}, "$unset": {"claim": ""}},
+                        )
+                        for m in unsent
+                    ],
+                    ordered=False,
                 )
         except Exception as error:  # noqa: BLE001 - their leases will expire
             log.warning(
@@ -229,7 +300,8 @@ class Delivery:
             )
 
     async def _release_expired_leases(self) -> None:
-        await self._runtime.db[OUTGOING].update_many(
+        await update_singly(
+            self._runtime.db[OUTGOING],
             {"status": "sending", "lease_until": {"$lt": datetime.now(UTC)}},
             {"$set": {"status": "pending"}, "$unset": {"claim": ""}},
         )
@@ -252,8 +324,8 @@ class Delivery:
             return 0
         token = uuid.uuid4().hex
         lease = {"status": "sending", "lease_until": now + LEASE, "claim": token}
-        result = await outgoing.update_many({"_id": {"$in": list(due)}, "status": "pending"}, {"$set": lease})
-        if result.modified_count == len(due):
+        leased = await update_singly(outgoing, {"status": "pending"}, {"$set": lease}, ids=list(due))
+        if leased == len(due):
             claimed = [{**d, **lease} for d in due.values()]
         else:  # some were taken (or changed) meanwhile: ours are those that carry our token
             claimed = await outgoing.find({"claim": token, "status": "sending"}).to_list(None)

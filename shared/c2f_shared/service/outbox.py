@@ -23,6 +23,7 @@ from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
 
 from c2f_shared.envelope import Envelope
+from c2f_shared.service.singly import update_singly
 from c2f_shared.service.waker import Waker
 
 log = logging.getLogger(__name__)
@@ -111,9 +112,8 @@ class Outbox:
                 sent.append(doc["_id"])
         finally:
             if sent:
-                await self._coll.update_many(
-                    {"_id": {"$in": sent}}, {"$set": {"published": True, "published_at": datetime.now(UTC)}}
-                )
+                marks = {"$set": {"published": True, "published_at": datetime.now(UTC)}}
+                await update_singly(self._coll, {}, marks, ids=sent)
                 self.published += len(sent)
         return len(sent)
 
@@ -125,18 +125,18 @@ class Outbox:
         """The broker lost events: publish again everything still kept, oldest first.
         Consumers recognise what they had already processed by its event id."""
         lost = sorted(f"{tp.topic}[{tp.partition}]" for tp in lost)
-        result = await self._coll.update_many(
-            {"published": True}, {"$set": {"published": False}, "$unset": {"published_at": ""}}
+        again = await update_singly(
+            self._coll, {"published": True}, {"$set": {"published": False}, "$unset": {"published_at": ""}}
         )
         self._reached.clear()
         self.losses += 1
         log.warning(
             "the broker lost published events (%s); publishing the %d kept in the outbox again",
             ", ".join(lost),
-            result.modified_count,
+            again,
         )
         self.wake()
-        return result.modified_count
+        return again
 
     async def watch_for_loss(self, end_offsets: Callable[[list[TopicPartition]], Any], every: float) -> None:
         """Every `every` seconds, compare each partition's end offset with what this service saw

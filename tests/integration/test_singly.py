@@ -1,0 +1,59 @@
+"""Writes outside transactions beside a transaction on the same collection, on the embedded
+database: `update_singly` lets the transaction finish, where SecantusDB's own multi-document
+update would hold the collection's lock while it waits for that transaction (which waits for the
+lock): under load this stood the notifications service still for minutes."""
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+import pytest_asyncio
+from pymongo import AsyncMongoClient
+
+from c2f_cli.stack import Stack
+from c2f_shared.service.singly import update_singly
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def client(infra: Stack) -> AsyncIterator[AsyncMongoClient[dict[str, Any]]]:
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(infra.config.mongo_uri)
+    yield client
+    await client.close()
+
+
+async def test_a_transaction_finishes_beside_a_write_outside_it_on_the_same_documents(
+    client: AsyncMongoClient[dict[str, Any]],
+) -> None:
+    coll = client[f"singly_{uuid.uuid4().hex[:8]}"]["timers"]
+    await coll.insert_many([{"_id": f"t{i}", "status": "firing"} for i in range(5)])
+    outside_done = asyncio.Event()
+
+    async with client.start_session() as session:
+        await session.start_transaction()
+        # The transaction changes one of the documents the write outside it is after ...
+        await coll.update_one({"_id": "t2"}, {"$set": {"status": "moved"}}, session=session)
+        outside = asyncio.create_task(
+            update_singly(coll, {"status": "firing"}, {"$set": {"status": "pending"}})
+        )
+        outside.add_done_callback(lambda _: outside_done.set())
+        await asyncio.sleep(0.3)  # the write outside is under way and meets the conflict
+        # ... and then writes the collection again and commits: it must not wait for the other.
+        async with asyncio.timeout(20):
+            await coll.insert_one({"_id": "t9", "status": "pending"}, session=session)
+            await session.commit_transaction()
+    async with asyncio.timeout(20):
+        await outside_done.wait()
+    assert outside.result() == 4, "every document the transaction left alone changed"
+    states = {d["_id"]: d["status"] async for d in coll.find()}
+    assert states == {
+        "t0": "pending",
+        "t1": "pending",
+        "t2": "moved",
+        "t3": "pending",
+        "t4": "pending",
+        "t9": "pending",
+    }
