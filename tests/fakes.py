@@ -149,6 +149,7 @@ class FakeUnitOfWork:
         self.correlation_id = correlation_id
         self.emitted: list[Event] = []
         self.forgotten: list[dict[str, Any]] = []
+        self.local: dict[Any, Any] = {}
         self._after_commit: list[Callable[[], None]] = []
 
     def emit(self, event: Event, *, event_id: str | None = None) -> None:

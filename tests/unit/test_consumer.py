@@ -7,6 +7,7 @@ import asyncio
 import uuid
 from typing import Any
 
+import pytest
 from faststream.kafka import KafkaBroker, TestKafkaBroker
 
 from c2f_shared import topics
@@ -14,7 +15,7 @@ from c2f_shared.envelope import Envelope
 from c2f_shared.events import ClusterRegistered, CompanyErased, ParticipantWithdrawn
 from c2f_shared.service.consumer import Consumer
 from c2f_shared.service.metrics import Metrics
-from c2f_shared.service.pipeline import Gate, Pipeline, RetryPolicy, Where
+from c2f_shared.service.pipeline import BatchFailed, Gate, Pipeline, RetryPolicy, Where
 from c2f_shared.service.settings import ServiceSettings
 from c2f_shared.service.unit_of_work import UnitOfWork
 from tests.fakes import FakeStore
@@ -127,3 +128,79 @@ async def test_a_failing_handler_is_retried_then_set_aside_without_stopping_the_
         pipeline_module.RETRY_PAUSE_S = pause
     assert attempts == {"ONCE": 2, "BROKEN": pipeline_module.MAX_ATTEMPTS, "AFTER": 1}
     assert letters == [f"failed {pipeline_module.MAX_ATTEMPTS} times: RuntimeError: a bug"]
+
+
+class CountingStore(FakeStore):
+    """The in-memory store, counting the transactions run on it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.transactions = 0
+
+    async def transact(self, work: Any, correlation_id: str | None = None) -> Any:
+        self.transactions += 1
+        return await super().transact(work, correlation_id)
+
+
+async def test_records_waiting_together_are_handled_in_one_transaction_each_once() -> None:
+    seen: list[tuple[str, str]] = []
+
+    async def note(event: ClusterRegistered, envelope: Envelope, uow: UnitOfWork) -> None:
+        seen.append((event.short_name, uow.correlation_id))
+
+    store = CountingStore()
+    pipeline = Pipeline({ClusterRegistered: note}, store, Gate())
+    envelopes = [
+        Envelope.wrap(cluster(name), producer="test", correlation_id=f"c-{name}") for name in ("A", "B", "C")
+    ]
+    store["processed_events"].insert_one({"_id": envelopes[1].event_id})  # B came through before
+    other = Envelope.wrap(
+        ParticipantWithdrawn(participant_id="p", event_id="e"), producer="t", correlation_id="x"
+    )
+    bodies = [wire(e) for e in (*envelopes, envelopes[0], other)]
+
+    outcomes = await pipeline.process_batch(bodies)
+
+    assert outcomes == ["processed", "duplicate", "processed", "duplicate", "ignored"]
+    assert store.transactions == 1
+    assert seen == [("A", "c-A"), ("C", "c-C")], "each handled once, under its own correlation id"
+    assert {d["_id"] for d in store["processed_events"].find()} == {e.event_id for e in envelopes}
+
+
+async def test_a_batch_that_fails_stores_nothing_and_the_one_at_fault_keeps_its_count() -> None:
+    handled: list[str] = []
+    letters: list[str] = []
+
+    async def picky(event: ClusterRegistered, envelope: Envelope, uow: UnitOfWork) -> None:
+        await uow.db["clusters"].insert_one({"_id": event.short_name})
+        handled.append(event.short_name)
+        if event.short_name == "BROKEN":
+            raise RuntimeError("a bug")
+
+    async def dead_letter(where: Where, reason: str, body: bytes) -> None:
+        letters.append(reason)
+
+    import c2f_shared.service.pipeline as pipeline_module
+
+    store = FakeStore()
+    pipeline = Pipeline({ClusterRegistered: picky}, store, Gate())
+    names = ("A", "B", "BROKEN", "C", "D")
+    bodies = [wire(Envelope.wrap(cluster(name), producer="test", correlation_id="c")) for name in names]
+    with pytest.raises(BatchFailed) as failed:
+        await pipeline.process_batch(bodies)
+    assert failed.value.at == 2, "the broken one is named"
+    assert list(store["clusters"].find()) == [] and list(store["processed_events"].find()) == []
+
+    handled.clear()
+    pause, pipeline_module.RETRY_PAUSE_S = pipeline_module.RETRY_PAUSE_S, 0.001
+    try:
+        policy = RetryPolicy("test", Metrics(), dead_letter)
+        await policy.settle_all([(Where("t", 0, i), body) for i, body in enumerate(bodies)], pipeline)
+    finally:
+        pipeline_module.RETRY_PAUSE_S = pause
+    # The batch ran A, B and BROKEN and was rolled back; A and B went again together, BROKEN
+    # had its remaining attempts, C and D went together.
+    max_attempts = pipeline_module.MAX_ATTEMPTS
+    assert handled == ["A", "B", "BROKEN", "A", "B", *["BROKEN"] * (max_attempts - 1), "C", "D"]
+    assert {d["_id"] for d in store["clusters"].find()} == {"A", "B", "C", "D"}
+    assert letters == [f"failed {max_attempts} times: RuntimeError: a bug"]

@@ -4,7 +4,6 @@ at its event when a participant, a company or an event becomes known or changes.
 
 import asyncio
 import re
-from collections import defaultdict
 from datetime import UTC, datetime
 from typing import Any
 
@@ -50,9 +49,11 @@ TOP_K = 5
 def make_handlers(matcher: Matcher, rosters: Rosters) -> Handlers:
     """What matching takes from registration's topics, each with its handler. `rosters`: the
     events' rosters kept in memory (emptied by a rebuild)."""
-    # Sign-ups to one event, from lanes of different partitions, take turns in this process
-    # rather than collide on the event's roster counter and run again.
-    turns: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+    # Sign-ups, from lanes of different partitions, take turns in this process rather than collide
+    # on an event's roster counter and run again (a lane's batch holds sign-ups to several events,
+    # so one turn for all: lanes holding one event's turn each and waiting for another's would
+    # wait forever).
+    turn = asyncio.Lock()
 
     async def suggest_at(
         uow: UnitOfWork, event_id: str, changed: dict[str, str | None], for_whom: list[dict[str, Any]]
@@ -63,8 +64,8 @@ def make_handlers(matcher: Matcher, rosters: Rosters) -> Handlers:
         event = await uow.db[EVENTS].find_one({"_id": event_id})
         if event is None or not known_event(event) or event.get("kind") != "b2b":
             return  # companies meet one to one at B2B events (delegations choose at C2C; webinars: none)
-        roster, profiles = await event_roster(uow.db, matcher, rosters, event, changed)
-        uow.after_commit(lambda: rosters.keep(event_id, roster))
+        roster, profiles = await event_roster(uow, matcher, rosters, event, changed)
+        rosters.keep_on_commit(uow, event_id, roster)
         for participant in for_whom:
             await suggest_for(uow, event, profiles, participant)
 
@@ -105,7 +106,7 @@ def make_handlers(matcher: Matcher, rosters: Rosters) -> Handlers:
             "attendee": event.attendee.name if event.consent_share_contact else None,
         }
         if event.company_id is not None:
-            await uow.hold(turns[event.event_id])
+            await uow.hold(turn)
         await _upsert(uow, PARTICIPANTS, event.participant_id, doc)
         if event.company_id is not None:
             # The company's handler writes this document too: a sign-up and its company's
@@ -137,8 +138,8 @@ def make_handlers(matcher: Matcher, rosters: Rosters) -> Handlers:
         stored = await uow.db[EVENTS].find_one({"_id": event.event_id})
         if stored is None or stored.get("kind") != "b2b":
             return
-        roster, profiles = await event_roster(uow.db, matcher, rosters, stored)
-        uow.after_commit(lambda: rosters.keep(event.event_id, roster))
+        roster, profiles = await event_roster(uow, matcher, rosters, stored)
+        rosters.keep_on_commit(uow, event.event_id, roster)
         async for participant in uow.db[PARTICIPANTS].find(
             {"event_id": event.event_id, "company_id": {"$ne": None}}
         ):

@@ -24,6 +24,7 @@ from c2f_matching.clusters import Cluster
 from c2f_matching.matcher import Matcher
 from c2f_matching.scoring import Profile
 from c2f_matching.store import CLUSTERS, COMPANIES, EVENTS, PARTICIPANTS
+from c2f_shared.service import UnitOfWork
 
 VERSION_FIELDS = {"revision": 1, "updated_at": 1}
 
@@ -58,7 +59,11 @@ class Rosters:
     def __init__(self) -> None:
         self._kept: OrderedDict[str, Roster] = OrderedDict()
 
-    def get(self, event_id: str, key: RosterKey) -> Roster | None:
+    def get(self, event_id: str, key: RosterKey, uow: UnitOfWork | None = None) -> Roster | None:
+        """The event's roster at `key`, if kept (or, in `uow`, made by an earlier message of it)."""
+        made = uow.local.get((Rosters, event_id)) if uow is not None else None
+        if made is not None and made.key == key:
+            return made  # type: ignore[no-any-return]
         roster = self._kept.get(event_id)
         if roster is None or roster.key != key:
             return None
@@ -70,6 +75,11 @@ class Rosters:
         self._kept.move_to_end(event_id)
         while len(self._kept) > self.KEPT:
             self._kept.popitem(last=False)
+
+    def keep_on_commit(self, uow: UnitOfWork, event_id: str, roster: Roster) -> None:
+        """Keep `roster` once `uow` commits; until then the later messages of `uow` see it."""
+        uow.local[(Rosters, event_id)] = roster
+        uow.after_commit(lambda: self.keep(event_id, roster))
 
     def forget(self, event_id: str) -> None:
         self._kept.pop(event_id, None)
@@ -108,7 +118,7 @@ def known_event(event: dict[str, Any] | None) -> bool:
 
 
 async def event_roster(
-    db: Any,
+    uow: UnitOfWork,
     matcher: Matcher,
     rosters: Rosters,
     event: dict[str, Any],
@@ -117,10 +127,11 @@ async def event_roster(
     """The event's participants whose company is known, as scoring profiles, and the roster they
     come from (for the caller to keep once its transaction commits). `changed`: what made the
     counter's last step (participant id -> company id, None: gone), if the caller made it."""
+    db = uow.db
     key = roster_key(event)
-    roster = rosters.get(event["_id"], key)
+    roster = rosters.get(event["_id"], key, uow)
     if roster is None and changed is not None:
-        previous = rosters.get(event["_id"], (key[0], key[1] - 1))
+        previous = rosters.get(event["_id"], (key[0], key[1] - 1), uow)
         if previous is not None:
             entries = dict(previous.companies)
             versions = await _versions(db, matcher, [c for c in changed.values() if c is not None])

@@ -2,8 +2,9 @@
 the service's consumer group, processing different partitions side by side and each partition's
 messages in order (so the events of one key, e.g. one company, are handled in the order sent).
 
-FastStream's consume loop hands each record to a lane, one per partition; the lane runs it
-through the retry policy and the pipeline, and marks the partition done up to it. A committer
+FastStream's consume loop hands each record to a lane, one per partition; the lane runs what
+is waiting (up to BATCH_MAX records) through the retry policy and the pipeline in one unit of
+work (one at a time when that fails), and marks the partition done up to it. A committer
 commits what the lanes finished, so offsets move only past handled messages (at-least-once). A
 lane whose queue is full pauses its partition until it has caught up. When a rebalance takes a
 partition away, its lane stops and what it had not committed is read again by the new owner,
@@ -38,6 +39,7 @@ from c2f_shared.service.settings import ServiceSettings
 log = logging.getLogger(__name__)
 
 QUEUE_MAX = 200  # records waiting in one lane before its partition is paused
+BATCH_MAX = 50  # records of one lane handled in one unit of work, when that many are waiting
 IDLE_AFTER_S = 2.0  # nothing received for this long: fetch with the idle wait
 COMMIT_RETRY_S = 2.0  # a commit that failed (e.g. during a rebalance) is tried again this soon
 
@@ -141,10 +143,12 @@ class Consumer:
 
     async def _run(self, tp: TopicPartition, lane: _Lane) -> None:
         while True:
-            record = await lane.queue.get()
-            where = Where(record.topic, record.partition, record.offset)
-            await self._policy.settle(where, record.value, self.pipeline.process)
-            lane.done = record.offset + 1
+            records = [await lane.queue.get()]
+            while len(records) < BATCH_MAX and not lane.queue.empty():
+                records.append(lane.queue.get_nowait())
+            batch = [(Where(r.topic, r.partition, r.offset), r.value) for r in records]
+            await self._policy.settle_all(batch, self.pipeline)
+            lane.done = records[-1].offset + 1
             self._commit_wanted.set()
             if lane.paused and lane.queue.qsize() <= QUEUE_MAX // 4 and self.kafka is not None:
                 with contextlib.suppress(Exception):  # the partition was taken away meanwhile

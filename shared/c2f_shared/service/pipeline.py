@@ -57,6 +57,16 @@ class PoisonMessage(Exception):
     """The message can never be processed; it goes to the dead letters with this reason."""
 
 
+class BatchFailed(Exception):
+    """A batch's unit of work failed (nothing of it was stored): at message `at` (its handler
+    raised `error`), or, when `at` is None, outside any one handler (e.g. the commit)."""
+
+    def __init__(self, at: int | None, error: Exception) -> None:
+        super().__init__(f"batch failed at {at}: {error!r}")
+        self.at = at
+        self.error = error
+
+
 def topics_of(handlers: Handlers) -> tuple[str, ...]:
     """The topics a consumer of `handlers` subscribes to."""
     return tuple(sorted({event_type.TOPIC for event_type in handlers}))
@@ -120,6 +130,75 @@ class Pipeline:
         ):
             return await self._once(envelope, event, handler)
 
+    async def process_batch(self, bodies: list[bytes]) -> list[str] | None:
+        """Process several messages of one partition, in order, in one unit of work (one inbox
+        read, one transaction, one commit); returns each one's outcome. None, with nothing done,
+        when they must go one at a time: one of them is unreadable or must be handled alone.
+        Raises BatchFailed, with nothing stored, when the unit of work failed."""
+        parsed: list[tuple[Envelope, Event]] = []
+        for body in bodies:
+            try:
+                envelope, event = self.parse(body)
+            except PoisonMessage:
+                return None
+            if isinstance(event, ALONE):
+                return None
+            parsed.append((envelope, event))
+        outcomes = ["ignored"] * len(parsed)
+        todo = [
+            (i, envelope, event, handler)
+            for i, (envelope, event) in enumerate(parsed)
+            if (handler := self.handlers.get(type(event))) is not None
+        ]
+        if not todo:
+            return outcomes
+        async with self._gate.shared():
+            ids = [envelope.event_id for _, envelope, _, _ in todo]
+            seen = {d["_id"] async for d in self._store.db[INBOX].find({"_id": {"$in": ids}}, {"_id": 1})}
+            fresh = []
+            for i, envelope, event, handler in todo:
+                if envelope.event_id in seen:
+                    outcomes[i] = "duplicate"
+                    continue
+                seen.add(envelope.event_id)
+                fresh.append((i, envelope, event, handler))
+            if not fresh:
+                return outcomes
+
+            running: list[int] = []  # the message whose handler runs
+
+            async def work(uow: UnitOfWork) -> None:
+                running.clear()
+                now = datetime.now(UTC)
+                await uow.db[INBOX].insert_many(
+                    [
+                        {"_id": envelope.event_id, "type": envelope.type, "at": now}
+                        for _, envelope, _, _ in fresh
+                    ]
+                )
+                for i, envelope, event, handler in fresh:
+                    running[:] = [i]
+                    uow.correlation_id = envelope.correlation_id  # what it emits follows from it
+                    with log_context(
+                        correlation_id=envelope.correlation_id,
+                        event_id=envelope.event_id,
+                        event_type=envelope.type,
+                    ):
+                        await handler(event, envelope, uow)
+                running.clear()
+
+            try:
+                await self._store.transact(work, fresh[0][1].correlation_id)
+            except Exception as error:
+                raise BatchFailed(running[0] if running else None, error) from error
+        for i, envelope, _, _ in fresh:
+            outcomes[i] = "processed"
+            with log_context(
+                correlation_id=envelope.correlation_id, event_id=envelope.event_id, event_type=envelope.type
+            ):
+                log.info("processed")
+        return outcomes
+
     async def _once(self, envelope: Envelope, event: Event, handler: Handler) -> str:
         inbox = self._store.db[INBOX]
         if await inbox.find_one({"_id": envelope.event_id}, {"_id": 1}):
@@ -164,13 +243,23 @@ class RetryPolicy:
         self._metrics = metrics
         self._dead_letter = dead_letter
 
-    async def settle(self, where: Where, body: bytes, process: Callable[[bytes], Awaitable[str]]) -> str:
+    async def settle(
+        self,
+        where: Where,
+        body: bytes,
+        process: Callable[[bytes], Awaitable[str]],
+        first_error: Exception | None = None,
+    ) -> str:
         """Run `process(body)` until the message is finished with; returns the outcome
-        (processed, duplicate, ignored or dead_lettered)."""
+        (processed, duplicate, ignored or dead_lettered). `first_error`: how its first attempt
+        failed already (in a batch)."""
         attempts = waits = 0
         while True:
             started = time.perf_counter()
             try:
+                if first_error is not None:
+                    error, first_error = first_error, None
+                    raise error
                 outcome = await process(body)
             except PoisonMessage as poison:
                 self._metrics.failures.labels(self._name, where.topic, "poison").inc()
@@ -207,6 +296,37 @@ class RetryPolicy:
                 time.perf_counter() - started
             )
             return outcome
+
+    async def settle_all(self, batch: list[tuple[Where, bytes]], pipeline: Pipeline) -> None:
+        """Finish a partition's messages, in order: together in one unit of work when they can
+        be, else each on its own (`settle`). When a batch fails in one message's handler, the
+        messages before it go again together, and that failure is the first of its attempts."""
+        if len(batch) == 1:
+            await self.settle(*batch[0], pipeline.process)
+            return
+        started = time.perf_counter()
+        try:
+            outcomes = await pipeline.process_batch([body for _, body in batch])
+        except BatchFailed as failed:
+            log.info("%s: a batch of %d failed at %s (%s)", self._name, len(batch), failed.at, failed.error)
+            if failed.at is None:
+                outcomes = None
+            else:
+                if failed.at:
+                    await self.settle_all(batch[: failed.at], pipeline)
+                where, body = batch[failed.at]
+                await self.settle(where, body, pipeline.process, first_error=failed.error)
+                if failed.at + 1 < len(batch):
+                    await self.settle_all(batch[failed.at + 1 :], pipeline)
+                return
+        if outcomes is None:
+            for where, body in batch:
+                await self.settle(where, body, pipeline.process)
+            return
+        each = (time.perf_counter() - started) / len(batch)
+        for (where, _), outcome in zip(batch, outcomes, strict=True):
+            self._metrics.messages.labels(self._name, where.topic, outcome).inc()
+            self._metrics.handler_seconds.labels(self._name, where.topic).observe(each)
 
     async def _set_aside(self, where: Where, reason: str, body: bytes) -> bool:
         try:

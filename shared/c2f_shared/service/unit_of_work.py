@@ -125,6 +125,9 @@ class UnitOfWork:
     emitted: list[tuple[Envelope, str]] = field(default_factory=list)
     _after_commit: list[Callable[[], None]] = field(default_factory=list)
     _held: dict[int, asyncio.Lock] = field(default_factory=dict)
+    # What handlers in this unit of work keep for the ones after them (several messages can
+    # share one); gone with the unit of work, and empty again when it is retried.
+    local: dict[Any, Any] = field(default_factory=dict)
 
     async def hold(self, lock: asyncio.Lock) -> None:
         """Hold `lock` until this unit of work has committed or given up, across its retries: work
