@@ -1,5 +1,8 @@
 """The deployment files, checked without Docker or a cluster.
 
+- The Makefile: `make up` needs only what the platform runs on (Pango for the PDFs), the
+  tests' Chromium and Poppler come with `make test` and `make install`; Python and venv are
+  checked first.
 - docker-compose.yml against the Compose specification's JSON schema (vendored by
   check-jsonschema, so offline), and against what the services actually read: every
   C2F_* variable set in it is a setting some service has, every ${VARIABLE} it uses is
@@ -34,6 +37,7 @@ from c2f_shared.service.metrics import Metrics
 from c2f_shared.service.runtime import SHUTDOWN_SECONDS
 
 ROOT = Path(__file__).resolve().parents[2]
+MAKEFILE = ROOT / "Makefile"
 COMPOSE = ROOT / "docker-compose.yml"
 DOCKERFILE = ROOT / "deploy" / "Dockerfile"
 KUBERNETES = ROOT / "deploy" / "kubernetes"
@@ -68,6 +72,82 @@ def service_of(definition: dict[str, Any]) -> str | None:
     """Which of our services a Compose service runs (its image's build argument)."""
     build = definition.get("build")
     return build["args"]["SERVICE"] if isinstance(build, dict) and "command" not in definition else None
+
+
+def make(*arguments: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["make", "--no-print-directory", "-C", str(ROOT), *arguments],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def installed_venv(path: Path, *stamps: str) -> Path:
+    """A virtual environment directory that make takes as installed (its stamps are newer
+    than the requirements they were made from)."""
+    path.mkdir()
+    for stamp in stamps:
+        (path / stamp).touch()
+    return path
+
+
+TEST_TOOLS = re.compile(r"chromium|poppler|pdftoppm|playwright", re.IGNORECASE)
+
+
+def test_make_up_runs_the_platform_and_installs_none_of_the_tests_tools(tmp_path: Path) -> None:
+    venv = installed_venv(tmp_path / "venv", ".installed", ".pdf-libraries")
+    # As on a machine without Chromium or Poppler: the tests would install them, `up` does not.
+    absent = f"SYSTEM_TOOLS={tmp_path}/chromium {tmp_path}/pdftoppm"
+    up = make("-n", "up", f"VENV={venv}", absent)
+    assert up.returncode == 0, up.stderr
+    assert up.stdout.splitlines() == [f"{venv}/bin/c2f up"]
+    test = make("-n", "test", f"VENV={venv}", absent)
+    assert "apt-get install -y -qq --no-install-recommends chromium poppler-utils" in test.stdout
+    assert test.stdout.rstrip().endswith(f"{venv}/bin/python -m pytest")
+    install = make("-n", "install", f"VENV={venv}", absent)
+    assert "chromium poppler-utils" in install.stdout
+
+
+def test_make_up_installs_pango_alone_when_weasyprint_cannot_load_it(tmp_path: Path) -> None:
+    venv = installed_venv(tmp_path / "venv", ".installed")
+    up = make("-n", "up", f"VENV={venv}", f"SYSTEM_TOOLS={tmp_path}/chromium")
+    assert up.returncode == 0, up.stderr
+    assert f"{venv}/bin/python -c 'import weasyprint'" in up.stdout
+    assert "apt-get install -y -qq --no-install-recommends libpango-1.0-0 libpangoft2-1.0-0" in up.stdout
+    assert "brochure PDF" in up.stdout  # without it, everything but the PDF runs, and it says so
+    assert not TEST_TOOLS.search(up.stdout), up.stdout
+    assert up.stdout.rstrip().endswith(f"{venv}/bin/c2f up")
+
+
+def test_apt_gets_messages_are_shown() -> None:
+    for line in MAKEFILE.read_text().splitlines():
+        if re.search(r"apt-get (install|update)", line):
+            assert ">/dev/null" not in line and "2>" not in line, line
+
+
+def fake_python(path: Path, script: str) -> Path:
+    path.write_text("#!/bin/sh\n" + script)
+    path.chmod(0o755)
+    return path
+
+
+def test_python_3_11_and_venv_are_checked_first_with_a_clear_message(tmp_path: Path) -> None:
+    old = fake_python(tmp_path / "python3.10", 'case "$1" in -V) echo "Python 3.10.12";; *) exit 1;; esac\n')
+    result = make("up", f"PYTHON={old}", f"VENV={tmp_path}/venv")
+    assert result.returncode != 0
+    assert "needs Python 3.11 or newer" in result.stdout and "Python 3.10.12" in result.stdout
+    assert not (tmp_path / "venv").exists()
+    # Debian's python3 without the python3-venv package has no ensurepip.
+    no_venv = fake_python(
+        tmp_path / "python3", f'case "$2" in *ensurepip*) exit 1;; esac\nexec {sys.executable} "$@"\n'
+    )
+    result = make("up", f"PYTHON={no_venv}", f"VENV={tmp_path}/venv")
+    assert result.returncode != 0
+    assert "install python3-venv" in result.stdout
+    assert not (tmp_path / "venv").exists()
+    result = make("up", f"PYTHON={tmp_path}/python9", f"VENV={tmp_path}/venv")
+    assert result.returncode != 0 and "python9 not found" in result.stdout
 
 
 def test_compose_file_follows_the_compose_specification() -> None:
