@@ -46,6 +46,7 @@ Usage: .venv/bin/python bench/load.py [--companies 2000] [--concurrency N] [--ev
 import argparse
 import asyncio
 import contextlib
+import json
 import math
 import os
 import random
@@ -1006,7 +1007,6 @@ async def analyse(mongo_uri: str, run: Run, maildir: Path) -> None:
 
 # -- logs --------------------------------------------------------------------------------
 
-LOG_LINE = re.compile(r"^\S+ \S+ (?P<level>[A-Z]+) (?P<name>\S+) (?P<message>.*)$")
 NOISE = re.compile(
     r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|\b[0-9a-f]{16,}\b|(?<![A-Za-z])\d+(\.\d+)?"
 )
@@ -1020,16 +1020,21 @@ def summarise_logs(logs: Path) -> list[tuple[str, Counter[str], Counter[str]]]:
         levels: Counter[str] = Counter()
         messages: Counter[str] = Counter()
         for line in path.read_text(errors="replace").splitlines():
-            match = LOG_LINE.match(line)
-            if match is None:
+            try:  # the services log one JSON object per line (c2f_shared.service.logs)
+                entry = json.loads(line)
+            except ValueError:
                 if "Traceback" in line or line.startswith(("Error", "Exception")):
                     levels["traceback"] += 1
                 continue
-            level = match["level"]
+            if not isinstance(entry, dict) or "level" not in entry:
+                continue
+            level = str(entry["level"]).upper()
             levels[level] += 1
+            if "exception" in entry:
+                levels["traceback"] += 1
             if level in ("WARNING", "ERROR", "CRITICAL"):
-                message = match["message"].split(" correlation_id=")[0].split(" event_id=")[0]
-                messages[f"{level} {match['name']}: {NOISE.sub('#', message)[:150]}"] += 1
+                message = str(entry.get("message", ""))
+                messages[f"{level} {entry.get('logger')}: {NOISE.sub('#', message)[:150]}"] += 1
         out.append((path.stem, levels, messages))
     return out
 

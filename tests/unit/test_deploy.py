@@ -1,18 +1,26 @@
 """The deployment files, checked without Docker or a cluster.
 
+- The Makefile: `make up` needs only what the platform runs on (Pango for the PDFs), the
+  tests' Chromium and Poppler come with `make test` and `make install`; Python and venv are
+  checked first.
 - docker-compose.yml against the Compose specification's JSON schema (vendored by
   check-jsonschema, so offline), and against what the services actually read: every
   C2F_* variable set in it is a setting some service has, every ${VARIABLE} it uses is
-  documented in .env.example, registration runs once per cluster with its own database.
+  documented in .env.example, registration runs once per cluster with its own database,
+  each image is built by one service, MongoDB is healthy once it has a primary.
 - deploy/Dockerfile through hadolint, and the properties operators rely on (multi-stage,
   non-root, HEALTHCHECK on /readyz).
 - deploy/kubernetes/ against the Kubernetes 1.37 schemas (kubernetes-validate, strict), and
-  the autoscalers against the consumer groups and partitions they scale on.
+  the autoscalers against the consumer groups and partitions they scale on; each overlay
+  rendered by `kubectl kustomize` where kubectl is installed.
+- Compose's and Kubernetes' grace periods against the worst-case shutdown in the code.
 """
 
 import importlib.resources
+import inspect
 import json
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -26,17 +34,23 @@ from pydantic import AliasChoices
 from pydantic_settings import BaseSettings
 
 from c2f_matching.config import Settings as MatchingSettings
+from c2f_notifications import delivery
 from c2f_notifications.config import Settings as NotificationsSettings
 from c2f_registration.config import Settings as RegistrationSettings
 from c2f_reporting.config import Settings as ReportingSettings
 from c2f_shared import topics
 from c2f_shared.service.metrics import Metrics
-from c2f_shared.service.runtime import SHUTDOWN_SECONDS
+from c2f_shared.service.runtime import SHUTDOWN_SECONDS, Runtime
+from c2f_shared.service.serve import GRACEFUL_SECONDS
 
 ROOT = Path(__file__).resolve().parents[2]
+MAKEFILE = ROOT / "Makefile"
 COMPOSE = ROOT / "docker-compose.yml"
 DOCKERFILE = ROOT / "deploy" / "Dockerfile"
 KUBERNETES = ROOT / "deploy" / "kubernetes"
+BASE = KUBERNETES / "base"
+OVERLAYS = KUBERNETES / "overlays"
+REGISTRY = "registry.c2future.example/c2future-match/"
 SETTINGS: dict[str, type[BaseSettings]] = {
     "registration": RegistrationSettings,
     "matching": MatchingSettings,
@@ -65,9 +79,97 @@ def compose() -> dict[str, Any]:
 
 
 def service_of(definition: dict[str, Any]) -> str | None:
-    """Which of our services a Compose service runs (its image's build argument)."""
-    build = definition.get("build")
-    return build["args"]["SERVICE"] if isinstance(build, dict) and "command" not in definition else None
+    """Which of our services a Compose service runs (its image), None for others and jobs."""
+    found = re.fullmatch(r"c2future-match/(\w+):.*", definition.get("image", ""))
+    return found.group(1) if found and "command" not in definition else None
+
+
+def shutdown_budget_s() -> float:
+    """The longest a service may take to stop after SIGTERM: c2f-serve drains requests, then
+    the runtime waits a bounded time for each of its steps (its tasks, among them the mail
+    senders giving back their claims; each consumer's lanes; the broker; the offset probe;
+    the database). Each service has one consumer."""
+    source = inspect.getsource(Runtime._shut_down)
+    steps = source.count("_bounded(") + source.count("timeout=SHUTDOWN_SECONDS")
+    assert steps >= 5, source  # the count follows the code
+    assert delivery.GIVE_BACK_S < SHUTDOWN_SECONDS  # giving back fits in the tasks' wait
+    return GRACEFUL_SECONDS + steps * SHUTDOWN_SECONDS
+
+
+def make(*arguments: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["make", "--no-print-directory", "-C", str(ROOT), *arguments],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def installed_venv(path: Path, *stamps: str) -> Path:
+    """A virtual environment directory that make takes as installed (its stamps are newer
+    than the requirements they were made from)."""
+    path.mkdir()
+    for stamp in stamps:
+        (path / stamp).touch()
+    return path
+
+
+TEST_TOOLS = re.compile(r"chromium|poppler|pdftoppm|playwright", re.IGNORECASE)
+
+
+def test_make_up_runs_the_platform_and_installs_none_of_the_tests_tools(tmp_path: Path) -> None:
+    venv = installed_venv(tmp_path / "venv", ".installed", ".pdf-libraries")
+    # As on a machine without Chromium or Poppler: the tests would install them, `up` does not.
+    absent = f"SYSTEM_TOOLS={tmp_path}/chromium {tmp_path}/pdftoppm"
+    up = make("-n", "up", f"VENV={venv}", absent)
+    assert up.returncode == 0, up.stderr
+    assert up.stdout.splitlines() == [f"{venv}/bin/c2f up"]
+    test = make("-n", "test", f"VENV={venv}", absent)
+    assert "apt-get install -y -qq --no-install-recommends chromium poppler-utils" in test.stdout
+    assert test.stdout.rstrip().endswith(f"{venv}/bin/python -m pytest")
+    install = make("-n", "install", f"VENV={venv}", absent)
+    assert "chromium poppler-utils" in install.stdout
+
+
+def test_make_up_installs_pango_alone_when_weasyprint_cannot_load_it(tmp_path: Path) -> None:
+    venv = installed_venv(tmp_path / "venv", ".installed")
+    up = make("-n", "up", f"VENV={venv}", f"SYSTEM_TOOLS={tmp_path}/chromium")
+    assert up.returncode == 0, up.stderr
+    assert f"{venv}/bin/python -c 'import weasyprint'" in up.stdout
+    assert "apt-get install -y -qq --no-install-recommends libpango-1.0-0 libpangoft2-1.0-0" in up.stdout
+    assert "brochure PDF" in up.stdout  # without it, everything but the PDF runs, and it says so
+    assert not TEST_TOOLS.search(up.stdout), up.stdout
+    assert up.stdout.rstrip().endswith(f"{venv}/bin/c2f up")
+
+
+def test_apt_gets_messages_are_shown() -> None:
+    for line in MAKEFILE.read_text().splitlines():
+        if re.search(r"apt-get (install|update)", line):
+            assert ">/dev/null" not in line and "2>" not in line, line
+
+
+def fake_python(path: Path, script: str) -> Path:
+    path.write_text("#!/bin/sh\n" + script)
+    path.chmod(0o755)
+    return path
+
+
+def test_python_3_11_and_venv_are_checked_first_with_a_clear_message(tmp_path: Path) -> None:
+    old = fake_python(tmp_path / "python3.10", 'case "$1" in -V) echo "Python 3.10.12";; *) exit 1;; esac\n')
+    result = make("up", f"PYTHON={old}", f"VENV={tmp_path}/venv")
+    assert result.returncode != 0
+    assert "needs Python 3.11 or newer" in result.stdout and "Python 3.10.12" in result.stdout
+    assert not (tmp_path / "venv").exists()
+    # Debian's python3 without the python3-venv package has no ensurepip.
+    no_venv = fake_python(
+        tmp_path / "python3", f'case "$2" in *ensurepip*) exit 1;; esac\nexec {sys.executable} "$@"\n'
+    )
+    result = make("up", f"PYTHON={no_venv}", f"VENV={tmp_path}/venv")
+    assert result.returncode != 0
+    assert "install python3-venv" in result.stdout
+    assert not (tmp_path / "venv").exists()
+    result = make("up", f"PYTHON={tmp_path}/python9", f"VENV={tmp_path}/venv")
+    assert result.returncode != 0 and "python9 not found" in result.stdout
 
 
 def test_compose_file_follows_the_compose_specification() -> None:
@@ -94,6 +196,35 @@ def test_compose_runs_real_kafka_and_mongodb_with_pinned_images() -> None:
     assert set(compose()["volumes"]) >= {"kafka-data", "mongo-data"}
 
 
+def test_mongodb_is_healthy_only_once_its_replica_set_has_a_primary() -> None:
+    *command, script = compose()["services"]["mongo"]["healthcheck"]["test"]
+    assert command == ["CMD", "mongosh", "--quiet", "--eval"]
+    # First start: the one-node replica set is initiated; until it has elected its primary
+    # (writes fail before), the check exits 1.
+    assert "rs.initiate(" in script and "mongo:27017" in script
+    assert re.search(r"if \(!db\.hello\(\)\.isWritablePrimary\) \{ quit\(1\) \}$", script), script
+
+
+def test_each_image_is_built_by_one_service_and_mailpit_is_for_development() -> None:
+    services = compose()["services"]
+    ours = {name: d for name, d in services.items() if d.get("image", "").startswith("c2future-match/")}
+    builders: dict[str, list[str]] = {}
+    for name, definition in ours.items():
+        if "build" in definition:
+            builders.setdefault(definition["image"], []).append(name)
+            assert definition["build"]["dockerfile"] == "deploy/Dockerfile"
+            assert f"c2future-match/{definition['build']['args']['SERVICE']}:" in definition["image"]
+    # Compose builds each service with `build:` (in parallel): two of them for one tag race.
+    assert {image: len(names) for image, names in builders.items()} == {
+        image: 1 for image in {d["image"] for d in ours.values()}
+    }
+    assert len([d for d in ours.values() if service_of(d) == "registration"]) >= 3
+    assert builders["c2future-match/registration:${C2F_VERSION:-0.1.0}"] == ["topics"]
+    assert services["mailpit"]["profiles"] == ["dev"]
+    assert all("profiles" not in d for name, d in services.items() if name != "mailpit")
+    assert dotenv(ROOT / ".env.example")["COMPOSE_PROFILES"] == "dev"  # the quick start has it
+
+
 def test_every_service_waits_for_healthy_servers_and_the_topics() -> None:
     services = compose()["services"]
     ours = {name: d for name, d in services.items() if service_of(d)}
@@ -104,12 +235,11 @@ def test_every_service_waits_for_healthy_servers_and_the_topics() -> None:
             "mongo": {"condition": "service_healthy"},
             "topics": {"condition": "service_completed_successfully"},
         }, name
-        assert definition["build"]["dockerfile"] == "deploy/Dockerfile"
         assert definition["environment"]["C2F_KAFKA_TIMEOUTS"] == "standard"  # Kafka's own timeouts
         assert "container_name" not in definition  # it would forbid --scale
-        # SIGTERM: requests drain (c2f-serve's 15 s), then consumers and connections close.
+        # SIGTERM: requests drain, then tasks, consumers and connections close, each bounded.
         grace = int(definition["stop_grace_period"].rstrip("s"))
-        assert grace > 15 + SHUTDOWN_SECONDS, name
+        assert grace > shutdown_budget_s(), name
     job = services["topics"]
     assert job["restart"] == "no" and job["command"][0] == "c2f-create-topics"
 
@@ -209,7 +339,7 @@ def test_the_images_install_only_pinned_versions() -> None:
 def manifests() -> list[tuple[Path, dict[str, Any]]]:
     found = []
     for path in sorted(KUBERNETES.rglob("*.yaml")):
-        if path.name == "kustomization.yaml" or path.name == "alerts.yaml":
+        if path.name in ("kustomization.yaml", "alerts.yaml") or OVERLAYS in path.parents:
             continue
         found += [(path, doc) for doc in yaml.safe_load_all(path.read_text()) if doc]
     return found
@@ -227,11 +357,73 @@ def test_kubernetes_manifests_follow_the_kubernetes_schemas() -> None:
         kubernetes_validate.validate(deployment, "1.37.0", strict=True)
 
 
-def test_kustomization_lists_every_manifest() -> None:
-    kustomization = yaml.safe_load((KUBERNETES / "kustomization.yaml").read_text())
-    files = {p.name for p in KUBERNETES.glob("*.yaml")} - {"kustomization.yaml"}
+def test_kustomization_lists_every_manifest_and_names_the_registry() -> None:
+    kustomization = yaml.safe_load((BASE / "kustomization.yaml").read_text())
+    files = {p.name for p in BASE.glob("*.yaml")} - {"kustomization.yaml"}
     assert set(kustomization["resources"]) == files
-    assert {i["name"] for i in kustomization["images"]} == {f"c2future-match/{s}" for s in SETTINGS}
+    images = {i["name"]: i for i in kustomization["images"]}
+    assert set(images) == {f"c2future-match/{s}" for s in SETTINGS}
+    for name, image in images.items():
+        assert image["newName"] == REGISTRY + name.split("/")[1]
+        assert re.fullmatch(r"\d+\.\d+\.\d+", image["newTag"])
+
+
+def overlay(environment: str) -> dict[str, Any]:
+    loaded: dict[str, Any] = yaml.safe_load((OVERLAYS / environment / "kustomization.yaml").read_text())
+    return loaded
+
+
+def test_each_environment_has_an_overlay_on_the_base() -> None:
+    environments = {p.name for p in OVERLAYS.iterdir() if p.is_dir()}
+    assert environments == {"staging", "production"}
+    namespaces = set()
+    for environment in environments:
+        kustomization = overlay(environment)
+        assert kustomization["resources"] == ["../../base"]
+        namespaces.add(kustomization["namespace"])
+        # Its images: the registry's, each at a version.
+        images = {i["name"]: i["newTag"] for i in kustomization["images"]}
+        assert images.keys() == {REGISTRY + s for s in SETTINGS}, environment
+        assert all(re.fullmatch(r"\d+\.\d+\.\d+(-\w+)?", tag) for tag in images.values())
+        # Its servers and addresses: only settings the services read.
+        [config] = [p["path"] for p in kustomization["patches"] if "path" in p]
+        patch = yaml.safe_load((OVERLAYS / environment / config).read_text())
+        assert patch["kind"] == "ConfigMap" and patch["metadata"]["name"] == "c2f-config"
+        known = set().union(*(env_names(s) for s in SETTINGS.values()))
+        assert set(patch["data"]) <= known, set(patch["data"]) - known
+        assert {"C2F_KAFKA_BOOTSTRAP", "C2F_MONGO_URI", "C2F_PUBLIC_MATCHING_URL"} <= set(patch["data"])
+    assert len(namespaces) == len(environments)  # environments never share a namespace
+    assert (OVERLAYS / "README.md").is_file()
+
+
+@pytest.mark.skipif(shutil.which("kubectl") is None, reason="renders the overlays with kubectl kustomize")
+@pytest.mark.parametrize("environment", ["staging", "production"])
+def test_each_overlay_renders_to_valid_manifests(environment: str) -> None:
+    kubectl = shutil.which("kubectl")
+    assert kubectl is not None
+    rendered = subprocess.run(
+        [kubectl, "kustomize", str(OVERLAYS / environment)], capture_output=True, text=True, check=False
+    )
+    assert rendered.returncode == 0, rendered.stderr
+    docs = [d for d in yaml.safe_load_all(rendered.stdout) if d]
+    base = [d for path, d in manifests() if BASE in path.parents]
+    assert sorted((d["kind"], d["metadata"]["name"]) for d in docs) == sorted(
+        (d["kind"], d["metadata"]["name"]) for d in base
+    )
+    for doc in docs:
+        kubernetes_validate.validate(doc, "1.37.0", strict=True)
+        assert doc["metadata"]["namespace"] == overlay(environment)["namespace"]
+    images = {
+        container["image"]
+        for doc in docs
+        if doc["kind"] in ("Deployment", "Job")
+        for container in doc["spec"]["template"]["spec"]["containers"]
+    }
+    tags = {i["name"]: i["newTag"] for i in overlay(environment)["images"]}
+    assert images == {f"{name}:{tag}" for name, tag in tags.items()}
+    [config] = [d for d in docs if d["kind"] == "ConfigMap"]
+    patch = yaml.safe_load((OVERLAYS / environment / "config.yaml").read_text())
+    assert patch["data"].items() <= config["data"].items()
 
 
 def test_every_deployment_has_probes_resources_and_runs_unprivileged() -> None:
@@ -246,7 +438,11 @@ def test_every_deployment_has_probes_resources_and_runs_unprivileged() -> None:
         assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
         assert {"cpu", "memory"} <= set(container["resources"]["requests"])
         assert pod["securityContext"]["runAsNonRoot"] is True
-        assert pod["terminationGracePeriodSeconds"] > 15 + SHUTDOWN_SECONDS
+        # preStop keeps the pod serving while it leaves its Service's endpoints; SIGTERM follows,
+        # and the grace period counts both.
+        pre_stop = container["lifecycle"]["preStop"]["exec"]["command"]
+        assert pre_stop[0] == "sleep" and 0 < int(pre_stop[1]) <= 10
+        assert pod["terminationGracePeriodSeconds"] > int(pre_stop[1]) + shutdown_budget_s()
         assert container["securityContext"]["allowPrivilegeEscalation"] is False
 
 

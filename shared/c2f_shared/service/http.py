@@ -1,13 +1,18 @@
 """HTTP basics every service serves: health, readiness, metrics, AsyncAPI, correlation ids, logs."""
 
+import logging
+import re
+import time
 import uuid
-from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
+import structlog
 from fastapi import APIRouter, Depends, FastAPI, Request, Response
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 from faststream.specification import AsyncAPI
 from pymongo.errors import ConnectionFailure, PyMongoError
+from starlette.datastructures import Headers, MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from c2f_shared.service import dead_letters
 from c2f_shared.service.limits import BodySizeLimit, FailedAuthLimit
@@ -59,7 +64,7 @@ def service_app(
     correlation ids, body size limits (413) and logs; the runtime starts and stops with it.
 
     `body_limits` maps a path suffix to a larger limit than the service's `max_body_bytes`."""
-    configure_logging(runtime.settings.log_level)
+    configure_logging(runtime.settings.log_level, runtime.settings.log_format)
     app = FastAPI(
         title=f"C2Future Match — {runtime.service}",
         description=description,
@@ -73,7 +78,98 @@ def service_app(
     app.add_middleware(BodySizeLimit, limit=runtime.settings.max_body_bytes, overrides=body_limits)
     app.add_middleware(FailedAuthLimit, limit=runtime.settings.auth_failures_per_minute)
     app.middleware("http")(runtime.metrics.observe_http)
+    app.add_middleware(RequestLog)  # outermost: its line has every answer, 413 and 429 included
     return app
+
+
+_access = structlog.stdlib.get_logger("c2f.access")
+_errors = logging.getLogger("c2f.http")
+# A caller's correlation id is taken if it looks like one (it goes into logs and headers).
+_CORRELATION = re.compile(r"[\w.:-]{1,128}")
+# Probes and scrapes come every few seconds: their successes are logged at DEBUG only.
+_PROBES = frozenset({"/healthz", "/readyz", "/metrics"})
+# Links carry signed tokens in the path (/act/{token}, /unsubscribe/{token}): a path parameter
+# with such a name, and any long segment that is no UUID (a mistyped link matches no route),
+# is left out of the log; so is every query value (only the names are kept).
+_SECRET_PARAMETER = re.compile(r"token|secret|sig|key|password|code", re.IGNORECASE)
+_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+REDACTED = "<redacted>"
+
+
+def loggable_path(path: str, path_params: dict[str, Any] | None = None) -> str:
+    """`path` without the secrets links carry."""
+    for name, value in (path_params or {}).items():
+        if _SECRET_PARAMETER.search(name) and isinstance(value, str) and value:
+            path = path.replace(value, REDACTED)
+    return "/".join(
+        REDACTED if len(segment) >= 32 and not _UUID.fullmatch(segment) else segment
+        for segment in path.split("/")
+    )
+
+
+def loggable_query(query_string: bytes) -> str:
+    """The names of the query parameters, without their values."""
+    names = (pair.split(b"=", 1)[0] for pair in query_string.split(b"&") if pair)
+    return "&".join(name.decode("latin-1") for name in names)
+
+
+class RequestLog:
+    """Gives each request its correlation id (the caller's `X-Correlation-ID`, or a new one),
+    on every log line written while it runs and on the response, and writes one access log
+    line per request: method, path (without tokens), status, duration, client."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        given = Headers(scope=scope).get(CORRELATION_HEADER, "")
+        correlation = given if _CORRELATION.fullmatch(given) else str(uuid.uuid4())
+        scope.setdefault("state", {})["correlation_id"] = correlation  # request.state.correlation_id
+        status: int | None = None
+        started = time.perf_counter()
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                MutableHeaders(scope=message)[CORRELATION_HEADER] = correlation
+            await send(message)
+
+        with log_context(correlation_id=correlation):
+            try:
+                await self.app(scope, receive, send_with_id)
+            except Exception:
+                # Logged here, with the correlation id (uvicorn's line would have none), and
+                # answered as Starlette would: 500 with no detail.
+                _errors.exception(
+                    "unhandled error in %s %s",
+                    scope["method"],
+                    loggable_path(scope["path"], scope.get("path_params")),
+                )
+                if status is not None:
+                    raise
+                await PlainTextResponse("Internal Server Error", 500)(scope, receive, send_with_id)
+            finally:
+                self._log(scope, status or 500, time.perf_counter() - started)
+
+    @staticmethod
+    def _log(scope: Scope, status: int, seconds: float) -> None:
+        path = loggable_path(scope["path"], scope.get("path_params"))
+        quiet = scope["path"] in _PROBES and status < 400
+        client = scope.get("client")
+        fields: dict[str, Any] = {
+            "method": scope["method"],
+            "path": path,
+            "status": status,
+            "duration_ms": round(seconds * 1000, 1),
+            "client": client[0] if client else None,
+        }
+        if scope.get("query_string"):
+            fields["query"] = loggable_query(scope["query_string"])
+        (_access.debug if quiet else _access.info)(f"{scope['method']} {path} {status}", **fields)
 
 
 def _document_shared_answers(app: FastAPI) -> None:
@@ -111,14 +207,6 @@ def _install_basics(app: FastAPI, runtime: Runtime, description: str) -> None:
                 headers={"Retry-After": "1"},
             )
         raise error
-
-    @app.middleware("http")
-    async def _correlate(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        request.state.correlation_id = request.headers.get(CORRELATION_HEADER) or str(uuid.uuid4())
-        with log_context(correlation_id=request.state.correlation_id):
-            response = await call_next(request)
-        response.headers[CORRELATION_HEADER] = request.state.correlation_id
-        return response
 
     @app.get("/healthz", tags=["operations"], summary="The process is alive")
     async def healthz() -> dict[str, str]:

@@ -12,6 +12,7 @@ import os
 import uvicorn
 
 SERVICES = ("registration", "matching", "notifications", "reporting")
+GRACEFUL_SECONDS = 15  # requests in flight at SIGTERM may take this long to finish
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -32,7 +33,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--graceful-seconds",
         type=int,
-        default=15,
+        default=GRACEFUL_SECONDS,
         help="on SIGTERM, how long requests in flight may take to finish (default: %(default)s)",
     )
     args = parser.parse_args(argv)

@@ -58,6 +58,14 @@ class ServiceSettings(BaseSettings):
         validation_alias=AliasChoices("C2F_LOG_LEVEL"),
         description="Log level (DEBUG, INFO, WARNING, ERROR).",
     )
+    log_format: Literal["auto", "json", "console"] = Field(
+        "auto",
+        validation_alias=AliasChoices("C2F_LOG_FORMAT"),
+        description=(
+            "'json': one JSON object per line, with the correlation and event ids; "
+            "'console': key=value text for a person; 'auto': console on a terminal, JSON otherwise."
+        ),
+    )
 
     max_body_bytes: int = Field(1_048_576, description="Larger request bodies are refused with 413.")
     auth_failures_per_minute: int = Field(
