@@ -2,7 +2,6 @@
 signed links in mails open (unsubscribe, preferences), and the operator's view of the queue
 with re-drive of dead letters."""
 
-import secrets
 from datetime import UTC, datetime, timedelta
 from html import escape
 from typing import Annotated, Any, Literal
@@ -11,6 +10,7 @@ from fastapi import APIRouter, Form, HTTPException, Query, Request, status
 from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, Field, HttpUrl
 
+from c2f_notifications import webhooks
 from c2f_notifications.i18n import Words
 from c2f_notifications.messages import OPTIONAL
 from c2f_notifications.store import OUTGOING, RECIPIENTS, TIMERS, WEBHOOKS
@@ -287,8 +287,9 @@ class WebhookOut(BaseModel):
     created_at: datetime
     secret: str | None = Field(
         None,
-        description="Shown once: the key to check X-C2F-Signature = sha256=HMAC-SHA256(key, "
-        "'<X-C2F-Timestamp>.<body>'). Setting the webhook again makes a new key.",
+        description="Shown once: the key (whsec_…) to verify each call's `webhook-signature` with a "
+        "Standard Webhooks library (HMAC-SHA256 of '<webhook-id>.<webhook-timestamp>.<body>'). "
+        "Setting the webhook again makes a new key.",
     )
 
 
@@ -299,10 +300,10 @@ async def set_webhook(
     cluster_id: str, body: WebhookIn, request: Request, runtime: RuntimeDep, token: Token
 ) -> WebhookOut:
     """Send every message meant for the cluster's participants to the cluster's own system
-    too (operator): signed with a key the cluster holds, retried with backoff, dead-lettered
-    like e-mails. No contact data travels."""
+    too (operator): signed with a key the cluster holds (Standard Webhooks), retried with
+    backoff, dead-lettered like e-mails. No contact data travels."""
     _operator(request, token)
-    secret = secrets.token_urlsafe(32)
+    secret = webhooks.new_key()
     doc = {"url": str(body.url), "secret": secret, "created_at": datetime.now(UTC)}
     await runtime.db[WEBHOOKS].update_one({"_id": cluster_id}, {"$set": doc}, upsert=True)
     return WebhookOut(cluster_id=cluster_id, url=doc["url"], created_at=doc["created_at"], secret=secret)

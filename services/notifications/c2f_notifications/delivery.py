@@ -13,8 +13,6 @@ outcome requests) fire in the same loop.
 """
 
 import asyncio
-import hashlib
-import hmac
 import json
 import logging
 import random
@@ -32,7 +30,7 @@ import httpx
 import pymongo
 from pymongo import UpdateOne
 
-from c2f_notifications import messages, timers
+from c2f_notifications import messages, timers, webhooks
 from c2f_notifications.config import Settings
 from c2f_notifications.i18n import Words
 from c2f_notifications.messages import ESSENTIAL
@@ -357,8 +355,8 @@ class Delivery:
         await self._sent(msg, message.subject)
 
     async def _post_webhook(self, msg: Doc) -> None:
-        """POST the fact to the cluster's endpoint, signed: X-C2F-Signature is
-        sha256=HMAC-SHA256(key, "<X-C2F-Timestamp>.<body>") with the key the cluster holds."""
+        """POST the fact to the cluster's endpoint, signed with the key the cluster holds
+        (Standard Webhooks: `webhooks.signed_headers`)."""
         hook = await self._runtime.db[WEBHOOKS].find_one({"_id": msg["cluster_id"]})
         if hook is None:
             await self._drop(msg, "the cluster removed its webhook")
@@ -375,13 +373,9 @@ class Delivery:
             default=str,
             separators=(",", ":"),
         ).encode()
-        stamp = str(int(time.time()))
-        mac = hmac.new(hook["secret"].encode(), stamp.encode() + b"." + body, hashlib.sha256).hexdigest()
         headers = {
             "Content-Type": "application/json",
-            "X-C2F-Delivery": msg["_id"],
-            "X-C2F-Timestamp": stamp,
-            "X-C2F-Signature": f"sha256={mac}",
+            **webhooks.signed_headers(hook["secret"], msg["_id"], body),
         }
         try:
             async with httpx.AsyncClient(timeout=10) as client:
