@@ -146,10 +146,11 @@ class Delivery:
         self._claimed: asyncio.Queue[tuple[Doc, _Facts]] = asyncio.Queue()
         self._marks: list[_Mark] = []  # sent, waiting to be recorded
         self._marks_ready = asyncio.Event()
-        secret = settings.link_secret.get_secret_value() if settings.link_secret else None
-        if secret is None:
+        keys = settings.link_secrets()
+        if not keys:
             log.warning("no C2F_LINK_SECRET: links in mails will not work in other services")
-        self.link_secret = secret or secrets.token_urlsafe(32)
+        # Newest first: the first signs, every one verifies (links.py).
+        self.link_secret: list[str] = keys or [secrets.token_urlsafe(32)]
 
     def wake(self) -> None:
         """Something may be due now (a message was queued, re-driven): look without waiting
