@@ -1,7 +1,8 @@
 """HTTP basics every service serves: health, readiness, metrics, AsyncAPI, correlation ids, logs."""
 
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Request, Response
@@ -10,7 +11,7 @@ from faststream.specification import AsyncAPI
 from pymongo.errors import ConnectionFailure, PyMongoError
 
 from c2f_shared.service import dead_letters
-from c2f_shared.service.limits import BodySizeLimit, FailedAuthLimit
+from c2f_shared.service.limits import BodySizeLimit, FailedAuthLimit, Refusals
 from c2f_shared.service.logs import configure_logging, log_context
 from c2f_shared.service.metrics import CONTENT_TYPE_LATEST
 from c2f_shared.service.runtime import Runtime
@@ -60,18 +61,30 @@ def service_app(
 
     `body_limits` maps a path suffix to a larger limit than the service's `max_body_bytes`."""
     configure_logging(runtime.settings.log_level)
+    refusals = Refusals(runtime.settings.auth_failures_per_minute, window=60)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with runtime.lifespan(app):
+            # Replicas share the count of refused credentials through the service's database.
+            await refusals.share(runtime.settings.mongo_uri, runtime.settings.mongo_db)
+            try:
+                yield
+            finally:
+                await refusals.close()
+
     app = FastAPI(
         title=f"C2Future Match — {runtime.service}",
         description=description,
         version=VERSION,
-        lifespan=runtime.lifespan,
+        lifespan=lifespan,
     )
     _install_basics(app, runtime, description)
     app.include_router(router, responses=BUSY)
     app.include_router(dead_letters.router, responses=BUSY)
     _document_shared_answers(app)
     app.add_middleware(BodySizeLimit, limit=runtime.settings.max_body_bytes, overrides=body_limits)
-    app.add_middleware(FailedAuthLimit, limit=runtime.settings.auth_failures_per_minute)
+    app.add_middleware(FailedAuthLimit, refusals=refusals)
     app.middleware("http")(runtime.metrics.observe_http)
     return app
 
