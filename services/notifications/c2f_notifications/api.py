@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field, HttpUrl
 
 from c2f_notifications import webhooks
 from c2f_notifications.i18n import Words
-from c2f_notifications.messages import OPTIONAL
+from c2f_notifications.messages import KIND_NAMES, OPTIONAL
 from c2f_notifications.store import OUTGOING, RECIPIENTS, TIMERS, WEBHOOKS
 from c2f_shared import links
 from c2f_shared.service.access import (
@@ -166,7 +166,7 @@ async def unsubscribe_page(token: str, request: Request, runtime: RuntimeDep) ->
     link = _verified(request, token, "unsubscribe")
     person = await runtime.db[RECIPIENTS].find_one({"_id": link.participant_id}) or {}
     t = Words(person.get("language", "en"))
-    kind = t(f"kind.{link.subject}") if link.subject in OPTIONAL else link.subject
+    kind = t(KIND_NAMES[link.subject]) if link.subject in OPTIONAL else link.subject
     question, confirm = escape(t("unsubscribe.question", kind=kind)), escape(t("unsubscribe.confirm"))
     form = f'<p>{question}</p><form method="post"><button>{confirm}</button></form>'
     return _page(t.language, t("unsubscribe.title"), form)
@@ -188,11 +188,8 @@ async def unsubscribe(token: str, request: Request, runtime: RuntimeDep) -> HTML
     )
     person = await runtime.db[RECIPIENTS].find_one({"_id": link.participant_id}) or {}
     t = Words(person.get("language", "en"))
-    return _page(
-        t.language,
-        t("unsubscribe.title"),
-        f"<p>{escape(t('unsubscribe.done', kind=t(f'kind.{link.subject}')))}</p>",
-    )
+    done = t("unsubscribe.done", kind=t(KIND_NAMES[link.subject]))
+    return _page(t.language, t("unsubscribe.title"), f"<p>{escape(done)}</p>")
 
 
 @router.get("/preferences/{token}", response_class=HTMLResponse, tags=["links"], responses=SIGNED_LINK)
@@ -204,7 +201,7 @@ async def preferences_page(token: str, request: Request, runtime: RuntimeDep) ->
     muted = set(person.get("muted", []))
     boxes = "".join(
         f'<label><input type="checkbox" name="wanted" value="{k}"{"" if k in muted else " checked"}> '
-        f"{escape(t(f'kind.{k}'))}</label>"
+        f"{escape(t(KIND_NAMES[k]))}</label>"
         for k in sorted(OPTIONAL)
     )
     form = f'<form method="post">{boxes}<p><button>OK</button></p></form><p>{escape(t("essential"))}</p>'
