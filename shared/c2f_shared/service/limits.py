@@ -115,9 +115,12 @@ class Refusals:
         self._storage, self._limiter = storage, MovingWindowRateLimiter(storage)
 
     async def close(self) -> None:
+        """Back to counting in memory (for requests still finishing), and the client closed."""
         if self._shared is not None:
             client = self._shared.storage
             self._shared = None
+            self._storage = MemoryStorage()
+            self._limiter = MovingWindowRateLimiter(self._storage)
             await asyncio.to_thread(client.close)
 
     async def _call(self, work: Callable[[], T]) -> T:
