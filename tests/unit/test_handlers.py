@@ -28,6 +28,7 @@ from c2f_shared.events import (
     EventCreated,
     MatchParty,
     MatchSuggested,
+    MeetingRequested,
     Need,
     Offer,
     ParticipantRegistered,
@@ -205,6 +206,29 @@ async def test_notifications_forget_an_erased_company_and_what_was_published_abo
     assert store[RECIPIENTS].count_documents({}) == 0 and store[OUTGOING].count_documents({}) == 0
     assert uow.forgotten and "p1" in uow.forgotten[0]["payload"]["$regex"]
     assert store["erasures"].find_one({"_id": "acme"})["participants"] == ["p1"]
+
+
+async def test_notifications_ignore_a_meeting_fact_that_arrives_after_its_partys_erasure() -> None:
+    store = FakeStore(notifications.make_handlers(NotificationSettings(), lambda: None))
+    await store.handle(company())
+    await store.handle(signed_up("p1"))
+    await store.handle(signed_up("p2", company_id="other"))
+    await store.handle(CompanyErased(company_id="acme", cluster_id="k1"))
+    # Requested by p1 before the erasure, consumed after it (meetings are on another partition).
+    await store.handle(
+        MeetingRequested(
+            meeting_id="mt-1",
+            event_id="ev1",
+            requested_by="p1",
+            parties=["p1", "p2"],
+            answers={"p2": "requested"},
+            status="requested",
+            by="p1",
+        )
+    )
+    for name in (OUTGOING, "timers", "meetings"):
+        left = [d for d in store[name].find() if "p1" in str(d)]
+        assert left == [], f"{name} names the erased party: {left}"
 
 
 # -- matching ----------------------------------------------------------------------------------

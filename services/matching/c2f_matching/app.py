@@ -77,6 +77,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return replayed
 
     app.state.rebuild = rebuild
-    app.state.link_secret = settings.link_secret.get_secret_value() if settings.link_secret else None
+    app.state.link_secret = settings.link_secrets() or None
     app.state.operator_digest = operator_digest(settings.operator_token)
     return app

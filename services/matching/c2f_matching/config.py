@@ -1,8 +1,9 @@
 """Matching settings (env prefix C2F_MATCHING_; the operator token also from C2F_OPERATOR_TOKEN)."""
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
+from c2f_shared import links
 from c2f_shared.service import ServiceSettings
 
 
@@ -27,3 +28,21 @@ class Settings(ServiceSettings):
         validation_alias=AliasChoices("C2F_MATCHING_LINK_SECRET", "C2F_LINK_SECRET"),
         description="Checks the accept/decline/outcome links in notification e-mails.",
     )
+    link_secrets_old: SecretStr | None = Field(
+        None,
+        validation_alias=AliasChoices("C2F_MATCHING_LINK_SECRETS_OLD", "C2F_LINK_SECRETS_OLD"),
+        description="Former link secrets, comma-separated, newest first: links signed with them still "
+        "work (rotation). Keep one until the links it signed have expired (a year at most).",
+    )
+
+    @model_validator(mode="after")
+    def _old_secrets_need_a_current_one(self) -> "Settings":
+        self.link_secrets()
+        return self
+
+    def link_secrets(self) -> list[str]:
+        """The link secrets, newest first; empty if links are not configured."""
+        return links.secrets_from(
+            self.link_secret.get_secret_value() if self.link_secret else None,
+            self.link_secrets_old.get_secret_value() if self.link_secrets_old else None,
+        )

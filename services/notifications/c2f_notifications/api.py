@@ -2,7 +2,6 @@
 signed links in mails open (unsubscribe, preferences), and the operator's view of the queue
 with re-drive of dead letters."""
 
-import secrets
 from datetime import UTC, datetime, timedelta
 from html import escape
 from typing import Annotated, Any, Literal
@@ -11,8 +10,9 @@ from fastapi import APIRouter, Form, HTTPException, Query, Request, status
 from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, Field, HttpUrl
 
+from c2f_notifications import webhooks
 from c2f_notifications.i18n import Words
-from c2f_notifications.messages import OPTIONAL
+from c2f_notifications.messages import KIND_NAMES, OPTIONAL
 from c2f_notifications.store import OUTGOING, RECIPIENTS, TIMERS, WEBHOOKS
 from c2f_shared import links
 from c2f_shared.service.access import (
@@ -166,7 +166,7 @@ async def unsubscribe_page(token: str, request: Request, runtime: RuntimeDep) ->
     link = _verified(request, token, "unsubscribe")
     person = await runtime.db[RECIPIENTS].find_one({"_id": link.participant_id}) or {}
     t = Words(person.get("language", "en"))
-    kind = t(f"kind.{link.subject}") if link.subject in OPTIONAL else link.subject
+    kind = t(KIND_NAMES[link.subject]) if link.subject in OPTIONAL else link.subject
     question, confirm = escape(t("unsubscribe.question", kind=kind)), escape(t("unsubscribe.confirm"))
     form = f'<p>{question}</p><form method="post"><button>{confirm}</button></form>'
     return _page(t.language, t("unsubscribe.title"), form)
@@ -188,11 +188,8 @@ async def unsubscribe(token: str, request: Request, runtime: RuntimeDep) -> HTML
     )
     person = await runtime.db[RECIPIENTS].find_one({"_id": link.participant_id}) or {}
     t = Words(person.get("language", "en"))
-    return _page(
-        t.language,
-        t("unsubscribe.title"),
-        f"<p>{escape(t('unsubscribe.done', kind=t(f'kind.{link.subject}')))}</p>",
-    )
+    done = t("unsubscribe.done", kind=t(KIND_NAMES[link.subject]))
+    return _page(t.language, t("unsubscribe.title"), f"<p>{escape(done)}</p>")
 
 
 @router.get("/preferences/{token}", response_class=HTMLResponse, tags=["links"], responses=SIGNED_LINK)
@@ -204,7 +201,7 @@ async def preferences_page(token: str, request: Request, runtime: RuntimeDep) ->
     muted = set(person.get("muted", []))
     boxes = "".join(
         f'<label><input type="checkbox" name="wanted" value="{k}"{"" if k in muted else " checked"}> '
-        f"{escape(t(f'kind.{k}'))}</label>"
+        f"{escape(t(KIND_NAMES[k]))}</label>"
         for k in sorted(OPTIONAL)
     )
     form = f'<form method="post">{boxes}<p><button>OK</button></p></form><p>{escape(t("essential"))}</p>'
@@ -287,8 +284,9 @@ class WebhookOut(BaseModel):
     created_at: datetime
     secret: str | None = Field(
         None,
-        description="Shown once: the key to check X-C2F-Signature = sha256=HMAC-SHA256(key, "
-        "'<X-C2F-Timestamp>.<body>'). Setting the webhook again makes a new key.",
+        description="Shown once: the key (whsec_…) to verify each call's `webhook-signature` with a "
+        "Standard Webhooks library (HMAC-SHA256 of '<webhook-id>.<webhook-timestamp>.<body>'). "
+        "Setting the webhook again makes a new key.",
     )
 
 
@@ -299,10 +297,10 @@ async def set_webhook(
     cluster_id: str, body: WebhookIn, request: Request, runtime: RuntimeDep, token: Token
 ) -> WebhookOut:
     """Send every message meant for the cluster's participants to the cluster's own system
-    too (operator): signed with a key the cluster holds, retried with backoff, dead-lettered
-    like e-mails. No contact data travels."""
+    too (operator): signed with a key the cluster holds (Standard Webhooks), retried with
+    backoff, dead-lettered like e-mails. No contact data travels."""
     _operator(request, token)
-    secret = secrets.token_urlsafe(32)
+    secret = webhooks.new_key()
     doc = {"url": str(body.url), "secret": secret, "created_at": datetime.now(UTC)}
     await runtime.db[WEBHOOKS].update_one({"_id": cluster_id}, {"$set": doc}, upsert=True)
     return WebhookOut(cluster_id=cluster_id, url=doc["url"], created_at=doc["created_at"], secret=secret)

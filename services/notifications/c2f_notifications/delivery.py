@@ -13,8 +13,6 @@ outcome requests) fire in the same loop.
 """
 
 import asyncio
-import hashlib
-import hmac
 import json
 import logging
 import random
@@ -32,7 +30,7 @@ import httpx
 import pymongo
 from pymongo import UpdateOne
 
-from c2f_notifications import messages, timers
+from c2f_notifications import messages, timers, webhooks
 from c2f_notifications.config import Settings
 from c2f_notifications.i18n import Words
 from c2f_notifications.messages import ESSENTIAL
@@ -180,10 +178,11 @@ class Delivery:
         self._claimed: asyncio.Queue[tuple[Doc, _Facts]] = asyncio.Queue()
         self._marks: list[_Mark] = []  # sent, waiting to be recorded
         self._marks_ready = asyncio.Event()
-        secret = settings.link_secret.get_secret_value() if settings.link_secret else None
-        if secret is None:
+        keys = settings.link_secrets()
+        if not keys:
             log.warning("no C2F_LINK_SECRET: links in mails will not work in other services")
-        self.link_secret = secret or secrets.token_urlsafe(32)
+        # Newest first: the first signs, every one verifies (links.py).
+        self.link_secret: list[str] = keys or [secrets.token_urlsafe(32)]
 
     def wake(self) -> None:
         """Something may be due now (a message or a timer was stored, a message re-driven): look
@@ -429,8 +428,8 @@ class Delivery:
         await self._sent(msg, message.subject)
 
     async def _post_webhook(self, msg: Doc) -> None:
-        """POST the fact to the cluster's endpoint, signed: X-C2F-Signature is
-        sha256=HMAC-SHA256(key, "<X-C2F-Timestamp>.<body>") with the key the cluster holds."""
+        """POST the fact to the cluster's endpoint, signed with the key the cluster holds
+        (Standard Webhooks: `webhooks.signed_headers`)."""
         hook = await self._runtime.db[WEBHOOKS].find_one({"_id": msg["cluster_id"]})
         if hook is None:
             await self._drop(msg, "the cluster removed its webhook")
@@ -447,13 +446,9 @@ class Delivery:
             default=str,
             separators=(",", ":"),
         ).encode()
-        stamp = str(int(time.time()))
-        mac = hmac.new(hook["secret"].encode(), stamp.encode() + b"." + body, hashlib.sha256).hexdigest()
         headers = {
             "Content-Type": "application/json",
-            "X-C2F-Delivery": msg["_id"],
-            "X-C2F-Timestamp": stamp,
-            "X-C2F-Signature": f"sha256={mac}",
+            **webhooks.signed_headers(hook["secret"], msg["_id"], body),
         }
         try:
             async with httpx.AsyncClient(timeout=10) as client:

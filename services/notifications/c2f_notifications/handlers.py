@@ -287,6 +287,10 @@ def _meeting_data(
 
 async def _meeting_changed(uow: UnitOfWork, settings: Settings, event: Any, tell: Callable[..., Any]) -> None:
     db = uow.db
+    if await db[ERASURES].find_one({"participants": {"$in": event.parties}}):
+        # Made before a party's company was erased, arrived after (another partition): the
+        # erasure cancelled the meeting, and nothing may name that party again.
+        return
     known = (
         await db[MEETINGS].find_one_and_update(
             {"_id": event.meeting_id},

@@ -14,7 +14,7 @@ from typing import Any
 from jinja2 import Environment, PackageLoader, Template, select_autoescape
 
 from c2f_notifications import calendar
-from c2f_notifications.i18n import Words
+from c2f_notifications.i18n import N_, Words
 
 # Sent whatever the recipient's preferences: they concern its registration or its meetings.
 ESSENTIAL = frozenset(
@@ -31,6 +31,14 @@ ESSENTIAL = frozenset(
     }
 )
 OPTIONAL = frozenset({"suggestions_digest", "reminder", "outcome_request", "recording_available", "nudge"})
+# How the optional kinds are named to the reader (unsubscribe and preference pages).
+KIND_NAMES = {
+    "suggestions_digest": N_("kind.suggestions_digest"),
+    "reminder": N_("kind.reminder"),
+    "outcome_request": N_("kind.outcome_request"),
+    "recording_available": N_("kind.recording_available"),
+    "nudge": N_("kind.nudge"),
+}
 KINDS = ESSENTIAL | OPTIONAL
 
 _templates = Environment(
@@ -39,6 +47,7 @@ _templates = Environment(
     trim_blocks=False,
     keep_trailing_newline=True,
     auto_reload=False,  # the templates ship with the package: no need to stat them at every mail
+    extensions=["jinja2.ext.i18n"],
 )
 
 
@@ -150,8 +159,10 @@ def _registration_confirmed(data: dict[str, Any], ctx: Context) -> Message:
             when=ctx.when(event["starts_at"]),
             where=where,
         )
-    nxt = t(
-        "registration_confirmed.webinar" if event.get("kind") == "webinar" else "registration_confirmed.next"
+    nxt = (
+        t("registration_confirmed.webinar")
+        if event.get("kind") == "webinar"
+        else t("registration_confirmed.next")
     )
     return Message(
         "registration_confirmed",
@@ -169,9 +180,9 @@ def _suggestions_digest(data: dict[str, Any], ctx: Context) -> Message:
         why = []
         for reason in fact["reasons"]:
             key = (
-                "suggestions_digest.reason_yours"
+                N_("suggestions_digest.reason_yours")
                 if reason["offered_by"] == me
-                else "suggestions_digest.reason_theirs"
+                else N_("suggestions_digest.reason_theirs")
             )
             why.append(t(key, offer=reason["offer_title"], need=reason["need_title"]))
         for signal in fact.get("signals", []):
@@ -188,7 +199,7 @@ def _suggestions_digest(data: dict[str, Any], ctx: Context) -> Message:
     event = ctx.event["name"]
     return Message(
         "suggestions_digest",
-        t("suggestions_digest.subject", count=len(items), event=event),
+        t.plural("suggestions_digest.subject", len(items), event=event),
         [Block(t("suggestions_digest.intro", event=event), items=items), Block(t("suggestions_digest.next"))],
     )
 
@@ -229,23 +240,23 @@ def _contacts(t: Words, party: Party) -> str:
     return "; ".join(t("suggestions_digest.contact", name=name, email=email) for name, email in reach)
 
 
-def _answered(kind: str) -> Callable[[dict[str, Any], Context], Message]:
+def _answered(kind: str, subject: str, intro: str) -> Callable[[dict[str, Any], Context], Message]:
     def compose_answer(data: dict[str, Any], ctx: Context) -> Message:
         t, event = ctx.words, ctx.event["name"]
         other = ctx.others(data["parties"])
-        blocks = [Block(t(f"{kind}.intro", other=other, event=event))]
+        blocks = [Block(t(intro, other=other, event=event))]
         if kind == "meeting_accepted":
             partners = [ctx.party(p) for p in data["parties"] if p != ctx.recipient["_id"]]
             reach = [f"{p.name}: {_contacts(t, p)}" for p in partners if p.reachable()]
             if reach:
                 blocks.append(Block(items=reach))
             blocks.append(Block(t("meeting_accepted.next")))
-        return Message(kind, t(f"{kind}.subject", other=other, event=event), blocks)
+        return Message(kind, t(subject, other=other, event=event), blocks)
 
     return compose_answer
 
 
-def _one_meeting(kind: str) -> Callable[[dict[str, Any], Context], Message]:
+def _one_meeting(kind: str, subject: str, intro: str) -> Callable[[dict[str, Any], Context], Message]:
     """A meeting placed, moved, cancelled or dropped: the words and the calendar update."""
 
     def compose_meeting(data: dict[str, Any], ctx: Context) -> Message:
@@ -255,10 +266,10 @@ def _one_meeting(kind: str) -> Callable[[dict[str, Any], Context], Message]:
         values = {"other": other, "event": event}
         if placed:
             values |= {"when": ctx.when(placed["starts_at"]), "table": placed["table"]}
-        blocks = [Block(t(f"{kind}.intro", **values))]
+        blocks = [Block(t(intro, **values))]
         if kind == "meeting_cancelled" and placed:
             blocks.append(Block(t("meeting_cancelled.slot", **values)))
-        message = Message(kind, t(f"{kind}.subject", **values), blocks)
+        message = Message(kind, t(subject, **values), blocks)
         if placed:
             method = "CANCEL" if kind in ("meeting_cancelled", "meeting_dropped") else "REQUEST"
             message.attachments.append(_invite(ctx, method, [data]))
@@ -345,7 +356,7 @@ def _nudge(data: dict[str, Any], ctx: Context) -> Message:
                 ],
             )
         )
-    return Message("nudge", t("nudge.subject", count=len(data["meetings"])), blocks)
+    return Message("nudge", t.plural("nudge.subject", len(data["meetings"])), blocks)
 
 
 def _invite(ctx: Context, method: str, meetings: list[dict[str, Any]]) -> Attachment:
@@ -380,12 +391,22 @@ _COMPOSERS: dict[str, Callable[[dict[str, Any], Context], Message]] = {
     "registration_confirmed": _registration_confirmed,
     "suggestions_digest": _suggestions_digest,
     "meeting_request": _meeting_request,
-    "meeting_accepted": _answered("meeting_accepted"),
-    "meeting_declined": _answered("meeting_declined"),
-    "meeting_cancelled": _one_meeting("meeting_cancelled"),
-    "meeting_dropped": _one_meeting("meeting_dropped"),
-    "meeting_scheduled": _one_meeting("meeting_scheduled"),
-    "meeting_moved": _one_meeting("meeting_moved"),
+    "meeting_accepted": _answered(
+        "meeting_accepted", N_("meeting_accepted.subject"), N_("meeting_accepted.intro")
+    ),
+    "meeting_declined": _answered(
+        "meeting_declined", N_("meeting_declined.subject"), N_("meeting_declined.intro")
+    ),
+    "meeting_cancelled": _one_meeting(
+        "meeting_cancelled", N_("meeting_cancelled.subject"), N_("meeting_cancelled.intro")
+    ),
+    "meeting_dropped": _one_meeting(
+        "meeting_dropped", N_("meeting_dropped.subject"), N_("meeting_dropped.intro")
+    ),
+    "meeting_scheduled": _one_meeting(
+        "meeting_scheduled", N_("meeting_scheduled.subject"), N_("meeting_scheduled.intro")
+    ),
+    "meeting_moved": _one_meeting("meeting_moved", N_("meeting_moved.subject"), N_("meeting_moved.intro")),
     "schedule_published": _schedule_published,
     "reminder": _reminder,
     "outcome_request": _outcome_request,
@@ -417,7 +438,7 @@ def render(
         "greeting": t("greeting", name=ctx.recipient["name"]),
         "blocks": message.blocks,
         "notes": message.notes,
-        "signature": t("signature"),
+        "gettext": t,  # the phrases the templates name themselves: {{ _("signature") }}
         "footer": footer + [f"{label}: {url}" for label, url in links],
         "footer_links": links,
     }

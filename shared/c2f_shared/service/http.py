@@ -4,6 +4,8 @@ import logging
 import re
 import time
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
 import structlog
@@ -15,7 +17,7 @@ from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from c2f_shared.service import dead_letters
-from c2f_shared.service.limits import BodySizeLimit, FailedAuthLimit
+from c2f_shared.service.limits import BodySizeLimit, FailedAuthLimit, Refusals
 from c2f_shared.service.logs import configure_logging, log_context
 from c2f_shared.service.metrics import CONTENT_TYPE_LATEST
 from c2f_shared.service.runtime import Runtime
@@ -65,18 +67,30 @@ def service_app(
 
     `body_limits` maps a path suffix to a larger limit than the service's `max_body_bytes`."""
     configure_logging(runtime.settings.log_level, runtime.settings.log_format)
+    refusals = Refusals(runtime.settings.auth_failures_per_minute, window=60)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with runtime.lifespan(app):
+            # Replicas share the count of refused credentials through the service's database.
+            await refusals.share(runtime.settings.mongo_uri, runtime.settings.mongo_db)
+            try:
+                yield
+            finally:
+                await refusals.close()
+
     app = FastAPI(
         title=f"C2Future Match — {runtime.service}",
         description=description,
         version=VERSION,
-        lifespan=runtime.lifespan,
+        lifespan=lifespan,
     )
     _install_basics(app, runtime, description)
     app.include_router(router, responses=BUSY)
     app.include_router(dead_letters.router, responses=BUSY)
     _document_shared_answers(app)
     app.add_middleware(BodySizeLimit, limit=runtime.settings.max_body_bytes, overrides=body_limits)
-    app.add_middleware(FailedAuthLimit, limit=runtime.settings.auth_failures_per_minute)
+    app.add_middleware(FailedAuthLimit, refusals=refusals)
     app.middleware("http")(runtime.metrics.observe_http)
     app.add_middleware(RequestLog)  # outermost: its line has every answer, 413 and 429 included
     return app

@@ -1,12 +1,22 @@
 """Limits every service applies before its routes: request body size (413), and refused
-credentials per address (429)."""
+credentials per address (429), counted in the service's database so replicas share them."""
 
+import asyncio
 import json
+import logging
 import time
-from collections import OrderedDict, deque
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
+from limits import RateLimitItemPerSecond
+from limits.errors import StorageError
+from limits.storage import MemoryStorage, MongoDBStorage, Storage
+from limits.strategies import MovingWindowRateLimiter
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+DB_TIMEOUT_MS = 2000  # one check or count; past it the request goes through
 
 
 class BodySizeLimit:
@@ -69,6 +79,64 @@ async def _refuse(send: Send, limit: int) -> None:
     await send({"type": "http.response.body", "body": payload})
 
 
+class Refusals:
+    """Credentials refused per address, in a moving window, counted with `limits`: in memory
+    (one process) until `share` points it at the service's database, where every replica of
+    the service counts in the same documents (limits' MongoDB storage, TTL-indexed).
+
+    limits' MongoDB storage uses PyMongo's synchronous client (its asynchronous one needs
+    Motor), so its calls run in a worker thread; each is one round trip. The moving window is
+    the strategy the embedded database supports (the sliding-window counter's update
+    pipeline fails on it). If the database cannot answer, requests are let through (logged):
+    the limit slows guessing, it must not take the service down."""
+
+    COUNTERS, WINDOWS = "auth_refusal_counters", "auth_refusals"
+
+    def __init__(self, limit: int, window: int = 60) -> None:
+        if window < 1:
+            raise ValueError("the window of refused credentials is at least 1 s")
+        self.item = RateLimitItemPerSecond(limit, window)
+        self._storage: Storage = MemoryStorage()
+        self._limiter = MovingWindowRateLimiter(self._storage)
+        self._shared: MongoDBStorage | None = None
+
+    async def share(self, mongo_uri: str, database: str) -> None:
+        """Count in `database` from now on (shared by every process that uses it)."""
+        storage = MongoDBStorage(
+            mongo_uri,
+            database_name=database,
+            counter_collection_name=self.COUNTERS,
+            window_collection_name=self.WINDOWS,
+            wrap_exceptions=True,
+            timeoutMS=DB_TIMEOUT_MS,
+        )
+        await asyncio.to_thread(lambda: storage.storage)  # connects and makes the TTL indexes
+        self._shared = storage
+        self._storage, self._limiter = storage, MovingWindowRateLimiter(storage)
+
+    async def close(self) -> None:
+        """Back to counting in memory (for requests still finishing), and the client closed."""
+        if self._shared is not None:
+            client = self._shared.storage
+            self._shared = None
+            self._storage = MemoryStorage()
+            self._limiter = MovingWindowRateLimiter(self._storage)
+            await asyncio.to_thread(client.close)
+
+    async def _call(self, work: Callable[[], T]) -> T:
+        return await asyncio.to_thread(work) if self._shared is not None else work()
+
+    async def wait_for(self, address: str) -> int | None:
+        """Seconds until `address` may try again, or None if it may now."""
+        stats = await self._call(lambda: self._limiter.get_window_stats(self.item, address))
+        if stats.remaining > 0:
+            return None
+        return max(1, int(stats.reset_time - time.time()) + 1)
+
+    async def refused(self, address: str) -> None:
+        await self._call(lambda: self._limiter.hit(self.item, address))
+
+
 class FailedAuthLimit:
     """ASGI middleware: an address whose requests were refused for their credentials (401 or
     403) `limit` times within `window` seconds gets 429 for everything but the health and
@@ -76,45 +144,41 @@ class FailedAuthLimit:
 
     It slows down guessing tokens, keys and signed links. The address is the client's as
     uvicorn sees it: behind a proxy, set FORWARDED_ALLOW_IPS so that X-Forwarded-For is
-    trusted. Counts are per process: with N replicas an address gets up to N times the limit.
+    trusted. With `refusals` shared through the database (service_app does), every replica
+    of a service counts the same refusals; otherwise counts are per process.
     """
 
     OPEN = ("/healthz", "/readyz", "/metrics")
-    MAX_ADDRESSES = 10_000  # memory bound: the least recently refused are forgotten first
 
-    def __init__(self, app: ASGIApp, limit: int, window: float = 60.0) -> None:
+    def __init__(
+        self, app: ASGIApp, limit: int = 30, window: int = 60, refusals: Refusals | None = None
+    ) -> None:
         self.app = app
-        self.limit = limit
-        self.window = window
-        self._refused: OrderedDict[str, deque[float]] = OrderedDict()
+        self.refusals = refusals or Refusals(limit, window)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] in self.OPEN:
             await self.app(scope, receive, send)
             return
         address = (scope.get("client") or ("unknown", 0))[0]
-        now = time.monotonic()
-        refused = self._refused.get(address)
-        if refused is not None:
-            while refused and refused[0] <= now - self.window:
-                refused.popleft()
-            if len(refused) >= self.limit:
-                await _too_many(send, int(refused[0] + self.window - now) + 1)
-                return
+        try:
+            retry_after = await self.refusals.wait_for(address)
+        except StorageError as error:
+            retry_after = None
+            log.warning("refused credentials not counted (%s); letting the request through", error)
+        if retry_after is not None:
+            await _too_many(send, retry_after)
+            return
 
         async def observe(message: Message) -> None:
             if message["type"] == "http.response.start" and message["status"] in (401, 403):
-                self._note(address, time.monotonic())
+                try:
+                    await self.refusals.refused(address)
+                except StorageError as error:
+                    log.warning("a refused credential was not counted (%s)", error)
             await send(message)
 
         await self.app(scope, receive, observe)
-
-    def _note(self, address: str, at: float) -> None:
-        refused = self._refused.pop(address, None) or deque()
-        refused.append(at)
-        self._refused[address] = refused  # most recent last
-        while len(self._refused) > self.MAX_ADDRESSES:
-            self._refused.popitem(last=False)
 
 
 async def _too_many(send: Send, retry_after: int) -> None:

@@ -71,7 +71,8 @@ class ServiceSettings(BaseSettings):
     auth_failures_per_minute: int = Field(
         30,
         ge=1,
-        description="An address refused (401/403) this many times in a minute gets 429 until it slows down.",
+        description="An address refused (401/403) this many times in a minute, by any replica of the "
+        "service, gets 429 until it slows down (counted in the service's database).",
     )
 
     mongo_db: str = Field(description="This service's own database.")
