@@ -94,3 +94,23 @@ async def test_without_its_database_the_limit_lets_requests_through() -> None:
     async with client(app, "203.0.113.9") as guesser:
         for _ in range(3):
             assert (await guesser.get("/secret")).status_code == 401
+
+
+@pytest.mark.asyncio
+async def test_a_clear_address_is_not_looked_up_again_for_a_moment_but_a_refusal_counts_at_once() -> None:
+    refusals = Refusals(limit=2, window=60)
+    lookups: list[str] = []
+    stats = refusals._limiter.get_window_stats
+
+    def counted(item: object, address: str) -> object:
+        lookups.append(address)
+        return stats(item, address)  # type: ignore[arg-type]
+
+    refusals._limiter.get_window_stats = counted  # type: ignore[method-assign,assignment]
+    for _ in range(50):  # a busy client: one lookup, not one per request (the shared store's cost)
+        assert await refusals.wait_for("192.0.2.1") is None
+    assert lookups == ["192.0.2.1"]
+    await refusals.refused("192.0.2.1")
+    await refusals.refused("192.0.2.1")
+    assert await refusals.wait_for("192.0.2.1") is not None, "refused here: looked up again at once"
+    assert lookups == ["192.0.2.1", "192.0.2.1"]

@@ -5,6 +5,7 @@ import asyncio
 import json
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -88,9 +89,15 @@ class Refusals:
     Motor), so its calls run in a worker thread; each is one round trip. The moving window is
     the strategy the embedded database supports (the sliding-window counter's update
     pipeline fails on it). If the database cannot answer, requests are let through (logged):
-    the limit slows guessing, it must not take the service down."""
+    the limit slows guessing, it must not take the service down.
+
+    An address found clear is taken as clear for CLEAR_FOR_S without asking again (a busy
+    client would otherwise cost the database a read per request); a refusal here ends that at
+    once, one counted by another replica within CLEAR_FOR_S."""
 
     COUNTERS, WINDOWS = "auth_refusal_counters", "auth_refusals"
+    CLEAR_FOR_S = 1.0
+    MAX_CLEAR = 10_000  # addresses remembered as clear (the least recently seen are forgotten)
 
     def __init__(self, limit: int, window: int = 60) -> None:
         if window < 1:
@@ -99,6 +106,7 @@ class Refusals:
         self._storage: Storage = MemoryStorage()
         self._limiter = MovingWindowRateLimiter(self._storage)
         self._shared: MongoDBStorage | None = None
+        self._clear: OrderedDict[str, float] = OrderedDict()  # address -> clear until (monotonic)
 
     async def share(self, mongo_uri: str, database: str) -> None:
         """Count in `database` from now on (shared by every process that uses it)."""
@@ -128,12 +136,21 @@ class Refusals:
 
     async def wait_for(self, address: str) -> int | None:
         """Seconds until `address` may try again, or None if it may now."""
+        now = time.monotonic()
+        if self._clear.get(address, 0.0) > now:
+            return None
         stats = await self._call(lambda: self._limiter.get_window_stats(self.item, address))
         if stats.remaining > 0:
+            self._clear[address] = now + self.CLEAR_FOR_S
+            self._clear.move_to_end(address)
+            while len(self._clear) > self.MAX_CLEAR:
+                self._clear.popitem(last=False)
             return None
+        self._clear.pop(address, None)
         return max(1, int(stats.reset_time - time.time()) + 1)
 
     async def refused(self, address: str) -> None:
+        self._clear.pop(address, None)
         await self._call(lambda: self._limiter.hit(self.item, address))
 
 
