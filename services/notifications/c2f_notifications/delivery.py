@@ -62,6 +62,8 @@ DB_WAIT_S = 10.0
 # Idle, the delivery loop looks this often for what it was not woken for: messages and timers
 # another instance stored and left (it died), leases that expired.
 IDLE_POLL_S = 10.0
+# Timers stored here are looked at within this long (not at every message queued, under load).
+TIMERS_SLACK_S = 1.0
 GIVE_BACK_S = 2.0  # stopping is bounded (the runtime waits 10 s for its tasks)
 MAX_WAITS = 20  # a recipient still unknown after this many checks (~1.5 h) is given up on
 _NOTIFICATION_NS = uuid.UUID("2a7c9d51-8a60-4d6e-b0a4-c2f000000006")
@@ -247,9 +249,9 @@ class Delivery:
                 soonest = min(due.timers, claims, chores)
                 if await self._waker.sleep(max(0.0, soonest - time.time())):
                     due.messages = 0.0  # woken: a message was queued, or the senders run short
-                    if self._timers_changed:
+                    if self._timers_changed:  # one may be due sooner: look within a second
                         self._timers_changed = False
-                        due.timers = 0.0
+                        due.timers = min(due.timers, time.time() + TIMERS_SLACK_S)
             raise asyncio.CancelledError
         finally:
             for sender in senders:
