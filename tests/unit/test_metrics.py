@@ -11,7 +11,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from c2f_matching.config import Settings
 from c2f_shared.service import health
-from c2f_shared.service.metrics import Metrics
+from c2f_shared.service.metrics import HttpMetrics, Metrics
 
 A = TopicPartition("c2f.registration.participants", 0)
 B = TopicPartition("c2f.registration.participants", 1)
@@ -108,7 +108,7 @@ async def test_http_requests_are_counted_by_route_template_not_raw_path() -> Non
             raise RuntimeError("a bug")
         return {"id": company_id}
 
-    app.middleware("http")(metrics.observe_http)
+    app.add_middleware(HttpMetrics, metrics=metrics)
     transport = httpx.ASGITransport(app, raise_app_exceptions=False)
     async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
         for n in range(3):

@@ -11,12 +11,10 @@ The metrics and their labels are listed in docs/operations.md, "Metrics".
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
-from starlette.requests import Request
-from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 __all__ = ["CONTENT_TYPE_LATEST", "Metrics"]
 
@@ -75,17 +73,31 @@ class Metrics:
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
 
-    async def observe_http(
-        self, request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        """Middleware body: count and time the request under its route template."""
+
+class HttpMetrics:
+    """ASGI middleware: count and time each request under its route template (a plain ASGI
+    class, not Starlette's BaseHTTPMiddleware, which runs every request in a task of its own)."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
         started = time.perf_counter()
         status = 500
+
+        async def observe(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
         try:
-            response = await call_next(request)
-            status = response.status_code
-            return response
+            await self.app(scope, receive, observe)
         finally:
-            route = getattr(request.scope.get("route"), "path", None) or "unmatched"
-            self.http_requests.labels(request.method, route, str(status)).inc()
-            self.http_seconds.labels(request.method, route).observe(time.perf_counter() - started)
+            route = getattr(scope.get("route"), "path", None) or "unmatched"
+            self.metrics.http_requests.labels(scope["method"], route, str(status)).inc()
+            self.metrics.http_seconds.labels(scope["method"], route).observe(time.perf_counter() - started)

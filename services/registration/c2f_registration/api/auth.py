@@ -8,8 +8,8 @@ from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from c2f_registration import api_keys
-from c2f_registration.api.deps import RuntimeDep
 from c2f_registration.api_keys import KEY_PREFIX, OPERATOR, Principal, digest
+from c2f_shared.service.http import RuntimeDep
 
 __all__ = ["Caller", "Operator", "Principal", "digest", "principal"]
 

@@ -7,7 +7,6 @@ from fastapi import APIRouter, Request, Response
 from c2f_registration import api_keys, clusters
 from c2f_registration.api import auth
 from c2f_registration.api.common import CREATED, OWN_CLUSTER, created
-from c2f_registration.api.deps import CorrelationId, RuntimeDep
 from c2f_registration.schemas import (
     AgreementIn,
     AgreementOut,
@@ -16,6 +15,7 @@ from c2f_registration.schemas import (
     ClusterIn,
     ClusterOut,
 )
+from c2f_shared.service.http import CorrelationId, RuntimeDep
 
 router = APIRouter(tags=["clusters"])
 

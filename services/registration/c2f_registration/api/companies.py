@@ -14,8 +14,8 @@ from pydantic import BaseModel
 from c2f_registration import companies, store
 from c2f_registration.api import auth
 from c2f_registration.api.common import CREATED, MAX_OFFSET, NOT_YOUR_CLUSTER, created
-from c2f_registration.api.deps import CorrelationId, RuntimeDep
 from c2f_registration.schemas import CompanyFields, CompanyIn, CompanyOut, CompanyPage, CompanyPatch
+from c2f_shared.service.http import CorrelationId, RuntimeDep
 from c2f_shared.vocabulary import Sector
 
 router = APIRouter(tags=["companies"])

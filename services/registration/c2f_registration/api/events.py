@@ -7,7 +7,6 @@ from fastapi import APIRouter, Query, Response
 from c2f_registration import events, participants
 from c2f_registration.api import auth
 from c2f_registration.api.common import CREATED, MAX_OFFSET, NOT_YOUR_CLUSTER, created
-from c2f_registration.api.deps import CorrelationId, RuntimeDep
 from c2f_registration.schemas import (
     EventIn,
     EventOut,
@@ -16,6 +15,7 @@ from c2f_registration.schemas import (
     ParticipantOut,
     ParticipantPatch,
 )
+from c2f_shared.service.http import CorrelationId, RuntimeDep
 from c2f_shared.vocabulary import EventKind
 
 router = APIRouter()

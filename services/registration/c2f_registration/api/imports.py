@@ -16,8 +16,8 @@ from fastapi.responses import JSONResponse
 from c2f_registration import importer, imports
 from c2f_registration.api import auth
 from c2f_registration.api.common import NOT_YOUR_CLUSTER, OWN_CLUSTER
-from c2f_registration.api.deps import CorrelationId, RuntimeDep
 from c2f_registration.schemas import ImportReport
+from c2f_shared.service.http import CorrelationId, RuntimeDep
 
 router = APIRouter(tags=["import"])
 
