@@ -5,6 +5,7 @@ replica gets 429 at the other, while other addresses are not affected.
 Two instances of reporting's real app (service_app, the runtime's lifespan) on the session's
 database and broker, called in-process with the client's address set."""
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -68,3 +69,17 @@ async def test_an_address_that_spent_the_limit_at_one_replica_is_refused_at_the_
         assert [w["_id"] for w in windows] == [f"LIMITER/{GUESSER}/{LIMIT}/60/second"]
         indexes = await db[Refusals.WINDOWS].index_information()
         assert any(i.get("expireAfterSeconds") == 0 for i in indexes.values())
+
+
+async def test_refusals_older_than_the_window_leave_the_address_clear(infra: Stack) -> None:
+    refusals = Refusals(limit=1, window=1)
+    await refusals.share(infra.config.mongo_uri, f"refusals_{uuid.uuid4().hex[:10]}")
+    try:
+        await refusals.refused(GUESSER)
+        assert await refusals.wait_for(GUESSER) is not None
+        # The refusal leaves the window; its document stays until the TTL monitor removes it,
+        # and limits' own window statistics fail on such a document.
+        await asyncio.sleep(1.5)
+        assert await refusals.wait_for(GUESSER) is None
+    finally:
+        await refusals.close()

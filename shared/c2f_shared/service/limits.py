@@ -7,11 +7,11 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from limits import RateLimitItemPerSecond
 from limits.errors import StorageError
-from limits.storage import MemoryStorage, MongoDBStorage, Storage
+from limits.storage import MemoryStorage, MongoDBStorage, MovingWindowSupport, Storage
 from limits.strategies import MovingWindowRateLimiter
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -139,15 +139,26 @@ class Refusals:
         now = time.monotonic()
         if self._clear.get(address, 0.0) > now:
             return None
-        stats = await self._call(lambda: self._limiter.get_window_stats(self.item, address))
-        if stats.remaining > 0:
+        start, count = await self._call(lambda: self._window(address))
+        if count < self.item.amount:
             self._clear[address] = now + self.CLEAR_FOR_S
             self._clear.move_to_end(address)
             while len(self._clear) > self.MAX_CLEAR:
                 self._clear.popitem(last=False)
             return None
         self._clear.pop(address, None)
-        return max(1, int(stats.reset_time - time.time()) + 1)
+        return max(1, int((start or time.time()) + self.item.get_expiry() - time.time()) + 1)
+
+    def _window(self, address: str) -> tuple[float | None, int]:
+        """When the address's oldest refusal in the window was, and how many there are.
+
+        Not `get_window_stats`: limits' MongoDB storage answers a start of None when the
+        address's refusals are all older than the window but not yet removed, and it fails."""
+        storage = cast(MovingWindowSupport, self._storage)
+        start, count = storage.get_moving_window(
+            self.item.key_for(address), self.item.amount, self.item.get_expiry()
+        )
+        return start, int(count)
 
     async def refused(self, address: str) -> None:
         self._clear.pop(address, None)
