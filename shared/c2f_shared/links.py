@@ -20,9 +20,10 @@ import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Self
 
 from itsdangerous import BadSignature, URLSafeSerializer
+from pydantic import BaseModel, SecretStr, model_validator
 
 
 class BadLink(Exception):
@@ -110,3 +111,23 @@ def _verify_before_itsdangerous(keys: list[str], token: str) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise BadLink("this link is not one of ours")
     return body
+
+
+class LinkSecrets(BaseModel):
+    """Settings of a service that signs or checks links: its `link_secret` and
+    `link_secrets_old` (each service declares them with its own environment names)."""
+
+    link_secret: SecretStr | None = None
+    link_secrets_old: SecretStr | None = None
+
+    @model_validator(mode="after")
+    def _old_secrets_need_a_current_one(self) -> Self:
+        self.link_secrets()
+        return self
+
+    def link_secrets(self) -> list[str]:
+        """The link secrets, newest first; empty if links are not configured."""
+        return secrets_from(
+            self.link_secret.get_secret_value() if self.link_secret else None,
+            self.link_secrets_old.get_secret_value() if self.link_secrets_old else None,
+        )

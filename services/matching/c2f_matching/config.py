@@ -1,13 +1,13 @@
 """Matching settings (env prefix C2F_MATCHING_; the operator token also from C2F_OPERATOR_TOKEN)."""
 
-from pydantic import AliasChoices, Field, SecretStr, model_validator
+from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
 from c2f_shared import links
 from c2f_shared.service import ServiceSettings
 
 
-class Settings(ServiceSettings):
+class Settings(ServiceSettings, links.LinkSecrets):
     model_config = SettingsConfigDict(env_prefix="C2F_MATCHING_", extra="ignore", populate_by_name=True)
 
     mongo_db: str = "c2f_matching"
@@ -34,15 +34,3 @@ class Settings(ServiceSettings):
         description="Former link secrets, comma-separated, newest first: links signed with them still "
         "work (rotation). Keep one until the links it signed have expired (a year at most).",
     )
-
-    @model_validator(mode="after")
-    def _old_secrets_need_a_current_one(self) -> "Settings":
-        self.link_secrets()
-        return self
-
-    def link_secrets(self) -> list[str]:
-        """The link secrets, newest first; empty if links are not configured."""
-        return links.secrets_from(
-            self.link_secret.get_secret_value() if self.link_secret else None,
-            self.link_secrets_old.get_secret_value() if self.link_secrets_old else None,
-        )

@@ -1,6 +1,6 @@
 """Notifications settings (env prefix C2F_NOTIFICATIONS_; SMTP also from C2F_SMTP_*)."""
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import SettingsConfigDict
 
 from c2f_shared import links
@@ -11,7 +11,7 @@ def _env(name: str) -> AliasChoices:
     return AliasChoices(f"C2F_NOTIFICATIONS_{name}", f"C2F_{name}")
 
 
-class Settings(ServiceSettings):
+class Settings(ServiceSettings, links.LinkSecrets):
     model_config = SettingsConfigDict(env_prefix="C2F_NOTIFICATIONS_", extra="ignore", populate_by_name=True)
 
     mongo_db: str = "c2f_notifications"
@@ -89,18 +89,6 @@ class Settings(ServiceSettings):
         "work (rotation); new links are signed with the link secret. Keep one until the links it "
         "signed have expired (a year at most).",
     )
-
-    @model_validator(mode="after")
-    def _old_secrets_need_a_current_one(self) -> "Settings":
-        self.link_secrets()
-        return self
-
-    def link_secrets(self) -> list[str]:
-        """The link secrets, newest first; empty if links are not configured."""
-        return links.secrets_from(
-            self.link_secret.get_secret_value() if self.link_secret else None,
-            self.link_secrets_old.get_secret_value() if self.link_secrets_old else None,
-        )
 
     public_matching_url: str = Field(
         "http://127.0.0.1:8002",
