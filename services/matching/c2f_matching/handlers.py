@@ -60,9 +60,8 @@ def make_handlers(matcher: Matcher, rosters: Rosters) -> Handlers:
     ) -> None:
         """Who is at the event changed (`changed`, already written): count the change, then
         suggest partners to `for_whom`."""
-        await bump_roster(uow.db, event_id)
-        event = await uow.db[EVENTS].find_one({"_id": event_id})
-        if event is None or not known_event(event) or event.get("kind") != "b2b":
+        event = await bump_roster(uow.db, event_id)
+        if not known_event(event) or event.get("kind") != "b2b":
             return  # companies meet one to one at B2B events (delegations choose at C2C; webinars: none)
         roster, profiles = await event_roster(uow, matcher, rosters, event, changed)
         rosters.keep_on_commit(uow, event_id, roster)

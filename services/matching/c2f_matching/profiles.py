@@ -20,6 +20,8 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
+from pymongo import ReturnDocument
+
 from c2f_matching.clusters import Cluster
 from c2f_matching.matcher import Matcher
 from c2f_matching.scoring import Profile
@@ -97,7 +99,7 @@ def roster_key(event: dict[str, Any]) -> RosterKey:
     return (str(event.get("roster_epoch", "")), int(event.get("roster", 0)))
 
 
-async def bump_roster(db: Any, event_id: str) -> None:
+async def bump_roster(db: Any, event_id: str) -> dict[str, Any]:
     """Who is at the event, or one of their companies, changed (in the caller's transaction).
 
     Written even before the event itself is known (a placeholder with only the counter, which
@@ -105,11 +107,13 @@ async def bump_roster(db: Any, event_id: str) -> None:
     and the events it is at, handled at the same moment by lanes of different partitions, write
     the same document, and one of the two transactions runs again and sees the other. Without
     that each would commit without the other's change and neither would suggest the pair."""
-    await db[EVENTS].update_one(
+    bumped: dict[str, Any] = await db[EVENTS].find_one_and_update(
         {"_id": event_id},
         {"$inc": {"roster": 1}, "$setOnInsert": {"roster_epoch": new_roster_epoch()}},
         upsert=True,
+        return_document=ReturnDocument.AFTER,
     )
+    return bumped  # the event's document as it is now (one round trip, not two)
 
 
 def known_event(event: dict[str, Any] | None) -> bool:
