@@ -1,18 +1,31 @@
 """Transactional outbox: events are stored with the state change, then published.
 
-A write and the events it causes commit together in the service's database; a
-relay publishes what is pending and marks it. A crash between the two publishes
-again on restart (at-least-once); consumers deduplicate on the event id.
+A write and the events it causes commit together in the service's database; a relay publishes
+what is pending and marks it. A crash between the two publishes again on restart (at-least-once);
+consumers deduplicate on the event id.
 
-Published events are kept for a week. If the broker loses them (a topic's end offset
-falls below what this service saw it reach: the embedded broker keeps topics in memory,
-or an operator re-created a topic), everything still kept is published again, in order.
+Several instances of a service share one outbox: a relay claims the oldest pending rows with a
+lease before it sends them, so two relays never send the same rows at once, and a row whose lease
+ran out (its relay died) is claimed again. Only the relay holding the oldest pending row sends,
+so events go out in the order they were stored. A claimed batch is sent without waiting for each
+record (the producer keeps each partition's records in order) and marked published in one write.
+
+Published events are kept (a week by default). With `watch` given (the embedded broker, which
+keeps topics in memory), the outbox remembers in the database how far it saw each partition
+reach; if the broker holds less, at start or later (a new, empty broker), everything still kept
+is published again, in order.
 """
 
+from __future__ import annotations
+
 import asyncio
+import contextlib
 import logging
+import os
+import socket
 import time
-from collections.abc import Callable, Iterable
+import uuid
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -27,23 +40,59 @@ from c2f_shared.service.waker import Waker
 
 log = logging.getLogger(__name__)
 
+Doc = dict[str, Any]
+# The exact end offset of each partition (see replay.OffsetProbe: the embedded broker's listed
+# end offsets fall short after a multi-record batch, so they are read from a fetch).
+EndOffsets = Callable[[list[TopicPartition]], Awaitable[dict[TopicPartition, int]]]
+
 PUBLISHED_RETENTION = timedelta(days=7)
+LEASE = timedelta(seconds=15)  # a round takes well under a second; a dead relay's rows wait this long
+BATCH = 500
+REACHED = "outbox_reached"  # per partition: the end offset this service saw it reach
+TTL_INDEX = "published_at_1"
+# A relay that sent a batch this recently checks for a broker loss after sending, by the offsets
+# acknowledged; after a pause (or a failure) it checks before, so a new broker gets the old
+# events before new ones.
+CHECK_BEFORE_AFTER_S = 1.0
+CHECK_TIMEOUT_S = 10.0
 
 
 class Outbox:
-    def __init__(self, db: AsyncDatabase[dict[str, Any]], broker: KafkaBroker) -> None:
+    def __init__(
+        self,
+        db: AsyncDatabase[Doc],
+        broker: KafkaBroker,
+        *,
+        watch: EndOffsets | None = None,
+        lease: timedelta = LEASE,
+        keep: timedelta | None = PUBLISHED_RETENTION,
+    ) -> None:
+        """`watch`: read partitions' end offsets to notice a broker that lost events (only for
+        a broker that keeps nothing on disk); `keep`: how long published events stay (None:
+        for good)."""
         self._coll = db["outbox"]
+        self._reached_coll = db[REACHED]
         self._broker = broker
+        self._watch = watch
+        self._lease = lease
+        self._keep = keep
         self._waker = Waker()
+        self._owner = f"{socket.gethostname()}:{os.getpid()}"
+        self._lock = asyncio.Lock()  # one round or one republish at a time in this process
+        self._last_sent = 0.0  # monotonic time of the last batch sent without error
         self.published = 0
         self.losses = 0  # times the broker was found to have lost published events
         self._reached: dict[TopicPartition, int] = {}  # the next offset, as far as we have seen
 
     async def ensure_indexes(self) -> None:
         await self._coll.create_index([("published", ASCENDING), ("seq", ASCENDING)])
-        await self._coll.create_index(
-            "published_at", expireAfterSeconds=int(PUBLISHED_RETENTION.total_seconds())
-        )
+        indexes = await self._coll.index_information()
+        ttl = None if self._keep is None else int(self._keep.total_seconds())
+        current = indexes.get(TTL_INDEX, {}).get("expireAfterSeconds")
+        if TTL_INDEX in indexes and current != ttl:
+            await self._coll.drop_index(TTL_INDEX)
+        if ttl is not None and current != ttl:
+            await self._coll.create_index("published_at", name=TTL_INDEX, expireAfterSeconds=ttl)
 
     async def add(self, emitted: list[tuple[Envelope, str]], session: AsyncClientSession) -> None:
         """Store (envelope, topic) pairs in the caller's transaction, in order, in one write.
@@ -84,19 +133,80 @@ class Outbox:
     async def pending(self) -> int:
         return await self._coll.count_documents({"published": False})
 
-    async def publish_pending(self, batch: int = 200) -> int:
-        """Publish what is pending, oldest first; returns how many were published.
+    # -- relaying ------------------------------------------------------------------------------
 
-        One record at a time, each acknowledged before the next is sent: a partition's records
-        stay in order, and each goes in a batch of its own (Tansu, the embedded broker, reports
-        a partition's end offset short after a multi-record batch, which `watch_for_loss` would
-        take for a loss). What was sent is marked published in one write, also when a later
-        send failed; a crash before that write publishes them again (consumers deduplicate)."""
-        docs = await self._coll.find({"published": False}).sort("seq", ASCENDING).limit(batch).to_list(None)
-        sent: list[Any] = []
+    async def publish_pending(self, batch: int = BATCH) -> int:
+        """Claim the oldest pending rows, send them, mark what the broker acknowledged; returns
+        how many were published (0 when nothing is pending or another relay holds the oldest)."""
+        async with self._lock:
+            if self._watch is not None and time.monotonic() - self._last_sent > CHECK_BEFORE_AFTER_S:
+                await self.check_for_loss()  # raises if the broker cannot answer: retried later
+            token = f"{self._owner}:{uuid.uuid4().hex[:12]}"
+            docs = await self._claim(token, batch)
+            if not docs:
+                return 0
+            sent: list[Any] = []
+            try:
+                acked, error = await self._send(docs)
+                sent = [doc["_id"] for doc, _ in acked]
+                lost = self._note_reached([record for _, record in acked])
+                await self._mark(token, sent, acked)
+            finally:
+                unsent = [doc["_id"] for doc in docs if doc["_id"] not in set(sent)]
+                if unsent:
+                    await self._release(token, unsent)
+            if error is not None:
+                raise error
+            self._last_sent = time.monotonic()
+            if lost:
+                await self._republish(lost)
+            return len(sent)
+
+    async def _claim(self, token: str, batch: int) -> list[Doc]:
+        """Lease up to `batch` of the oldest pending rows to `token`, oldest first. The oldest
+        decides: whoever takes its lease relays this round; others find it leased and wait, so
+        two relays never send rows of the same stretch at once (which could reorder a key)."""
+        now = datetime.now(UTC)
+        head_first = (
+            await self._coll.find({"published": False}).sort("seq", ASCENDING).limit(batch).to_list(None)
+        )
+        free: list[Doc] = []
+        for doc in head_first:
+            if doc.get("claim") is not None and _aware(doc["lease_until"]) > now:
+                break  # another relay holds it: what comes after waits for it
+            free.append(doc)
+        if not free:
+            return []
+        lease = {"claim": token, "lease_until": now + self._lease}
+        head, rest = free[0], free[1:]
+        won = await self._coll.update_one(
+            {"_id": head["_id"], "published": False, "claim": head.get("claim")}, {"$set": lease}
+        )
+        if won.modified_count == 0:
+            return []  # another relay took it a moment ago
+        if rest:
+            taken = await self._coll.update_many(
+                {
+                    "_id": {"$in": [d["_id"] for d in rest]},
+                    "published": False,
+                    "$or": [{"claim": None}, {"lease_until": {"$lt": now}}],
+                },
+                {"$set": lease},
+            )
+            if taken.modified_count < len(rest):
+                mine = {d["_id"] async for d in self._coll.find({"claim": token}, {"_id": 1})}
+                rest = [d for d in rest if d["_id"] in mine]
+        return [head, *rest]
+
+    async def _send(self, docs: list[Doc]) -> tuple[list[tuple[Doc, Any]], BaseException | None]:
+        """Send every record without waiting for each (the producer keeps a partition's records
+        in order and sends one batch per partition at a time), then wait for them all. Returns
+        what was acknowledged, in order, and the first error."""
+        futures: list[tuple[Doc, asyncio.Future[Any]]] = []
+        error: BaseException | None = None
         try:
             for doc in docs:
-                record = await self._broker.publish(
+                future = await self._broker.publish(
                     doc["payload"].encode(),
                     topic=doc["topic"],
                     key=doc["key"].encode(),
@@ -105,62 +215,151 @@ class Outbox:
                         "event-type": doc["type"],
                         "correlation-id": doc["correlation_id"],
                     },
+                    no_confirm=True,
                 )
-                tp = TopicPartition(record.topic, record.partition)
-                self._reached[tp] = max(self._reached.get(tp, 0), record.offset + 1)
-                sent.append(doc["_id"])
-        finally:
-            if sent:
+                futures.append((doc, future))
+        except Exception as failed:  # noqa: BLE001 - what was handed to the producer is awaited below
+            error = failed
+        results = await asyncio.gather(*(f for _, f in futures), return_exceptions=True)
+        acked: list[tuple[Doc, Any]] = []
+        for (doc, _), result in zip(futures, results, strict=True):
+            if isinstance(result, BaseException):
+                error = error or result
+            else:
+                acked.append((doc, result))
+        return acked, error
+
+    def _note_reached(self, records: list[Any]) -> list[TopicPartition]:
+        """Remember how far each partition got; return those where the broker acknowledged an
+        offset below what it had reached before (its log started again: a loss)."""
+        lost: set[TopicPartition] = set()
+        for record in records:
+            tp = TopicPartition(record.topic, record.partition)
+            before = self._reached.get(tp, 0)
+            if record.offset < before and self._watch is not None:
+                lost.add(tp)
+            self._reached[tp] = max(before, record.offset + 1)
+        return sorted(lost)
+
+    async def _mark(self, token: str, sent: list[Any], acked: list[tuple[Doc, Any]]) -> None:
+        """Mark what was sent published, in one write, and note in the database how far the
+        partitions got (what a restarted service compares with the broker)."""
+        if not sent:
+            return
+        result = await self._coll.update_many(
+            {"_id": {"$in": sent}, "claim": token},
+            {
+                "$set": {"published": True, "published_at": datetime.now(UTC)},
+                "$unset": {"claim": "", "lease_until": ""},
+            },
+        )
+        if result.modified_count < len(sent):
+            log.info(
+                "%d events were sent after their lease ran out; another relay sends them too",
+                len(sent) - result.modified_count,
+            )
+        self.published += len(sent)
+        if self._watch is None:
+            return
+        touched = {TopicPartition(r.topic, r.partition) for _, r in acked}
+        await self._reached_coll.bulk_write(
+            [
+                UpdateOne(
+                    {"_id": f"{tp.topic}:{tp.partition}"},
+                    {
+                        "$max": {"offset": self._reached[tp]},
+                        "$setOnInsert": {"topic": tp.topic, "partition": tp.partition},
+                    },
+                    upsert=True,
+                )
+                for tp in sorted(touched)
+            ],
+            ordered=False,
+        )
+
+    async def _release(self, token: str, ids: list[Any]) -> None:
+        """Give back rows claimed but not sent, so the next round (of any relay) takes them."""
+        with contextlib.suppress(Exception):  # their leases will run out
+            async with asyncio.timeout(5):
                 await self._coll.update_many(
-                    {"_id": {"$in": sent}}, {"$set": {"published": True, "published_at": datetime.now(UTC)}}
+                    {"_id": {"$in": ids}, "claim": token}, {"$unset": {"claim": "", "lease_until": ""}}
                 )
-                self.published += len(sent)
-        return len(sent)
+
+    # -- broker loss ---------------------------------------------------------------------------
 
     def reached(self) -> dict[TopicPartition, int]:
         """Per partition this service published to: the end offset it saw the partition reach."""
         return dict(self._reached)
 
+    async def reconcile(self) -> None:
+        """At start: take up how far the partitions got (as this service's instances saw them
+        reach) and, if the broker now holds less, publish everything kept again."""
+        if self._watch is None:
+            return
+        async for doc in self._reached_coll.find():
+            tp = TopicPartition(doc["topic"], doc["partition"])
+            self._reached[tp] = max(self._reached.get(tp, 0), int(doc["offset"]))
+        try:
+            async with self._lock:
+                await self.check_for_loss()
+        except Exception as error:  # noqa: BLE001 - the relay checks again before it sends
+            log.info(
+                "could not compare with the broker at start (%s); will check again", type(error).__name__
+            )
+
+    async def check_for_loss(self) -> bool:
+        """Compare each partition's end offset with what this service saw it reach; one that
+        fell back (or vanished) means the broker lost events: publish everything kept again.
+        Raises if the broker cannot answer. The caller holds the lock."""
+        if self._watch is None or not self._reached:
+            return False
+        reached = self.reached()
+        async with asyncio.timeout(CHECK_TIMEOUT_S):
+            ends = await self._watch(list(reached))
+        lost = [tp for tp, offset in reached.items() if ends.get(tp, 0) < offset]
+        if lost:
+            await self._republish(lost)
+        return bool(lost)
+
     async def republish_after_loss(self, lost: Iterable[TopicPartition]) -> int:
         """The broker lost events: publish again everything still kept, oldest first.
         Consumers recognise what they had already processed by its event id."""
-        lost = sorted(f"{tp.topic}[{tp.partition}]" for tp in lost)
+        async with self._lock:
+            return await self._republish(lost)
+
+    async def _republish(self, lost: Iterable[TopicPartition]) -> int:
+        names = sorted(f"{tp.topic}[{tp.partition}]" for tp in lost)
         result = await self._coll.update_many(
             {"published": True}, {"$set": {"published": False}, "$unset": {"published_at": ""}}
         )
         self._reached.clear()
+        await self._reached_coll.delete_many({})
         self.losses += 1
         log.warning(
             "the broker lost published events (%s); publishing the %d kept in the outbox again",
-            ", ".join(lost),
+            ", ".join(names),
             result.modified_count,
         )
+        self._last_sent = 0.0
         self.wake()
         return result.modified_count
 
-    async def watch_for_loss(self, end_offsets: Callable[[list[TopicPartition]], Any], every: float) -> None:
-        """Every `every` seconds, compare each partition's end offset with what this service saw
-        it reach; one that fell back (or vanished) means the broker lost events."""
+    async def watch_for_loss(self, every: float) -> None:
+        """Every `every` seconds, check that the broker still holds what this service published
+        (a service that publishes nothing would not notice otherwise)."""
         while True:
             await asyncio.sleep(every)
-            reached = self.reached()
-            if not reached:
-                continue
             try:
-                async with asyncio.timeout(max(5.0, every)):
-                    ends: dict[TopicPartition, int] = await end_offsets(list(reached))
+                async with self._lock:
+                    await self.check_for_loss()
             except asyncio.CancelledError:
                 raise
             except Exception as error:  # noqa: BLE001 - the broker is away: the next round will tell
                 log.info("could not read end offsets (%s); will check again", type(error).__name__)
-                continue
-            lost = [tp for tp, offset in reached.items() if ends.get(tp, 0) < offset]
-            if lost:
-                await self.republish_after_loss(lost)
 
     async def relay_forever(self, idle_poll: float = 2.0) -> None:
         """Publish pending events whenever woken (a unit of work that emitted something commits),
-        and every `idle_poll` seconds: what another instance of the service left pending when it
+        and every `idle_poll` seconds: what another instance left pending or leased when it
         died, or what failed to publish."""
         while True:
             try:
@@ -170,5 +369,11 @@ class Outbox:
                 raise
             except Exception as error:  # noqa: BLE001 - whatever failed, the events wait and are retried
                 log.warning("outbox relay failed (%s: %s); retrying", type(error).__name__, error)
+                self._last_sent = 0.0
                 await asyncio.sleep(1.0)
             await self._waker.sleep(idle_poll)
+
+
+def _aware(moment: datetime) -> datetime:
+    """Database times come back naive unless the client is tz_aware: read them as UTC."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
