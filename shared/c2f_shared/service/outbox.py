@@ -50,10 +50,6 @@ LEASE = timedelta(seconds=15)  # a round takes well under a second; a dead relay
 BATCH = 500
 REACHED = "outbox_reached"  # per partition: the end offset this service saw it reach
 TTL_INDEX = "published_at_1"
-# A relay that sent a batch this recently checks for a broker loss after sending, by the offsets
-# acknowledged; after a pause (or a failure) it checks before, so a new broker gets the old
-# events before new ones.
-CHECK_BEFORE_AFTER_S = 1.0
 CHECK_TIMEOUT_S = 10.0
 
 
@@ -79,7 +75,6 @@ class Outbox:
         self._waker = Waker()
         self._owner = f"{socket.gethostname()}:{os.getpid()}"
         self._lock = asyncio.Lock()  # one round or one republish at a time in this process
-        self._last_sent = 0.0  # monotonic time of the last batch sent without error
         self.published = 0
         self.losses = 0  # times the broker was found to have lost published events
         self._reached: dict[TopicPartition, int] = {}  # the next offset, as far as we have seen
@@ -137,16 +132,20 @@ class Outbox:
 
     async def publish_pending(self, batch: int = BATCH) -> int:
         """Claim the oldest pending rows, send them, mark what the broker acknowledged; returns
-        how many were published (0 when nothing is pending or another relay holds the oldest)."""
+        how many were published (0 when nothing is pending or another relay holds the oldest).
+
+        With `watch`, the broker is asked first (one request) whether it still holds what was
+        published before, which also makes it create the batch's topics: the embedded broker,
+        restarted, acknowledges records for a topic it has not created yet and never shows them."""
         async with self._lock:
-            if self._watch is not None and time.monotonic() - self._last_sent > CHECK_BEFORE_AFTER_S:
-                await self.check_for_loss()  # raises if the broker cannot answer: retried later
             token = f"{self._owner}:{uuid.uuid4().hex[:12]}"
             docs = await self._claim(token, batch)
             if not docs:
                 return 0
             sent: list[Any] = []
             try:
+                if await self._check_for_loss({doc["topic"] for doc in docs}):
+                    return 0  # everything is pending again, oldest first: the next round
                 acked, error = await self._send(docs)
                 sent = [doc["_id"] for doc, _ in acked]
                 lost = self._note_reached([record for _, record in acked])
@@ -157,7 +156,6 @@ class Outbox:
                     await self._release(token, unsent)
             if error is not None:
                 raise error
-            self._last_sent = time.monotonic()
             if lost:
                 await self._republish(lost)
             return len(sent)
@@ -300,8 +298,7 @@ class Outbox:
             tp = TopicPartition(doc["topic"], doc["partition"])
             self._reached[tp] = max(self._reached.get(tp, 0), int(doc["offset"]))
         try:
-            async with self._lock:
-                await self.check_for_loss()
+            await self.check_for_loss()
         except Exception as error:  # noqa: BLE001 - the relay checks again before it sends
             log.info(
                 "could not compare with the broker at start (%s); will check again", type(error).__name__
@@ -310,12 +307,21 @@ class Outbox:
     async def check_for_loss(self) -> bool:
         """Compare each partition's end offset with what this service saw it reach; one that
         fell back (or vanished) means the broker lost events: publish everything kept again.
-        Raises if the broker cannot answer. The caller holds the lock."""
-        if self._watch is None or not self._reached:
+        Raises if the broker cannot answer."""
+        async with self._lock:
+            return await self._check_for_loss(set())
+
+    async def _check_for_loss(self, topics: set[str]) -> bool:
+        """check_for_loss, asking also about `topics` (so the broker has them); the caller holds
+        the lock."""
+        if self._watch is None:
             return False
         reached = self.reached()
+        asked = set(reached) | {TopicPartition(t, 0) for t in topics}
+        if not asked:
+            return False
         async with asyncio.timeout(CHECK_TIMEOUT_S):
-            ends = await self._watch(list(reached))
+            ends = await self._watch(sorted(asked))
         lost = [tp for tp, offset in reached.items() if ends.get(tp, 0) < offset]
         if lost:
             await self._republish(lost)
@@ -340,7 +346,6 @@ class Outbox:
             ", ".join(names),
             result.modified_count,
         )
-        self._last_sent = 0.0
         self.wake()
         return result.modified_count
 
@@ -350,8 +355,7 @@ class Outbox:
         while True:
             await asyncio.sleep(every)
             try:
-                async with self._lock:
-                    await self.check_for_loss()
+                await self.check_for_loss()
             except asyncio.CancelledError:
                 raise
             except Exception as error:  # noqa: BLE001 - the broker is away: the next round will tell
@@ -369,7 +373,6 @@ class Outbox:
                 raise
             except Exception as error:  # noqa: BLE001 - whatever failed, the events wait and are retried
                 log.warning("outbox relay failed (%s: %s); retrying", type(error).__name__, error)
-                self._last_sent = 0.0
                 await asyncio.sleep(1.0)
             await self._waker.sleep(idle_poll)
 
