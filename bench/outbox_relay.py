@@ -58,7 +58,7 @@ def outbox_at(revision: str) -> ModuleType:
     spec = importlib.util.spec_from_loader(f"outbox_{revision}", loader=None)
     assert spec is not None
     module = importlib.util.module_from_spec(spec)
-    exec(compile(source, f"outbox.py@{revision}", "exec"), module.__dict__)  # noqa: S102 - our own history
+    exec(compile(source, f"outbox.py@{revision}", "exec"), module.__dict__)  # our own history
     return module
 
 
@@ -155,7 +155,9 @@ async def bench(config: StackConfig, records: int, before: str) -> list[tuple[st
 
     async def embedded(db: AsyncDatabase[Doc], brokers: list[KafkaBroker]) -> list[Any]:
         probes.extend(OffsetProbe(settings) for _ in brokers)
-        return [Outbox(db, b, watch=p.end_offsets) for b, p in zip(brokers, probes[-len(brokers) :], strict=True)]
+        return [
+            Outbox(db, b, watch=p.end_offsets) for b, p in zip(brokers, probes[-len(brokers) :], strict=True)
+        ]
 
     results = []
     for label, make, relays in (
@@ -173,7 +175,9 @@ async def bench(config: StackConfig, records: int, before: str) -> list[tuple[st
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--records", type=int, default=2000, help="events in the backlog")
     parser.add_argument("--before", default="ee2a569", help="the revision whose relay to compare with")
     args = parser.parse_args()
