@@ -4,11 +4,11 @@ A write and the events it causes commit together in the service's database; a re
 what is pending and marks it. A crash between the two publishes again on restart (at-least-once);
 consumers deduplicate on the event id.
 
-Several instances of a service share one outbox: a relay claims the oldest pending rows with a
-lease before it sends them, so two relays never send the same rows at once, and a row whose lease
-ran out (its relay died) is claimed again. Only the relay holding the oldest pending row sends,
-so events go out in the order they were stored. A claimed batch is sent without waiting for each
-record (the producer keeps each partition's records in order) and marked published in one write.
+Several instances of a service share one outbox: a relay sends only while it holds the outbox's
+lease (owner and expiry, renewed each round), so two relays never send the same rows at once and
+events go out in the order they were stored; when the holder dies, its lease runs out and another
+instance sends what is pending. A batch of the oldest pending rows is sent without waiting for
+each record (the producer keeps each partition's records in order), then marked published.
 
 Published events are kept (a week by default). With `watch` given (the embedded broker, which
 keeps topics in memory), the outbox remembers in the database how far it saw each partition
@@ -34,6 +34,7 @@ from faststream.kafka import KafkaBroker
 from pymongo import ASCENDING, UpdateOne
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError
 
 from c2f_shared.envelope import Envelope
 from c2f_shared.service.waker import Waker
@@ -46,9 +47,12 @@ Doc = dict[str, Any]
 EndOffsets = Callable[[list[TopicPartition]], Awaitable[dict[TopicPartition, int]]]
 
 PUBLISHED_RETENTION = timedelta(days=7)
-LEASE = timedelta(seconds=15)  # a round takes well under a second; a dead relay's rows wait this long
+LEASE = timedelta(seconds=15)  # a round takes about a second; a dead relay's rows wait this long
 BATCH = 500
+MARK_CHUNK = 100
 REACHED = "outbox_reached"  # per partition: the end offset this service saw it reach
+LEASES = "outbox_lease"  # which instance relays, until when
+RELAY = "relay"
 TTL_INDEX = "published_at_1"
 CHECK_TIMEOUT_S = 10.0
 
@@ -68,12 +72,14 @@ class Outbox:
         for good)."""
         self._coll = db["outbox"]
         self._reached_coll = db[REACHED]
+        self._lease_coll = db[LEASES]
         self._broker = broker
         self._watch = watch
         self._lease = lease
         self._keep = keep
         self._waker = Waker()
-        self._owner = f"{socket.gethostname()}:{os.getpid()}"
+        self._owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._holding = False
         self._lock = asyncio.Lock()  # one round or one republish at a time in this process
         self.published = 0
         self.losses = 0  # times the broker was found to have lost published events
@@ -131,70 +137,56 @@ class Outbox:
     # -- relaying ------------------------------------------------------------------------------
 
     async def publish_pending(self, batch: int = BATCH) -> int:
-        """Claim the oldest pending rows, send them, mark what the broker acknowledged; returns
-        how many were published (0 when nothing is pending or another relay holds the oldest).
+        """Send the oldest pending rows, if this relay holds the lease, and mark what the broker
+        acknowledged; returns how many were published (0 when nothing is pending or another
+        instance relays).
 
         With `watch`, the broker is asked first (one request) whether it still holds what was
         published before, which also makes it create the batch's topics: the embedded broker,
         restarted, acknowledges records for a topic it has not created yet and never shows them."""
         async with self._lock:
-            token = f"{self._owner}:{uuid.uuid4().hex[:12]}"
-            docs = await self._claim(token, batch)
+            if not await self._take_lease():
+                return 0
+            docs = (
+                await self._coll.find({"published": False}).sort("seq", ASCENDING).limit(batch).to_list(None)
+            )
             if not docs:
                 return 0
-            sent: list[Any] = []
-            try:
-                if await self._check_for_loss({doc["topic"] for doc in docs}):
-                    return 0  # everything is pending again, oldest first: the next round
-                acked, error = await self._send(docs)
-                sent = [doc["_id"] for doc, _ in acked]
-                lost = self._note_reached([record for _, record in acked])
-                await self._mark(token, sent, acked)
-            finally:
-                unsent = [doc["_id"] for doc in docs if doc["_id"] not in set(sent)]
-                if unsent:
-                    await self._release(token, unsent)
+            if await self._check_for_loss({doc["topic"] for doc in docs}):
+                return 0  # everything is pending again, oldest first: the next round
+            acked, error = await self._send(docs)
+            lost = self._note_reached([record for _, record in acked])
+            await self._mark(acked)
             if error is not None:
                 raise error
             if lost:
                 await self._republish(lost)
-            return len(sent)
+            return len(acked)
 
-    async def _claim(self, token: str, batch: int) -> list[Doc]:
-        """Lease up to `batch` of the oldest pending rows to `token`, oldest first. The oldest
-        decides: whoever takes its lease relays this round; others find it leased and wait, so
-        two relays never send rows of the same stretch at once (which could reorder a key)."""
+    async def _take_lease(self) -> bool:
+        """Take or renew the relay lease: one write whoever holds it. Only the holder relays, so
+        the rows go out in the order they were stored, once, however many instances share the
+        outbox; when the holder dies, its lease runs out and another instance takes over."""
         now = datetime.now(UTC)
-        head_first = (
-            await self._coll.find({"published": False}).sort("seq", ASCENDING).limit(batch).to_list(None)
-        )
-        free: list[Doc] = []
-        for doc in head_first:
-            if doc.get("claim") is not None and _aware(doc["lease_until"]) > now:
-                break  # another relay holds it: what comes after waits for it
-            free.append(doc)
-        if not free:
-            return []
-        lease = {"claim": token, "lease_until": now + self._lease}
-        head, rest = free[0], free[1:]
-        won = await self._coll.update_one(
-            {"_id": head["_id"], "published": False, "claim": head.get("claim")}, {"$set": lease}
-        )
-        if won.modified_count == 0:
-            return []  # another relay took it a moment ago
-        if rest:
-            taken = await self._coll.update_many(
-                {
-                    "_id": {"$in": [d["_id"] for d in rest]},
-                    "published": False,
-                    "$or": [{"claim": None}, {"lease_until": {"$lt": now}}],
-                },
-                {"$set": lease},
+        try:
+            await self._lease_coll.update_one(
+                {"_id": RELAY, "$or": [{"owner": self._owner}, {"lease_until": {"$lt": now}}]},
+                {"$set": {"owner": self._owner, "lease_until": now + self._lease}},
+                upsert=True,
             )
-            if taken.modified_count < len(rest):
-                mine = {d["_id"] async for d in self._coll.find({"claim": token}, {"_id": 1})}
-                rest = [d for d in rest if d["_id"] in mine]
-        return [head, *rest]
+        except DuplicateKeyError:
+            return False  # held by another instance, not yet run out
+        self._holding = True
+        return True
+
+    async def give_up_lease(self) -> None:
+        """Nothing left to send (or stopping): let another instance relay at once."""
+        if not self._holding:
+            return
+        self._holding = False
+        with contextlib.suppress(Exception):  # it will run out
+            async with asyncio.timeout(5):
+                await self._lease_coll.delete_one({"_id": RELAY, "owner": self._owner})
 
     async def _send(self, docs: list[Doc]) -> tuple[list[tuple[Doc, Any]], BaseException | None]:
         """Send every record without waiting for each (the producer keeps a partition's records
@@ -239,24 +231,26 @@ class Outbox:
             self._reached[tp] = max(before, record.offset + 1)
         return sorted(lost)
 
-    async def _mark(self, token: str, sent: list[Any], acked: list[tuple[Doc, Any]]) -> None:
-        """Mark what was sent published, in one write, and note in the database how far the
-        partitions got (what a restarted service compares with the broker)."""
-        if not sent:
+    async def _mark(self, acked: list[tuple[Doc, Any]]) -> None:
+        """Mark what was sent published, and note in the database how far the partitions got
+        (what a restarted service compares with the broker). One write per MARK_CHUNK rows, each
+        naming its rows within their stretch of `seq` (the embedded database checks a long `$in`
+        list slowly)."""
+        if not acked:
             return
-        result = await self._coll.update_many(
-            {"_id": {"$in": sent}, "claim": token},
-            {
-                "$set": {"published": True, "published_at": datetime.now(UTC)},
-                "$unset": {"claim": "", "lease_until": ""},
-            },
-        )
-        if result.modified_count < len(sent):
-            log.info(
-                "%d events were sent after their lease ran out; another relay sends them too",
-                len(sent) - result.modified_count,
+        now = datetime.now(UTC)
+        docs = [doc for doc, _ in acked]  # oldest first
+        for start in range(0, len(docs), MARK_CHUNK):
+            chunk = docs[start : start + MARK_CHUNK]
+            await self._coll.update_many(
+                {
+                    "published": False,
+                    "seq": {"$gte": chunk[0]["seq"], "$lte": chunk[-1]["seq"]},
+                    "_id": {"$in": [d["_id"] for d in chunk]},
+                },
+                {"$set": {"published": True, "published_at": now}},
             )
-        self.published += len(sent)
+        self.published += len(docs)
         if self._watch is None:
             return
         touched = {TopicPartition(r.topic, r.partition) for _, r in acked}
@@ -274,14 +268,6 @@ class Outbox:
             ],
             ordered=False,
         )
-
-    async def _release(self, token: str, ids: list[Any]) -> None:
-        """Give back rows claimed but not sent, so the next round (of any relay) takes them."""
-        with contextlib.suppress(Exception):  # their leases will run out
-            async with asyncio.timeout(5):
-                await self._coll.update_many(
-                    {"_id": {"$in": ids}, "claim": token}, {"$unset": {"claim": "", "lease_until": ""}}
-                )
 
     # -- broker loss ---------------------------------------------------------------------------
 
@@ -369,14 +355,11 @@ class Outbox:
             try:
                 while await self.publish_pending():
                     pass
+                await self.give_up_lease()
             except asyncio.CancelledError:
+                await self.give_up_lease()
                 raise
             except Exception as error:  # noqa: BLE001 - whatever failed, the events wait and are retried
                 log.warning("outbox relay failed (%s: %s); retrying", type(error).__name__, error)
                 await asyncio.sleep(1.0)
             await self._waker.sleep(idle_poll)
-
-
-def _aware(moment: datetime) -> datetime:
-    """Database times come back naive unless the client is tz_aware: read them as UTC."""
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
