@@ -361,5 +361,6 @@ class Outbox:
                 raise
             except Exception as error:  # noqa: BLE001 - whatever failed, the events wait and are retried
                 log.warning("outbox relay failed (%s: %s); retrying", type(error).__name__, error)
+                await self.give_up_lease()  # another instance may do better meanwhile
                 await asyncio.sleep(1.0)
             await self._waker.sleep(idle_poll)
