@@ -55,6 +55,7 @@ LEASES = "outbox_lease"  # which instance relays, until when
 RELAY = "relay"
 TTL_INDEX = "published_at_1"
 CHECK_TIMEOUT_S = 10.0
+SAVE_REACHED_EVERY_S = 1.0
 
 
 class Outbox:
@@ -79,7 +80,9 @@ class Outbox:
         self._keep = keep
         self._waker = Waker()
         self._owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        self._holding = False
+        self._holding_until: datetime | None = None  # the lease this relay holds, until when
+        self._reached_saved = 0.0  # monotonic time `outbox_reached` was last written
+        self._reached_dirty: set[TopicPartition] = set()
         self._lock = asyncio.Lock()  # one round or one republish at a time in this process
         self.published = 0
         self.losses = 0  # times the broker was found to have lost published events
@@ -164,26 +167,31 @@ class Outbox:
             return len(acked)
 
     async def _take_lease(self) -> bool:
-        """Take or renew the relay lease: one write whoever holds it. Only the holder relays, so
-        the rows go out in the order they were stored, once, however many instances share the
-        outbox; when the holder dies, its lease runs out and another instance takes over."""
+        """Take or renew the relay lease. Only the holder relays, so the rows go out in the order
+        they were stored, once, however many instances share the outbox; when the holder dies,
+        its lease runs out and another instance takes over. A lease with more than two thirds
+        left is not written again (each write costs the embedded database a millisecond)."""
         now = datetime.now(UTC)
+        if self._holding_until is not None and now < self._holding_until - self._lease / 3:
+            return True
+        until = now + self._lease
         try:
             await self._lease_coll.update_one(
                 {"_id": RELAY, "$or": [{"owner": self._owner}, {"lease_until": {"$lt": now}}]},
-                {"$set": {"owner": self._owner, "lease_until": now + self._lease}},
+                {"$set": {"owner": self._owner, "lease_until": until}},
                 upsert=True,
             )
         except DuplicateKeyError:
+            self._holding_until = None
             return False  # held by another instance, not yet run out
-        self._holding = True
+        self._holding_until = until
         return True
 
     async def give_up_lease(self) -> None:
-        """Nothing left to send (or stopping): let another instance relay at once."""
-        if not self._holding:
+        """Idle, failing or stopping: let another instance relay at once."""
+        if self._holding_until is None:
             return
-        self._holding = False
+        self._holding_until = None
         with contextlib.suppress(Exception):  # it will run out
             async with asyncio.timeout(5):
                 await self._lease_coll.delete_one({"_id": RELAY, "owner": self._owner})
@@ -253,21 +261,30 @@ class Outbox:
         self.published += len(docs)
         if self._watch is None:
             return
-        touched = {TopicPartition(r.topic, r.partition) for _, r in acked}
-        await self._reached_coll.bulk_write(
-            [
-                UpdateOne(
-                    {"_id": f"{tp.topic}:{tp.partition}"},
-                    {
-                        "$max": {"offset": self._reached[tp]},
-                        "$setOnInsert": {"topic": tp.topic, "partition": tp.partition},
-                    },
-                    upsert=True,
-                )
-                for tp in sorted(touched)
-            ],
-            ordered=False,
-        )
+        self._reached_dirty |= {TopicPartition(r.topic, r.partition) for _, r in acked}
+        if time.monotonic() - self._reached_saved >= SAVE_REACHED_EVERY_S:
+            await self.save_reached()
+
+    async def save_reached(self) -> None:
+        """Write how far the partitions got to `outbox_reached` (at most every
+        SAVE_REACHED_EVERY_S while relaying, and when the relay rests or stops). What a restart
+        compares with may lag by that much: a new broker still shows less than it."""
+        dirty, self._reached_dirty = self._reached_dirty, set()
+        self._reached_saved = time.monotonic()
+        writes = [
+            UpdateOne(
+                {"_id": f"{tp.topic}:{tp.partition}"},
+                {
+                    "$max": {"offset": self._reached[tp]},
+                    "$setOnInsert": {"topic": tp.topic, "partition": tp.partition},
+                },
+                upsert=True,
+            )
+            for tp in sorted(dirty)
+            if tp in self._reached  # not forgotten by a republish since
+        ]
+        if writes and self._watch is not None:
+            await self._reached_coll.bulk_write(writes, ordered=False)
 
     # -- broker loss ---------------------------------------------------------------------------
 
@@ -349,18 +366,27 @@ class Outbox:
 
     async def relay_forever(self, idle_poll: float = 2.0) -> None:
         """Publish pending events whenever woken (a unit of work that emitted something commits),
-        and every `idle_poll` seconds: what another instance left pending or leased when it
-        died, or what failed to publish."""
+        and every `idle_poll` seconds: what another instance left pending when it died, or what
+        failed to publish. The lease is kept while there is work and given up once a round finds
+        none, so an idle instance does not keep the others' events waiting."""
         while True:
             try:
-                while await self.publish_pending():
-                    pass
-                await self.give_up_lease()
+                published = 0
+                while sent := await self.publish_pending():
+                    published += sent
+                if not published:
+                    await self._rest()
             except asyncio.CancelledError:
-                await self.give_up_lease()
+                await self._rest()
                 raise
             except Exception as error:  # noqa: BLE001 - whatever failed, the events wait and are retried
                 log.warning("outbox relay failed (%s: %s); retrying", type(error).__name__, error)
-                await self.give_up_lease()  # another instance may do better meanwhile
+                await self._rest()  # another instance may do better meanwhile
                 await asyncio.sleep(1.0)
             await self._waker.sleep(idle_poll)
+
+    async def _rest(self) -> None:
+        with contextlib.suppress(Exception):  # written at the next round
+            async with asyncio.timeout(5):
+                await self.save_reached()
+        await self.give_up_lease()
