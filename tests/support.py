@@ -73,6 +73,7 @@ async def settled(config: "StackConfig") -> bool:
     from aiokafka import AIOKafkaConsumer as Consumer
 
     from c2f_cli.config import SERVICES
+    from c2f_shared.service.replay import exact_end_offsets
 
     groups: dict[str, set[str]] = {}
     async with httpx.AsyncClient(timeout=5) as client:
@@ -90,7 +91,7 @@ async def settled(config: "StackConfig") -> bool:
         ).json()
         if queue["pending"] or queue["sending"] or queue["timers_due_soon"]:
             return False
-    probe = Consumer(bootstrap_servers=config.kafka_bootstrap)
+    probe = Consumer(bootstrap_servers=config.kafka_bootstrap, enable_auto_commit=False, fetch_max_wait_ms=10)
     await probe.start()
     try:
         partitions = [
@@ -98,7 +99,8 @@ async def settled(config: "StackConfig") -> bool:
             for t in set().union(*groups.values())
             for p in probe.partitions_for_topic(t) or []
         ]
-        ends = await probe.end_offsets(partitions)
+        # As a fetch reports them: the embedded broker lists them short after a batch.
+        ends = await exact_end_offsets(probe, partitions)
     finally:
         await probe.stop()
     for group, its_topics in groups.items():

@@ -412,6 +412,28 @@ def _import(client: httpx.Client, file: Path, cluster_id: str, dry_run: bool, sk
     console.print(f"Imported {report['total']} rows: {line}.")
 
 
+OUTBOX_PATIENCE_S = 120.0
+
+
+def _outboxes_published(config: StackConfig) -> list[str]:
+    """Wait until each service has answered ready with nothing pending in its outbox (after a
+    restart of the local stack, the events they publish again are then on the topics); returns
+    the services still waiting after OUTBOX_PATIENCE_S."""
+    waiting = set(SERVICES)
+    deadline = time.monotonic() + OUTBOX_PATIENCE_S
+    while waiting and time.monotonic() < deadline:
+        for name in sorted(waiting):
+            try:
+                ready = httpx.get(f"{config.service_url(name)}/readyz", timeout=5).json()
+            except (httpx.HTTPError, ValueError):
+                continue
+            if ready.get("ready") and ready.get("checks", {}).get("outbox_pending") == 0:
+                waiting.discard(name)
+        if waiting:
+            time.sleep(0.5)
+    return sorted(waiting)
+
+
 @app.command()
 def rebuild(
     service: Annotated[
@@ -421,13 +443,21 @@ def rebuild(
     """Rebuild a service's read model (matching) or projections (reporting) from the topics
     (operator token). The reports come out the same.
 
-    What the broker no longer keeps (Kafka retention) cannot come back; on the local stack
-    the broker keeps everything since `c2f up` started.
+    What the broker no longer keeps (Kafka retention) cannot come back. The local stack's
+    broker keeps nothing across a restart: the services publish what their outboxes keep (every
+    event, on the local stack) again when they start, and the rebuild waits until they have.
     """
     if service not in ("matching", "reporting"):
         console.print("[red]Only matching and reporting can be rebuilt.[/red]")
         raise typer.Exit(2)
     config = StackConfig.from_env()
+    with console.status("Waiting until every service has published what its outbox holds…"):
+        waiting = _outboxes_published(config)
+    if waiting:
+        console.print(
+            f"[yellow]Not yet published after {OUTBOX_PATIENCE_S:.0f} s: {', '.join(waiting)}; "
+            "the rebuild may miss their latest events.[/yellow]"
+        )
     with console.status(f"Rebuilding {service} from the topics…"), _operator(config, service) as client:
         response = client.post("/admin/rebuild", timeout=600)
     if response.status_code != 200:

@@ -54,6 +54,9 @@ class Stack:
         return self.config.home / "stack.json"
 
     def service_env(self) -> dict[str, str]:
+        # The embedded broker keeps topics in memory: the outboxes keep every event and publish
+        # them again when it comes back empty (docs/reliability.md, "Broker loss").
+        embedded = self.config.external_kafka is None
         return {
             **os.environ,
             "C2F_KAFKA_BOOTSTRAP": self.config.kafka_bootstrap,
@@ -61,6 +64,8 @@ class Stack:
             "C2F_SMTP_HOST": self.config.smtp_host,
             "C2F_SMTP_PORT": str(self.config.smtp_port),
             "C2F_KAFKA_TIMEOUTS": os.environ.get("C2F_KAFKA_TIMEOUTS", "fast"),
+            "C2F_BROKER_LOSS_WATCH": os.environ.get("C2F_BROKER_LOSS_WATCH", str(embedded).lower()),
+            "C2F_OUTBOX_KEEP_DAYS": os.environ.get("C2F_OUTBOX_KEEP_DAYS", "0" if embedded else "7"),
             "C2F_OPERATOR_TOKEN": self.config.operator_token(),
             "C2F_LINK_SECRET": self.config.link_secret(),
             "C2F_PUBLIC_MATCHING_URL": self.config.service_url("matching"),

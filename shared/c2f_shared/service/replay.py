@@ -1,5 +1,10 @@
 """Reading the topics outside the consumer group: rebuilding a read model from the start of the
-topics (`replay`), and the end offsets the outbox's loss watcher compares with (`OffsetProbe`)."""
+topics (`replay`), and the end offsets the outbox's loss watcher compares with (`OffsetProbe`).
+
+End offsets are read from a fetch (`exact_end_offsets`): the embedded broker (Tansu) lists a
+partition's end short after a multi-record batch (the batch's first offset + 1, and under
+concurrent producers even less), while the high watermark its fetches report is right.
+"""
 
 from __future__ import annotations
 
@@ -46,8 +51,8 @@ async def replay(
                 for p in sorted(consumer.partitions_for_topic(t) or [])
             ]
             consumer.assign(partitions)
+            ends = await exact_end_offsets(consumer, partitions)
             await consumer.seek_to_beginning(*partitions)
-            ends = await consumer.end_offsets(partitions)
 
             async def behind() -> bool:
                 return any([await consumer.position(tp) < ends[tp] for tp in partitions])
@@ -68,8 +73,25 @@ async def replay(
     return replayed
 
 
+async def exact_end_offsets(
+    consumer: AIOKafkaConsumer, partitions: list[TopicPartition], within: float = 10.0
+) -> dict[TopicPartition, int]:
+    """Each partition's end offset as a fetch reports it (its high watermark), never less than the
+    broker lists. Assigns `partitions` to `consumer` and moves its positions (seek afterwards)."""
+    if not partitions:
+        return {}
+    listed: dict[TopicPartition, int] = await consumer.end_offsets(partitions)
+    consumer.assign(partitions)  # afresh: no high watermark known yet
+    for tp in partitions:
+        consumer.seek(tp, listed[tp])  # at most the tail batch comes back
+    async with asyncio.timeout(within):
+        while any(consumer.highwater(tp) is None for tp in partitions):
+            await consumer.getmany(*partitions, timeout_ms=100)
+    return {tp: max(listed[tp], consumer.highwater(tp)) for tp in partitions}
+
+
 class OffsetProbe:
-    """Reads partitions' end offsets with a client of its own (no group)."""
+    """Reads partitions' exact end offsets with a client of its own (no group)."""
 
     def __init__(self, settings: ServiceSettings) -> None:
         self._settings = settings
@@ -83,10 +105,11 @@ class OffsetProbe:
                 enable_auto_commit=False,
                 request_timeout_ms=timeouts.request_timeout_ms,
                 metadata_max_age_ms=timeouts.metadata_max_age_ms,
+                fetch_max_wait_ms=10,  # a fetch at the end answers at once
             )
             await self._consumer.start()
         try:
-            ends: dict[TopicPartition, int] = await self._consumer.end_offsets(partitions)
+            ends = await exact_end_offsets(self._consumer, partitions)
         except BaseException:
             # After a broker restart the probe's connections can stay broken: start afresh next time.
             await self.stop()

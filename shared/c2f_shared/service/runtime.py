@@ -44,8 +44,9 @@ Document = dict[str, Any]
 T = TypeVar("T")
 
 SHUTDOWN_SECONDS = 10.0  # longest wait for the broker or the database to close
-# How often the outbox checks that the broker still holds what it published (see Outbox).
-LOSS_CHECK_S = {"fast": 5.0, "standard": 30.0}
+# How often the outbox checks that the broker still holds what it published (see Outbox), when
+# `broker_loss_watch` is on.
+LOSS_CHECK_S = {"fast": 2.0, "standard": 30.0}
 
 
 class Runtime:
@@ -133,7 +134,12 @@ class Runtime:
     async def lifespan(self, app: FastAPI) -> AsyncIterator[None]:
         app.state.runtime = self
         self._client = AsyncMongoClient(self.settings.mongo_uri, tz_aware=True)
-        self._outbox = Outbox(self.db, self.broker)
+        self._outbox = Outbox(
+            self.db,
+            self.broker,
+            watch=self._probe.end_offsets if self.settings.broker_loss_watch else None,
+            keep=self.settings.outbox_keep(),
+        )
         self._transactions = Transactions(self._client, self.db, self._outbox, self.service)
         self._dead_letters = DeadLetters(
             self.service, self.db, self._transactions, lambda: [c.pipeline for c in self.consumers]
@@ -143,15 +149,15 @@ class Runtime:
         for hook in self._on_start:
             await hook(self)
         await self.broker.start()
-        self._tasks = [
-            asyncio.create_task(self._outbox.relay_forever(), name="outbox-relay"),
-            asyncio.create_task(
-                self._outbox.watch_for_loss(
-                    self._probe.end_offsets, LOSS_CHECK_S[self.settings.kafka_timeouts]
-                ),
-                name="broker-loss-watch",
-            ),
-        ]
+        # A new broker (the embedded one after a restart) gets what the outbox keeps again
+        # before anything new, and before the consumers start reading.
+        await self._outbox.reconcile()
+        self._tasks = [asyncio.create_task(self._outbox.relay_forever(), name="outbox-relay")]
+        if self.settings.broker_loss_watch:
+            every = LOSS_CHECK_S[self.settings.kafka_timeouts]
+            self._tasks.append(
+                asyncio.create_task(self._outbox.watch_for_loss(every), name="broker-loss-watch")
+            )
         for consumer in self.consumers:
             self._tasks += consumer.background()
         self._tasks += [asyncio.create_task(loop()) for loop in self._background]

@@ -5,6 +5,7 @@ The addresses of the broker and the database are common to all services
 service's own prefix, e.g. `C2F_MATCHING_MONGO_DB`.
 """
 
+from datetime import timedelta
 from typing import Literal, NamedTuple
 
 from pydantic import AliasChoices, Field
@@ -53,6 +54,25 @@ class ServiceSettings(BaseSettings):
             "'standard': Kafka's defaults, for production clusters."
         ),
     )
+    broker_loss_watch: bool = Field(
+        False,
+        validation_alias=AliasChoices("C2F_BROKER_LOSS_WATCH"),
+        description=(
+            "Check that the broker still holds what the outbox published, at start and every few "
+            "seconds, and publish everything kept again if not. For a broker that keeps topics in "
+            "memory: `c2f up` turns it on with its embedded broker. Off with Kafka."
+        ),
+    )
+    outbox_keep_days: int = Field(
+        7,
+        ge=0,
+        validation_alias=AliasChoices("C2F_OUTBOX_KEEP_DAYS"),
+        description=(
+            "Days a published event stays in the outbox, to be published again after a broker "
+            "loss; 0 keeps it for good (`c2f up` with its embedded broker, so that a rebuild "
+            "after a restart finds every event on the topics again)."
+        ),
+    )
     log_level: str = Field(
         "INFO",
         validation_alias=AliasChoices("C2F_LOG_LEVEL"),
@@ -77,6 +97,10 @@ class ServiceSettings(BaseSettings):
 
     mongo_db: str = Field(description="This service's own database.")
     consumer_group: str = Field(description="Kafka consumer group id of this service.")
+
+    def outbox_keep(self) -> timedelta | None:
+        """How long published events stay in the outbox (None: for good)."""
+        return timedelta(days=self.outbox_keep_days) if self.outbox_keep_days else None
 
     def kafka_timeouts_ms(self) -> KafkaTimeouts:
         return FAST if self.kafka_timeouts == "fast" else KAFKA_DEFAULTS
