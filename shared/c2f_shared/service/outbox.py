@@ -149,6 +149,9 @@ class Outbox:
         published before, which also makes it create the batch's topics: the embedded broker,
         restarted, acknowledges records for a topic it has not created yet and never shows them."""
         async with self._lock:
+            idle = self._holding_until is None
+            if idle and not await self._coll.find_one({"published": False}, {"_id": 1}):
+                return 0  # nothing pending: no lease to take (an idle round is one read)
             if not await self._take_lease():
                 return 0
             docs = (
