@@ -238,12 +238,12 @@ async def test_a_restart_of_the_embedded_stack_mid_stream_loses_nothing(stack: S
 
         streaming = asyncio.create_task(stream())
         await eventually(lambda: len(answered) >= restart_after, within=60)
+        stopped_at = len(answered)  # the stop begins mid-stream (registration may answer a few more)
         await asyncio.to_thread(stack.stop)  # Ctrl-C: services first, then the servers
-        stopped_at = len(answered)
         await asyncio.to_thread(stack.start)  # make up: the same ports, home and data
         async with asyncio.timeout(120):
             await streaming
-    assert stopped_at < people, "the stream ended before the stack stopped: make it longer"
+    assert stopped_at < people, "the stream ended before the stop began: make it longer"
 
     async def complete() -> bool:
         numbers = await report(stack)
@@ -308,6 +308,6 @@ async def test_a_restart_of_the_embedded_stack_mid_stream_loses_nothing(stack: S
     await eventually(lambda: settled(stack.config), within=120)
     one_confirmation_each(stops=2)
     print(
-        f"{people} sign-ups, {stopped_at} answered when the stack had stopped; after a second restart "
+        f"{people} sign-ups, {stopped_at} answered when the stop began; after a second restart "
         f"the rebuild replayed {replayed.group(1)} events (reporting had processed {processed})"
     )
