@@ -47,8 +47,8 @@ from c2f_notifications.store import (
 from c2f_shared import links
 from c2f_shared.events import MessageDeadLettered, NotificationSent
 from c2f_shared.service import Runtime, UnitOfWork
+from c2f_shared.service.apart import update_apart
 from c2f_shared.service.logs import log_context
-from c2f_shared.service.singly import update_singly
 from c2f_shared.service.waker import Waker
 
 log = logging.getLogger(__name__)
@@ -301,7 +301,7 @@ class Delivery:
             )
 
     async def _release_expired_leases(self) -> None:
-        await update_singly(
+        await update_apart(
             self._runtime.db[OUTGOING],
             {"status": "sending", "lease_until": {"$lt": datetime.now(UTC)}},
             {"$set": {"status": "pending"}, "$unset": {"claim": ""}},
@@ -325,7 +325,7 @@ class Delivery:
             return 0
         token = uuid.uuid4().hex
         lease = {"status": "sending", "lease_until": now + LEASE, "claim": token}
-        leased = await update_singly(outgoing, {"status": "pending"}, {"$set": lease}, ids=list(due))
+        leased = await update_apart(outgoing, {"status": "pending"}, {"$set": lease}, ids=list(due))
         if leased == len(due):
             claimed = [{**d, **lease} for d in due.values()]
         else:  # some were taken (or changed) meanwhile: ours are those that carry our token

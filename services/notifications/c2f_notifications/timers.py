@@ -11,7 +11,7 @@ from pymongo import ReturnDocument
 from c2f_notifications.outgoing import queue
 from c2f_notifications.store import DIGEST_ITEMS, MEETINGS, RECIPIENTS, TIMERS
 from c2f_shared.service import Runtime, UnitOfWork
-from c2f_shared.service.singly import update_singly
+from c2f_shared.service.apart import update_apart
 
 LEASE = timedelta(seconds=60)
 
@@ -19,7 +19,7 @@ LEASE = timedelta(seconds=60)
 async def fire_due(runtime: Runtime) -> int:
     """Fire every timer that is due; returns how many fired."""
     now = datetime.now(UTC)
-    await update_singly(
+    await update_apart(
         runtime.db[TIMERS], {"status": "firing", "lease_until": {"$lt": now}}, {"$set": {"status": "pending"}}
     )
     fired = 0

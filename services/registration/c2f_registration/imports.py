@@ -19,7 +19,7 @@ from c2f_registration.api_keys import Principal
 from c2f_registration.errors import NotFound, UnreadableFile
 from c2f_registration.schemas import CompanyFields, ImportReport, ProblemOut
 from c2f_shared.service import Runtime
-from c2f_shared.service.singly import update_singly
+from c2f_shared.service.apart import update_apart
 
 log = logging.getLogger(__name__)
 
@@ -124,4 +124,4 @@ async def status(runtime: Runtime, caller: Principal, cluster_id: str, import_id
 
 async def interrupt_unfinished(runtime: Runtime) -> None:
     """At start-up: an import still 'running' was cut short by a restart (re-run it: it is idempotent)."""
-    await update_singly(runtime.db[IMPORTS], {"status": "running"}, {"$set": {"status": "interrupted"}})
+    await update_apart(runtime.db[IMPORTS], {"status": "running"}, {"$set": {"status": "interrupted"}})

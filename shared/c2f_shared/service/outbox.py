@@ -37,7 +37,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
 from c2f_shared.envelope import Envelope
-from c2f_shared.service.singly import update_singly
+from c2f_shared.service.apart import update_apart
 from c2f_shared.service.waker import Waker
 
 log = logging.getLogger(__name__)
@@ -253,9 +253,9 @@ class Outbox:
         docs = [doc for doc, _ in acked]  # oldest first
         marks = {"$set": {"published": True, "published_at": now}}
         for start in range(0, len(docs), MARK_CHUNK):
-            # One statement per row (see singly.py: transactions write this collection too).
+            # In a transaction of its own (see apart.py: transactions write this collection too).
             chunk = [d["_id"] for d in docs[start : start + MARK_CHUNK]]
-            await update_singly(self._coll, {"published": False}, marks, ids=chunk)
+            await update_apart(self._coll, {"published": False}, marks, ids=chunk)
         self.published += len(docs)
         if self._watch is None:
             return
@@ -336,7 +336,7 @@ class Outbox:
 
     async def _republish(self, lost: Iterable[TopicPartition]) -> int:
         names = sorted(f"{tp.topic}[{tp.partition}]" for tp in lost)
-        again = await update_singly(
+        again = await update_apart(
             self._coll, {"published": True}, {"$set": {"published": False}, "$unset": {"published_at": ""}}
         )
         self._reached.clear()

@@ -1,7 +1,8 @@
-"""Writes outside transactions beside a transaction on the same collection, on the embedded
-database: `update_singly` lets the transaction finish, where SecantusDB's own multi-document
-update would hold the collection's lock while it waits for that transaction (which waits for the
-lock): under load this stood the notifications service still for minutes."""
+"""A write to many documents outside a unit of work beside a transaction on the same
+collection, on the embedded database: `update_apart` (a transaction of its own) lets the
+transaction finish, where a plain multi-document update would hold the collection's lock
+while it waits for that transaction (which waits for the lock): under load this stood the
+notifications service still for minutes."""
 
 import asyncio
 import uuid
@@ -13,7 +14,7 @@ import pytest_asyncio
 from pymongo import AsyncMongoClient
 
 from c2f_cli.stack import Stack
-from c2f_shared.service.singly import update_singly
+from c2f_shared.service.apart import update_apart
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -28,7 +29,7 @@ async def client(infra: Stack) -> AsyncIterator[AsyncMongoClient[dict[str, Any]]
 async def test_a_transaction_finishes_beside_a_write_outside_it_on_the_same_documents(
     client: AsyncMongoClient[dict[str, Any]],
 ) -> None:
-    coll = client[f"singly_{uuid.uuid4().hex[:8]}"]["timers"]
+    coll = client[f"apart_{uuid.uuid4().hex[:8]}"]["timers"]
     await coll.insert_many([{"_id": f"t{i}", "status": "firing"} for i in range(5)])
     outside_done = asyncio.Event()
 
@@ -37,7 +38,7 @@ async def test_a_transaction_finishes_beside_a_write_outside_it_on_the_same_docu
         # The transaction changes one of the documents the write outside it is after ...
         await coll.update_one({"_id": "t2"}, {"$set": {"status": "moved"}}, session=session)
         outside = asyncio.create_task(
-            update_singly(coll, {"status": "firing"}, {"$set": {"status": "pending"}})
+            update_apart(coll, {"status": "firing"}, {"$set": {"status": "pending"}})
         )
         outside.add_done_callback(lambda _: outside_done.set())
         await asyncio.sleep(0.3)  # the write outside is under way and meets the conflict

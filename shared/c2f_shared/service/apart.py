@@ -1,0 +1,42 @@
+"""Writes to many documents outside any unit of work, each in a transaction of its own.
+
+SecantusDB (the embedded database) treats a multi-document write outside a transaction badly
+in two ways:
+- it runs an `update_many` in chunks while holding the collection's lock, and retries a chunk
+  that met a transaction's write without letting go of that lock; the transaction, wanting the
+  collection again, waits for the lock: neither moves, and every other writer of the collection
+  queues behind them (under load this stood the notifications service still for minutes);
+- a plain statement that meets a transaction's write is retried inside the server without
+  limit, and a transaction whose client died (kill -9) is aborted only when some transaction
+  statement reaches the server after it has been idle 60 s: on a platform with nothing else
+  going on, a lease release waiting for it waited forever.
+Inside a transaction a conflict is answered at once (PyMongo's `with_transaction` tries again,
+with backoff) and every attempt lets the server reap abandoned transactions. MongoDB does
+neither; there the cost is a commit.
+
+Use this for every multi-document write outside a unit of work to a collection that
+transactions also write: lease releases, claims, the outbox's marks.
+"""
+
+from typing import Any
+
+from pymongo.asynchronous.client_session import AsyncClientSession
+
+Filter = dict[str, Any]
+
+
+async def update_apart(collection: Any, filter: Filter, update: Any, *, ids: list[Any] | None = None) -> int:
+    """`update_many(filter, update)` in a transaction of its own; how many changed. `ids`:
+    only these documents (those still matching `filter`)."""
+    if ids is not None:
+        if not ids:
+            return 0
+        filter = {**filter, "_id": {"$in": ids}}
+
+    async def work(session: AsyncClientSession) -> int:
+        result = await collection.update_many(filter, update, session=session)
+        return int(result.modified_count)
+
+    async with collection.database.client.start_session() as session:
+        changed: int = await session.with_transaction(work)
+    return changed
