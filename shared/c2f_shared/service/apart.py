@@ -32,8 +32,6 @@ async def update_apart(collection: Any, filter: Filter, update: Any, *, ids: lis
         if not ids:
             return 0
         filter = {**filter, "_id": {"$in": ids}}
-    elif await collection.find_one(filter, {"_id": 1}) is None:
-        return 0  # nothing to change: a read, not a transaction (idle chores run every few seconds)
 
     async def work(session: AsyncClientSession) -> int:
         result = await collection.update_many(filter, update, session=session)
