@@ -25,6 +25,7 @@ def infra(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 
 @pytest.fixture(scope="session")
 def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    """The whole platform as real processes, on servers of its own."""
-    with running_stack(tmp_path_factory.mktemp("platform"), services=True) as stack:
+    """The whole platform as real processes, on servers of its own, writing their traces to
+    files (tests/e2e/test_traces.py follows one sign-up through them)."""
+    with running_stack(tmp_path_factory.mktemp("platform"), services=True, traces="file") as stack:
         yield stack

@@ -72,8 +72,9 @@ def _containers() -> Iterator[dict[str, str]]:
 
 
 @contextmanager
-def running_stack(home: Path, *, services: bool) -> Iterator[Stack]:
-    """Broker, database and SMTP sink (and the four services if `services`), stopped after."""
+def running_stack(home: Path, *, services: bool, traces: str = "off") -> Iterator[Stack]:
+    """Broker, database and SMTP sink (and the four services if `services`, sending their spans
+    where `traces` says), stopped after."""
     with ExitStack() as exits:
         external = {}
         choice = os.environ.get("C2F_TEST_INFRA", "embedded")
@@ -81,7 +82,7 @@ def running_stack(home: Path, *, services: bool) -> Iterator[Stack]:
             raise pytest.UsageError(f"C2F_TEST_INFRA={choice!r}: choose one of {', '.join(INFRA_CHOICES)}")
         if choice == "containers":
             external = exits.enter_context(_containers())
-        stack = Stack(StackConfig.on_free_ports(home, **external))
+        stack = Stack(StackConfig.on_free_ports(home, traces=traces, **external))
         exits.callback(stack.stop)
         stack.start_infrastructure()
         if services:

@@ -92,6 +92,8 @@ class StackConfig:
     given_operator_token: str | None = None
     given_link_secret: str | None = None
     service_ports: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_SERVICE_PORTS))
+    # Where the services send OpenTelemetry spans (C2F_TRACES): off, console, file (in traces_dir), otlp.
+    traces: str = "off"
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> "StackConfig":
@@ -106,6 +108,7 @@ class StackConfig:
             external_smtp=env.get("C2F_SMTP_HOST") or None,
             given_operator_token=env.get("C2F_OPERATOR_TOKEN") or None,
             given_link_secret=env.get("C2F_LINK_SECRET") or None,
+            traces=env.get("C2F_TRACES") or "off",
             service_ports={
                 name: _int(env, f"C2F_{name.upper()}_PORT", port)
                 for name, port in DEFAULT_SERVICE_PORTS.items()
@@ -113,7 +116,7 @@ class StackConfig:
         )
 
     @classmethod
-    def on_free_ports(cls, home: Path, **external: str | None) -> "StackConfig":
+    def on_free_ports(cls, home: Path, traces: str = "off", **external: str | None) -> "StackConfig":
         """A stack that collides with nothing else on this machine (tests, benchmarks)."""
         from c2f_cli.processes import free_port
 
@@ -126,7 +129,13 @@ class StackConfig:
             external_kafka=external.get("external_kafka"),
             external_mongo=external.get("external_mongo"),
             external_smtp=external.get("external_smtp"),
+            traces=traces,
         )
+
+    @property
+    def traces_dir(self) -> Path:
+        """Where the services write their spans with C2F_TRACES=file (one file each)."""
+        return self.home / "traces"
 
     @property
     def kafka_bootstrap(self) -> str:

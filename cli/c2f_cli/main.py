@@ -1,5 +1,6 @@
 """`c2f`: run C2Future Match on this machine, seed the demo partnership, check status."""
 
+import dataclasses
 import json
 import os
 import signal
@@ -21,6 +22,7 @@ from rich.table import Table
 from c2f_cli import meetings as meeting_cli
 from c2f_cli import seed as seeding
 from c2f_cli import settings_doc
+from c2f_cli import traces as traces_file
 from c2f_cli.config import SERVICES, StackConfig
 from c2f_cli.mail import read_mail
 from c2f_cli.processes import StartupFailed
@@ -80,6 +82,14 @@ def _seed(registration_url: str, data: Path, token: str) -> seeding.SeedResult:
 def up(
     seed: Annotated[bool, typer.Option(help="Seed the demo partnership once the services are ready.")] = True,
     data: DataDir = seeding.DEMO_DIR,
+    traces: Annotated[
+        bool,
+        typer.Option(
+            "--traces",
+            help="Record OpenTelemetry traces in $C2F_HOME/traces; `c2f trace` shows them "
+            "(C2F_TRACES=otlp sends them to a collector instead).",
+        ),
+    ] = False,
 ) -> None:
     """Start the whole platform on 127.0.0.1 and keep it running until Ctrl-C.
 
@@ -92,6 +102,8 @@ def up(
     in $C2F_HOME/logs.
     """
     config = StackConfig.from_env()
+    if traces:
+        config = dataclasses.replace(config, traces="file")
     stack = Stack(config, say=lambda line: console.print(f"  [green]✓[/green] {line}"))
     stopping = threading.Event()
 
@@ -286,6 +298,51 @@ def mail(
             str(message["Subject"]),
         )
     console.print(table)
+
+
+@app.command()
+def trace(
+    wanted: Annotated[
+        str | None,
+        typer.Argument(
+            help="A trace id (or its start), or a correlation id (X-Correlation-ID, or a log line's)."
+        ),
+    ] = None,
+    last: Annotated[int, typer.Option(help="Without an id: how many of the newest traces to list.")] = 15,
+    database: Annotated[bool, typer.Option("--database", help="Show each database command too.")] = False,
+    folder: Annotated[
+        Path | None, typer.Option("--dir", help="Folder of span files (default: $C2F_HOME/traces).")
+    ] = None,
+) -> None:
+    """Show one request's or event's way through the services, as recorded with `c2f up --traces`
+    (or C2F_TRACES=file): a tree of spans, from the HTTP request through each service's handling
+    of the events it caused, to the mails sent. Without an id, list the newest traces."""
+    folder = folder or StackConfig.from_env().traces_dir
+    if not folder.is_dir() or not any(folder.glob("*.jsonl")):
+        console.print(f"No traces in {folder}: start the platform with `c2f up --traces`.")
+        raise typer.Exit(1)
+    if wanted is None:
+        found = traces_file.load(folder)
+        table = Table("started", "trace id", "began with", "services", "spans", "ms", "correlation id")
+        rows = sorted((traces_file.summary(spans) for spans in found.values()), key=lambda r: r["started"])
+        for row in rows[-last:]:
+            table.add_row(
+                f"{row['started']:%H:%M:%S}",
+                row["trace_id"][:12],
+                row["root"],
+                ", ".join(row["services"]),
+                str(row["spans"]),
+                f"{row['ms']:.0f}",
+                row["correlation_id"],
+            )
+        console.print(table)
+        console.print("Show one: c2f trace <trace id or correlation id>")
+        return
+    spans = traces_file.find(folder, wanted)
+    if spans is None:
+        console.print(f"[red]No trace with id or correlation id {wanted!r} in {folder}.[/red]")
+        raise typer.Exit(1)
+    console.print(traces_file.tree(spans, database=database))
 
 
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"

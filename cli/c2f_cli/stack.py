@@ -66,6 +66,10 @@ class Stack:
             "C2F_KAFKA_TIMEOUTS": os.environ.get("C2F_KAFKA_TIMEOUTS", "fast"),
             "C2F_BROKER_LOSS_WATCH": os.environ.get("C2F_BROKER_LOSS_WATCH", str(embedded).lower()),
             "C2F_OUTBOX_KEEP_DAYS": os.environ.get("C2F_OUTBOX_KEEP_DAYS", "0" if embedded else "7"),
+            "C2F_TRACES": self.config.traces,
+            "C2F_TRACES_FILE": str(self.config.traces_dir / "{service}.jsonl"),
+            # Spans reach the files within a second (OpenTelemetry's default is every 5 s).
+            "OTEL_BSP_SCHEDULE_DELAY": os.environ.get("OTEL_BSP_SCHEDULE_DELAY", "1000"),
             "C2F_OPERATOR_TOKEN": self.config.operator_token(),
             "C2F_LINK_SECRET": self.config.link_secret(),
             "C2F_PUBLIC_MATCHING_URL": self.config.service_url("matching"),

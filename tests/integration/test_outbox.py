@@ -25,6 +25,7 @@ from c2f_shared.envelope import Envelope
 from c2f_shared.events import ClusterRegistered
 from c2f_shared.service.outbox import LEASES, REACHED, Outbox
 from c2f_shared.service.replay import OffsetProbe
+from c2f_shared.service.unit_of_work import Emitted
 from tests.support import isolated_settings
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -75,7 +76,7 @@ def events(keys: int, per_key: int) -> list[Envelope]:
 async def store(db: AsyncDatabase[Doc], outbox: Outbox, emitted: list[Envelope], topic: str) -> None:
     """Add the events to the outbox as units of work do: in a transaction, in order."""
     async with db.client.start_session() as session, await session.start_transaction():
-        await outbox.add([(e, topic) for e in emitted], session)
+        await outbox.add([Emitted(e, topic, {}) for e in emitted], session)
 
 
 async def read(bootstrap: str, topic: str, expected: int) -> list[Envelope]:

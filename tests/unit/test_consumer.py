@@ -15,7 +15,7 @@ from c2f_shared.envelope import Envelope
 from c2f_shared.events import ClusterRegistered, CompanyErased, ParticipantWithdrawn
 from c2f_shared.service.consumer import Consumer
 from c2f_shared.service.metrics import Metrics
-from c2f_shared.service.pipeline import BatchFailed, Gate, Pipeline, RetryPolicy, Where
+from c2f_shared.service.pipeline import BatchFailed, Gate, Pipeline, Received, RetryPolicy, Where
 from c2f_shared.service.settings import ServiceSettings
 from c2f_shared.service.unit_of_work import UnitOfWork
 from tests.fakes import FakeStore
@@ -195,7 +195,7 @@ async def test_a_batch_that_fails_stores_nothing_and_the_one_at_fault_keeps_its_
     pause, pipeline_module.RETRY_PAUSE_S = pipeline_module.RETRY_PAUSE_S, 0.001
     try:
         policy = RetryPolicy("test", Metrics(), dead_letter)
-        await policy.settle_all([(Where("t", 0, i), body) for i, body in enumerate(bodies)], pipeline)
+        await policy.settle_all([Received(Where("t", 0, i), body) for i, body in enumerate(bodies)], pipeline)
     finally:
         pipeline_module.RETRY_PAUSE_S = pause
     # The batch ran A, B and BROKEN and was rolled back; A and B went again together, BROKEN

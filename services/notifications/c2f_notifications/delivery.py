@@ -46,7 +46,7 @@ from c2f_notifications.store import (
 )
 from c2f_shared import links
 from c2f_shared.events import MessageDeadLettered, NotificationSent
-from c2f_shared.service import Runtime, UnitOfWork
+from c2f_shared.service import Runtime, UnitOfWork, tracing
 from c2f_shared.service.apart import update_apart
 from c2f_shared.service.logs import log_context
 from c2f_shared.service.waker import Waker
@@ -423,7 +423,13 @@ class Delivery:
             unsubscribe_url=self._page("unsubscribe", msg["kind"], me["_id"]) if optional else None,
         )
         try:
-            await smtp.send(email)
+            with tracing.span(
+                "smtp send",
+                msg.get("trace"),
+                kind=tracing.SpanKind.CLIENT,
+                attributes={"c2f.notification": msg["_id"], "c2f.kind": msg["kind"]},
+            ):
+                await smtp.send(email)
         except (aiosmtplib.SMTPException, OSError) as error:
             await self._failed(msg, f"{type(error).__name__}: {error}")
             return
@@ -453,9 +459,15 @@ class Delivery:
             **webhooks.signed_headers(hook["secret"], msg["_id"], body),
         }
         try:
-            async with httpx.AsyncClient(timeout=10) as client:
-                response = await client.post(hook["url"], content=body, headers=headers)
-            response.raise_for_status()
+            with tracing.span(
+                "webhook post",
+                msg.get("trace"),
+                kind=tracing.SpanKind.CLIENT,
+                attributes={"c2f.notification": msg["_id"], "c2f.cluster_id": msg["cluster_id"]},
+            ):
+                async with httpx.AsyncClient(timeout=10) as client:
+                    response = await client.post(hook["url"], content=body, headers=headers)
+                response.raise_for_status()
         except httpx.HTTPError as error:
             await self._failed(msg, f"webhook: {type(error).__name__}: {error}")
             return
@@ -525,18 +537,19 @@ class Delivery:
                 if m.msg.get("channel") == "webhook":
                     continue  # reports count e-mails to people
                 notification_id = str(uuid.uuid5(_NOTIFICATION_NS, m.msg["_id"]))
-                uow.emit(
-                    NotificationSent(
-                        notification_id=notification_id,
-                        kind=m.msg["kind"],
-                        recipient_participant_id=m.msg["recipient_id"],
-                        about_id=m.msg["about_id"],
-                        sent_at=m.sent_at,
-                    ),
-                    event_id=notification_id,
-                    # Each NotificationSent keeps its own message's correlation id.
-                    correlation_id=m.msg.get("correlation_id"),
-                )
+                with tracing.continued(m.msg.get("trace")):  # reporting's count joins the trace
+                    uow.emit(
+                        NotificationSent(
+                            notification_id=notification_id,
+                            kind=m.msg["kind"],
+                            recipient_participant_id=m.msg["recipient_id"],
+                            about_id=m.msg["about_id"],
+                            sent_at=m.sent_at,
+                        ),
+                        event_id=notification_id,
+                        # Each NotificationSent keeps its own message's correlation id.
+                        correlation_id=m.msg.get("correlation_id"),
+                    )
 
         await self._runtime.transact(work, batch[0].msg.get("correlation_id"))
 

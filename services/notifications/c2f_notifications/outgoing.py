@@ -8,7 +8,7 @@ from typing import Any
 
 from c2f_notifications.messages import ESSENTIAL
 from c2f_notifications.store import ERASURES, OUTGOING, RECIPIENTS, TIMERS, WEBHOOKS
-from c2f_shared.service import UnitOfWork
+from c2f_shared.service import UnitOfWork, tracing
 from c2f_shared.times import now
 
 
@@ -40,6 +40,7 @@ async def queue(
         "event_id": data.get("event_id") or (recipient or {}).get("event_id"),
         "data": data,
         "correlation_id": correlation_id,
+        "trace": tracing.carrier(),  # its send continues the trace of what caused it
         "status": "pending",
         "attempts": 0,
         "tries": [],

@@ -33,7 +33,8 @@ from faststream.kafka.annotations import KafkaMessage
 from faststream.kafka.schemas import Topic
 
 from c2f_shared import topics
-from c2f_shared.service.pipeline import Pipeline, RetryPolicy, Where
+from c2f_shared.service import tracing
+from c2f_shared.service.pipeline import Pipeline, Received, RetryPolicy, Where
 from c2f_shared.service.settings import ServiceSettings
 
 log = logging.getLogger(__name__)
@@ -146,7 +147,10 @@ class Consumer:
             records = [await lane.queue.get()]
             while len(records) < BATCH_MAX and not lane.queue.empty():
                 records.append(lane.queue.get_nowait())
-            batch = [(Where(r.topic, r.partition, r.offset), r.value) for r in records]
+            batch = [
+                Received(Where(r.topic, r.partition, r.offset), r.value, tracing.from_headers(r.headers))
+                for r in records
+            ]
             await self._policy.settle_all(batch, self.pipeline)
             lane.done = records[-1].offset + 1
             self._commit_wanted.set()

@@ -16,7 +16,7 @@ from pymongo.errors import ConnectionFailure, PyMongoError
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from c2f_shared.service import dead_letters
+from c2f_shared.service import dead_letters, tracing
 from c2f_shared.service.limits import BodySizeLimit, FailedAuthLimit, Refusals
 from c2f_shared.service.logs import configure_logging, log_context
 from c2f_shared.service.metrics import CONTENT_TYPE_LATEST, HttpMetrics
@@ -95,6 +95,7 @@ def service_app(
     app.add_middleware(FailedAuthLimit, refusals=refusals)
     app.add_middleware(HttpMetrics, metrics=runtime.metrics)
     app.add_middleware(RequestLog)  # outermost: its line has every answer, 413 and 429 included
+    tracing.instrument_app(app, loggable_path, loggable_query)  # around them all, when traces are on
     return app
 
 
@@ -144,6 +145,7 @@ class RequestLog:
         given = Headers(scope=scope).get(CORRELATION_HEADER, "")
         correlation = given if _CORRELATION.fullmatch(given) else str(uuid.uuid4())
         scope.setdefault("state", {})["correlation_id"] = correlation  # request.state.correlation_id
+        tracing.current_span_is(correlation_id=correlation)
         status: int | None = None
         started = time.perf_counter()
 

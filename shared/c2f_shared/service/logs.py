@@ -2,9 +2,9 @@
 
 Every line, from our code, the libraries or uvicorn, goes through structlog: one JSON object
 per line (`timestamp`, `level`, `logger`, `message`, and the context: `correlation_id`,
-`event_id`, `event_type`, … set by the HTTP middleware and the consumer loop), or, for a
-person at a terminal, `key=value` text. `C2F_LOG_FORMAT` chooses (`auto`: text on a terminal,
-JSON otherwise).
+`event_id`, `event_type`, … set by the HTTP middleware and the consumer loop, and `trace_id`
+and `span_id` when traces are on), or, for a person at a terminal, `key=value` text.
+`C2F_LOG_FORMAT` chooses (`auto`: text on a terminal, JSON otherwise).
 """
 
 import logging
@@ -16,11 +16,21 @@ from typing import Literal, TextIO
 import structlog
 from structlog.typing import EventDict, Processor
 
+from c2f_shared.service import tracing
+
 LogFormat = Literal["auto", "json", "console"]
+
+
+def _trace_ids(_: object, __: str, event: EventDict) -> EventDict:
+    """The trace and span the line was written in, when traces are on (tracing.py)."""
+    event.update(tracing.ids())
+    return event
+
 
 # Added to every line, whether it was written with logging or with structlog.
 _SHARED: list[Processor] = [
     structlog.contextvars.merge_contextvars,
+    _trace_ids,
     structlog.stdlib.add_log_level,
     structlog.stdlib.add_logger_name,
     structlog.processors.TimeStamper(fmt="iso", utc=True),

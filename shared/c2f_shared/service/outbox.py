@@ -36,8 +36,9 @@ from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
-from c2f_shared.envelope import Envelope
+from c2f_shared.service import tracing
 from c2f_shared.service.apart import update_apart
+from c2f_shared.service.unit_of_work import Emitted
 from c2f_shared.service.waker import Waker
 
 log = logging.getLogger(__name__)
@@ -99,9 +100,10 @@ class Outbox:
         if ttl is not None and current != ttl:
             await self._coll.create_index("published_at", name=TTL_INDEX, expireAfterSeconds=ttl)
 
-    async def add(self, emitted: list[tuple[Envelope, str]], session: AsyncClientSession) -> None:
-        """Store (envelope, topic) pairs in the caller's transaction, in order, in one write.
-        $setOnInsert: re-deriving a fact with the same deterministic id stores it once."""
+    async def add(self, emitted: list[Emitted], session: AsyncClientSession) -> None:
+        """Store what a unit of work emitted in its transaction, in order, in one write (with
+        the trace context each event was emitted in, when traces are on). $setOnInsert:
+        re-deriving a fact with the same deterministic id stores it once."""
         if not emitted:
             return
         first = time.time_ns()
@@ -118,11 +120,12 @@ class Outbox:
                             "correlation_id": envelope.correlation_id,
                             "seq": first + i,  # the order they were emitted in
                             "published": False,
+                            **({"trace": trace} if trace else {}),
                         }
                     },
                     upsert=True,
                 )
-                for i, (envelope, topic) in enumerate(emitted)
+                for i, (envelope, topic, trace) in enumerate(emitted)
             ],
             ordered=True,
             session=session,
@@ -208,17 +211,19 @@ class Outbox:
         error: BaseException | None = None
         try:
             for doc in docs:
-                future = await self._broker.publish(
-                    doc["payload"].encode(),
-                    topic=doc["topic"],
-                    key=doc["key"].encode(),
-                    headers={
-                        "content-type": "application/json",
-                        "event-type": doc["type"],
-                        "correlation-id": doc["correlation_id"],
-                    },
-                    no_confirm=True,
-                )
+                with tracing.continued(doc.get("trace")):  # the publish span joins the event's trace
+                    future = await self._broker.publish(
+                        doc["payload"].encode(),
+                        topic=doc["topic"],
+                        key=doc["key"].encode(),
+                        headers={
+                            "content-type": "application/json",
+                            "event-type": doc["type"],
+                            "correlation-id": doc["correlation_id"],
+                            **doc.get("trace", {}),
+                        },
+                        no_confirm=True,
+                    )
                 futures.append((doc, future))
         except Exception as failed:  # noqa: BLE001 - what was handed to the producer is awaited below
             error = failed

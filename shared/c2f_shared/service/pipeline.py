@@ -19,8 +19,9 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any, Protocol, TypeVar
 
 import pydantic
@@ -28,6 +29,7 @@ from pymongo.errors import ConnectionFailure, DuplicateKeyError, OperationFailur
 
 from c2f_shared.envelope import Envelope, UnknownEventType
 from c2f_shared.events import CompanyErased, Event
+from c2f_shared.service import tracing
 from c2f_shared.service.logs import log_context
 from c2f_shared.service.metrics import Metrics
 from c2f_shared.service.unit_of_work import UnitOfWork
@@ -113,28 +115,35 @@ class Pipeline:
                 f"invalid {envelope.type} v{envelope.schema_version}: {describe(error, 'data.')}"
             ) from error
 
-    async def process(self, body: bytes) -> str:
-        """Process one message; returns what happened: processed, duplicate or ignored."""
+    async def process(self, body: bytes, trace: tracing.Carrier | None = None) -> str:
+        """Process one message; returns what happened: processed, duplicate or ignored.
+        `trace`: the trace context its headers carry (its handling continues that trace)."""
         _, event = self.parse(body)
         async with self._gate.exclusive() if isinstance(event, ALONE) else self._gate.shared():
-            return await self.process_alone(body)
+            return await self.process_alone(body, trace)
 
-    async def process_alone(self, body: bytes) -> str:
+    async def process_alone(self, body: bytes, trace: tracing.Carrier | None = None) -> str:
         """`process`, for the holder of the gate's exclusive side (a replay)."""
         envelope, event = self.parse(body)
         handler = self.handlers.get(type(event))
         if handler is None:
             return "ignored"
-        with log_context(
-            correlation_id=envelope.correlation_id, event_id=envelope.event_id, event_type=envelope.type
+        with (
+            log_context(
+                correlation_id=envelope.correlation_id, event_id=envelope.event_id, event_type=envelope.type
+            ),
+            _handling(envelope, trace),
         ):
             return await self._once(envelope, event, handler)
 
-    async def process_batch(self, bodies: list[bytes]) -> list[str] | None:
+    async def process_batch(
+        self, bodies: list[bytes], traces: list[tracing.Carrier] | None = None
+    ) -> list[str] | None:
         """Process several messages of one partition, in order, in one unit of work (one inbox
         read, one transaction, one commit); returns each one's outcome. None, with nothing done,
         when they must go one at a time: one of them is unreadable or must be handled alone.
         Raises BatchFailed, with nothing stored, when the unit of work failed."""
+        traces = traces or [{}] * len(bodies)
         parsed: list[tuple[Envelope, Event]] = []
         for body in bodies:
             try:
@@ -179,10 +188,13 @@ class Pipeline:
                 for i, envelope, event, handler in fresh:
                     running[:] = [i]
                     uow.correlation_id = envelope.correlation_id  # what it emits follows from it
-                    with log_context(
-                        correlation_id=envelope.correlation_id,
-                        event_id=envelope.event_id,
-                        event_type=envelope.type,
+                    with (
+                        log_context(
+                            correlation_id=envelope.correlation_id,
+                            event_id=envelope.event_id,
+                            event_type=envelope.type,
+                        ),
+                        _handling(envelope, traces[i]),
                     ):
                         await handler(event, envelope, uow)
                 running.clear()
@@ -222,6 +234,21 @@ class Pipeline:
         return "processed"
 
 
+def _handling(envelope: Envelope, trace: tracing.Carrier | None) -> Any:
+    """The span of one event's handling, in the trace its record's headers carry on."""
+    return tracing.span(
+        f"{envelope.type} handle",
+        trace,
+        kind=tracing.SpanKind.CONSUMER,
+        attributes={
+            "c2f.event_id": envelope.event_id,
+            "c2f.event_type": envelope.type,
+            "c2f.correlation_id": envelope.correlation_id,
+            "c2f.producer": envelope.producer,
+        },
+    )
+
+
 @dataclass(frozen=True)
 class Where:
     """A message's place on the broker."""
@@ -232,6 +259,16 @@ class Where:
 
     def __str__(self) -> str:
         return f"{self.topic}[{self.partition}]@{self.offset}"
+
+
+@dataclass(frozen=True)
+class Received:
+    """A message taken from the broker: where it was, its body, and the trace context its
+    headers carry (empty when traces are off)."""
+
+    where: Where
+    body: bytes
+    trace: tracing.Carrier = field(default_factory=dict)
 
 
 DeadLetterSink = Callable[[Where, str, bytes], Awaitable[None]]
@@ -297,16 +334,17 @@ class RetryPolicy:
             )
             return outcome
 
-    async def settle_all(self, batch: list[tuple[Where, bytes]], pipeline: Pipeline) -> None:
+    async def settle_all(self, batch: list[Received], pipeline: Pipeline) -> None:
         """Finish a partition's messages, in order: together in one unit of work when they can
         be, else each on its own (`settle`). When a batch fails in one message's handler, the
         messages before it go again together, and that failure is the first of its attempts."""
         if len(batch) == 1:
-            await self.settle(*batch[0], pipeline.process)
+            (one,) = batch
+            await self.settle(one.where, one.body, partial(pipeline.process, trace=one.trace))
             return
         started = time.perf_counter()
         try:
-            outcomes = await pipeline.process_batch([body for _, body in batch])
+            outcomes = await pipeline.process_batch([r.body for r in batch], [r.trace for r in batch])
         except BatchFailed as failed:
             log.info("%s: a batch of %d failed at %s (%s)", self._name, len(batch), failed.at, failed.error)
             if failed.at is None:
@@ -314,19 +352,20 @@ class RetryPolicy:
             else:
                 if failed.at:
                     await self.settle_all(batch[: failed.at], pipeline)
-                where, body = batch[failed.at]
-                await self.settle(where, body, pipeline.process, first_error=failed.error)
+                at = batch[failed.at]
+                process = partial(pipeline.process, trace=at.trace)
+                await self.settle(at.where, at.body, process, first_error=failed.error)
                 if failed.at + 1 < len(batch):
                     await self.settle_all(batch[failed.at + 1 :], pipeline)
                 return
         if outcomes is None:
-            for where, body in batch:
-                await self.settle(where, body, pipeline.process)
+            for r in batch:
+                await self.settle(r.where, r.body, partial(pipeline.process, trace=r.trace))
             return
         each = (time.perf_counter() - started) / len(batch)
-        for (where, _), outcome in zip(batch, outcomes, strict=True):
-            self._metrics.messages.labels(self._name, where.topic, outcome).inc()
-            self._metrics.handler_seconds.labels(self._name, where.topic).observe(each)
+        for r, outcome in zip(batch, outcomes, strict=True):
+            self._metrics.messages.labels(self._name, r.where.topic, outcome).inc()
+            self._metrics.handler_seconds.labels(self._name, r.where.topic).observe(each)
 
     async def _set_aside(self, where: Where, reason: str, body: bytes) -> bool:
         try:

@@ -24,11 +24,13 @@ from typing import Any, TypeVar
 
 from fastapi import FastAPI
 from faststream.kafka import KafkaBroker
+from faststream.kafka.opentelemetry import KafkaTelemetryMiddleware
+from faststream.kafka.prometheus import KafkaPrometheusMiddleware
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
 from c2f_shared.events import Event
-from c2f_shared.service import health
+from c2f_shared.service import health, tracing
 from c2f_shared.service.consumer import Consumer
 from c2f_shared.service.dead_letters import DeadLetters
 from c2f_shared.service.metrics import Metrics
@@ -54,6 +56,7 @@ class Runtime:
         self.settings = settings
         self.service = service
         timeouts = settings.kafka_timeouts_ms()
+        self.metrics = Metrics()
         self.broker = KafkaBroker(
             settings.kafka_bootstrap,
             client_id=f"c2f-{service}",
@@ -61,8 +64,8 @@ class Runtime:
             request_timeout_ms=timeouts.request_timeout_ms,
             metadata_max_age_ms=timeouts.metadata_max_age_ms,
             logger=logging.getLogger("c2f.broker"),
+            middlewares=_broker_middlewares(service, settings, self.metrics),
         )
-        self.metrics = Metrics()
         self.consumers: list[Consumer] = []
         self._gate = Gate()  # a replay holds it alone; messages share it
         self._probe = OffsetProbe(settings)
@@ -184,6 +187,7 @@ class Runtime:
         if self._client is not None:
             await _bounded("database", self._client.close())
         self._client = None
+        tracing.flush()
 
     # -- state changes --------------------------------------------------------
 
@@ -217,6 +221,16 @@ class Runtime:
     async def readiness(self) -> dict[str, Any]:
         """What /readyz reports: each check and whether all passed."""
         return await health.readiness(self.service, self._client, self.broker, self.consumers, self._outbox)
+
+
+def _broker_middlewares(service: str, settings: ServiceSettings, metrics: Metrics) -> list[Any]:
+    """FastStream's Prometheus metrics of what the broker sends and receives (in the service's
+    registry), and, when traces are on, its OpenTelemetry spans of each record published."""
+    middlewares: list[Any] = [KafkaPrometheusMiddleware(registry=metrics.registry, app_name=f"c2f-{service}")]
+    provider = tracing.configure_tracing(service, settings.traces, settings.traces_file)
+    if provider is not None:
+        middlewares.append(KafkaTelemetryMiddleware(tracer_provider=provider))
+    return middlewares
 
 
 async def _bounded(what: str, closing: Awaitable[Any]) -> None:

@@ -86,6 +86,20 @@ class ServiceSettings(BaseSettings):
             "'console': key=value text for a person; 'auto': console on a terminal, JSON otherwise."
         ),
     )
+    traces: Literal["off", "console", "file", "otlp"] = Field(
+        "off",
+        validation_alias=AliasChoices("C2F_TRACES"),
+        description=(
+            "Where OpenTelemetry spans go: 'off'; 'console' (standard output); 'file' (JSON lines "
+            "in C2F_TRACES_FILE, read by `c2f trace`); 'otlp' (OTLP over HTTP to "
+            "OTEL_EXPORTER_OTLP_ENDPOINT, e.g. a collector or Jaeger)."
+        ),
+    )
+    traces_file: str = Field(
+        "traces/{service}.jsonl",
+        validation_alias=AliasChoices("C2F_TRACES_FILE"),
+        description="With C2F_TRACES=file: the file spans are appended to; {service} is the service's name.",
+    )
 
     max_body_bytes: int = Field(1_048_576, description="Larger request bodies are refused with 413.")
     auth_failures_per_minute: int = Field(

@@ -15,7 +15,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar
+from typing import Any, NamedTuple, Protocol, TypeVar
 
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.client_session import AsyncClientSession
@@ -27,6 +27,7 @@ from pymongo.results import BulkWriteResult, DeleteResult, InsertManyResult, Ins
 
 from c2f_shared.envelope import Envelope
 from c2f_shared.events import Event
+from c2f_shared.service import tracing
 
 Document = dict[str, Any]
 Filter = Mapping[str, Any]
@@ -103,10 +104,19 @@ class Database:
         return Collection(self._db[name], self._session)
 
 
+class Emitted(NamedTuple):
+    """An event a unit of work will publish: its envelope, its topic, and the trace context it
+    was emitted in (the record continues that trace, whenever it is sent)."""
+
+    envelope: Envelope
+    topic: str
+    trace: tracing.Carrier
+
+
 class OutboxPort(Protocol):
     """What a unit of work needs of the outbox (see outbox.Outbox)."""
 
-    async def add(self, emitted: list[tuple[Envelope, str]], session: AsyncClientSession) -> None: ...
+    async def add(self, emitted: list[Emitted], session: AsyncClientSession) -> None: ...
 
     async def forget(self, query: dict[str, Any], session: AsyncClientSession) -> None: ...
 
@@ -122,7 +132,7 @@ class UnitOfWork:
     correlation_id: str
     producer: str
     _outbox: OutboxPort
-    emitted: list[tuple[Envelope, str]] = field(default_factory=list)
+    emitted: list[Emitted] = field(default_factory=list)
     _after_commit: list[Callable[[], None]] = field(default_factory=list)
     _held: dict[int, asyncio.Lock] = field(default_factory=dict)
     # What handlers in this unit of work keep for the ones after them (several messages can
@@ -158,7 +168,7 @@ class UnitOfWork:
             correlation_id=correlation_id or self.correlation_id,
             event_id=event_id,
         )
-        self.emitted.append((envelope, event.TOPIC))
+        self.emitted.append(Emitted(envelope, event.TOPIC, tracing.carrier()))
         return envelope
 
     async def forget_published(self, query: dict[str, Any]) -> None:
