@@ -86,7 +86,7 @@ async def exact_end_offsets(
         consumer.seek(tp, listed[tp])  # at most the tail batch comes back
     async with asyncio.timeout(within):
         while any(consumer.highwater(tp) is None for tp in partitions):
-            await consumer.getmany(*partitions, timeout_ms=100)
+            await consumer.getmany(*partitions, timeout_ms=10)
     return {tp: max(listed[tp], consumer.highwater(tp)) for tp in partitions}
 
 
