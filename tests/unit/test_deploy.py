@@ -319,7 +319,7 @@ def test_the_image_is_multi_stage_unprivileged_and_checks_readiness() -> None:
     healthcheck = next(i for i, line in enumerate(lines) if line.startswith("HEALTHCHECK"))
     assert "/readyz" in lines[healthcheck + 1]
     assert any(line.startswith("COPY --from=build") for line in lines)
-    assert "requirements/constraints.txt" in DOCKERFILE.read_text()  # pinned versions in the image
+    assert "--require-hashes --no-deps -r requirements/lock.txt" in DOCKERFILE.read_text()  # test_lock.py
 
 
 def test_the_images_install_only_pinned_versions() -> None:
