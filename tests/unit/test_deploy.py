@@ -58,6 +58,8 @@ SETTINGS: dict[str, type[BaseSettings]] = {
     "reporting": ReportingSettings,
 }
 SCALED = ("matching", "notifications", "reporting")
+# Read by the tracing set-up and the OpenTelemetry SDK rather than by a settings class.
+TRACING = {"C2F_TRACES", "C2F_TRACES_FILE", "OTEL_EXPORTER_OTLP_ENDPOINT"}
 
 
 def env_names(settings: type[BaseSettings]) -> set[str]:
@@ -185,10 +187,10 @@ def test_compose_file_follows_the_compose_specification() -> None:
 
 def test_compose_runs_real_kafka_and_mongodb_with_pinned_images() -> None:
     services = compose()["services"]
-    for name in ("kafka", "mongo", "mailpit"):
+    for name in ("kafka", "mongo", "mailpit", "jaeger"):
         image = services[name]["image"]
         assert re.fullmatch(r"[\w./-]+:v?\d+\.\d+\.\d+", image), f"{name}: pin a full version, not {image}"
-        assert "healthcheck" in services[name] or name == "mailpit"
+        assert "healthcheck" in services[name] or name in ("mailpit", "jaeger")
     assert services["kafka"]["image"].startswith("apache/kafka:")
     assert services["kafka"]["environment"]["KAFKA_PROCESS_ROLES"] == "broker,controller"  # KRaft
     assert services["mongo"]["image"].startswith("mongo:")
@@ -220,8 +222,8 @@ def test_each_image_is_built_by_one_service_and_mailpit_is_for_development() -> 
     }
     assert len([d for d in ours.values() if service_of(d) == "registration"]) >= 3
     assert builders["c2future-match/registration:${C2F_VERSION:-0.1.0}"] == ["topics"]
-    assert services["mailpit"]["profiles"] == ["dev"]
-    assert all("profiles" not in d for name, d in services.items() if name != "mailpit")
+    profiles = {name: d["profiles"] for name, d in services.items() if "profiles" in d}
+    assert profiles == {"mailpit": ["dev"], "jaeger": ["tracing"]}
     assert dotenv(ROOT / ".env.example")["COMPOSE_PROFILES"] == "dev"  # the quick start has it
 
 
@@ -296,8 +298,42 @@ def test_every_variable_is_documented_and_every_setting_exists() -> None:
         if service is None:
             continue
         for variable in definition["environment"]:
-            assert variable in env_names(SETTINGS[service]), f"{name}: {variable} is no {service} setting"
+            assert variable in env_names(SETTINGS[service]) | TRACING, (
+                f"{name}: {variable} is no {service} setting"
+            )
     assert "C2F_LINK_SECRET" in known and "C2F_SMTP_HOST" in known
+
+
+def test_every_service_can_send_traces_to_jaeger_and_is_off_by_default() -> None:
+    services = compose()["services"]
+    jaeger = services["jaeger"]
+    assert re.fullmatch(r"jaegertracing/jaeger:\d+\.\d+\.\d+", jaeger["image"])  # v2: all-in-one
+    assert jaeger["ports"] == ["${C2F_JAEGER_UI_PORT:-16686}:16686"]
+    ours = [d for d in services.values() if service_of(d)]
+    assert len(ours) >= 6
+    for definition in ours:
+        environment = definition["environment"]
+        assert environment["C2F_TRACES"] == "${C2F_TRACES:-off}"
+        assert environment["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://jaeger:4318"  # OTLP over HTTP
+    assert dotenv(ROOT / ".env.example")["C2F_TRACES"] == "off"
+    [config] = [d for path, d in manifests() if d["kind"] == "ConfigMap" and BASE in path.parents]
+    assert config["data"]["C2F_TRACES"] == "off"
+    assert config["data"]["OTEL_EXPORTER_OTLP_ENDPOINT"].endswith(":4318")
+    known = set().union(*(env_names(s) for s in SETTINGS.values()))
+    assert set(config["data"]) <= known | TRACING, set(config["data"]) - known - TRACING
+
+
+def test_every_service_that_checks_links_gets_the_former_secrets_too() -> None:
+    services = compose()["services"]
+    for name, definition in services.items():
+        service = service_of(definition)
+        if service is None:
+            continue
+        reads_links = "C2F_LINK_SECRETS_OLD" in env_names(SETTINGS[service])
+        assert ("C2F_LINK_SECRET" in definition["environment"]) == reads_links, name
+        if reads_links:  # optional: empty unless a secret was rotated
+            assert definition["environment"]["C2F_LINK_SECRETS_OLD"] == "${C2F_LINK_SECRETS_OLD:-}", name
+    assert dotenv(ROOT / ".env.example")["C2F_LINK_SECRETS_OLD"] == ""
 
 
 def test_the_dockerfile_passes_hadolint() -> None:
@@ -390,7 +426,7 @@ def test_each_environment_has_an_overlay_on_the_base() -> None:
         patch = yaml.safe_load((OVERLAYS / environment / config).read_text())
         assert patch["kind"] == "ConfigMap" and patch["metadata"]["name"] == "c2f-config"
         known = set().union(*(env_names(s) for s in SETTINGS.values()))
-        assert set(patch["data"]) <= known, set(patch["data"]) - known
+        assert set(patch["data"]) <= known | TRACING, set(patch["data"]) - known
         assert {"C2F_KAFKA_BOOTSTRAP", "C2F_MONGO_URI", "C2F_PUBLIC_MATCHING_URL"} <= set(patch["data"])
     assert len(namespaces) == len(environments)  # environments never share a namespace
     assert (OVERLAYS / "README.md").is_file()
