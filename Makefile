@@ -47,7 +47,7 @@ $(PDF_STAMP): $(STAMP)
 	@if $(PY) -c 'import weasyprint' 2>/dev/null; then touch $@; else \
 	  echo "WeasyPrint cannot load Pango; installing $(PDF_PACKAGES)"; \
 	  $(call APT_INSTALL,$(PDF_PACKAGES)) && $(PY) -c 'import weasyprint' && touch $@ \
-	  || echo "WARNING: no Pango, so the brochure PDF (reporting's /brochure.pdf) will fail;" \
+	  || echo "WARNING: no Pango, so the brochure PDF (reporting's /brochure.pdf) answers 503;" \
 	      "everything else runs. Install $(PDF_PACKAGES) to have it."; \
 	fi
 
