@@ -23,7 +23,7 @@ APT_INSTALL = ( command -v apt-get >/dev/null \
 	  || { echo "apt-get install failed; refreshing the package lists and trying again"; \
 	       $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq --no-install-recommends $(1); } )
 
-.PHONY: help install up test lint format lock bench clean
+.PHONY: help install up test lint format lock manifests bench clean
 
 help:  ## List the targets
 	@grep -E '^[a-z]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -94,6 +94,27 @@ lock:  ## Resolve requirements/lock*.txt again, with hashes (after changing a de
 	  sed -n 's/^\([A-Za-z0-9_.-]*==[^ ]*\).*/\1/p' requirements/lock.txt; } > requirements/constraints.new
 	cmp -s requirements/constraints.new requirements/constraints.txt \
 	  && rm requirements/constraints.new || mv requirements/constraints.new requirements/constraints.txt
+
+# An environment's Kubernetes manifests with your registry's images (the overlays name a
+# placeholder registry, set-your-registry.invalid), on standard output:
+#   make -s manifests OVERLAY=production REGISTRY=ghcr.io/acme TAG=0.2.0 | kubectl apply -f -
+OVERLAY ?= production
+PLACEHOLDER_REGISTRY := set-your-registry.invalid
+RENDER := deploy/kubernetes/.render
+
+manifests:  ## Render deploy/kubernetes/overlays/$(OVERLAY) with REGISTRY= (required) and TAG= (else the overlay's)
+	@test -n "$(REGISTRY)" || { echo "make manifests needs REGISTRY=<your registry>, e.g." \
+	    "REGISTRY=ghcr.io/acme (images are REGISTRY/c2future-match/<service>)" >&2; exit 1; }
+	@test -f deploy/kubernetes/overlays/$(OVERLAY)/kustomization.yaml || { echo "no overlay" \
+	    "deploy/kubernetes/overlays/$(OVERLAY) (OVERLAY=$$(ls deploy/kubernetes/overlays | grep -v '\.md$$' | paste -sd'|'))" >&2; exit 1; }
+	@rm -rf $(RENDER) && mkdir -p $(RENDER)
+	@{ echo "resources: [../overlays/$(OVERLAY)]"; echo "images:"; \
+	  for service in $(SERVICES); do \
+	    echo "  - name: $(PLACEHOLDER_REGISTRY)/c2future-match/$$service"; \
+	    echo "    newName: $(REGISTRY)/c2future-match/$$service"; \
+	    [ -z "$(TAG)" ] || echo "    newTag: \"$(TAG)\""; \
+	  done; } > $(RENDER)/kustomization.yaml
+	@kubectl kustomize $(RENDER); status=$$?; rm -rf $(RENDER); exit $$status
 
 bench: $(STAMP)  ## Run the benchmarks under bench/
 	$(PY) bench/flow.py

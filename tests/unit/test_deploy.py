@@ -52,7 +52,7 @@ DOCKERFILE = ROOT / "deploy" / "Dockerfile"
 KUBERNETES = ROOT / "deploy" / "kubernetes"
 BASE = KUBERNETES / "base"
 OVERLAYS = KUBERNETES / "overlays"
-REGISTRY = "registry.c2future.example/c2future-match/"
+REGISTRY = "set-your-registry.invalid/c2future-match/"
 SETTINGS: dict[str, type[BaseSettings]] = {
     "registration": RegistrationSettings,
     "matching": MatchingSettings,
@@ -464,9 +464,49 @@ def test_each_overlay_renders_to_valid_manifests(environment: str) -> None:
     }
     tags = {i["name"]: i["newTag"] for i in overlay(environment)["images"]}
     assert images == {f"{name}:{tag}" for name, tag in tags.items()}
+    # One registry and one release for the whole environment; unset, the placeholder's name says so.
+    assert {image.rsplit("/", 2)[0] for image in images} == {REGISTRY.split("/")[0]}
+    assert len({image.rsplit(":", 1)[1] for image in images}) == 1
     [config] = [d for d in docs if d["kind"] == "ConfigMap"]
     patch = yaml.safe_load((OVERLAYS / environment / "config.yaml").read_text())
     assert patch["data"].items() <= config["data"].items()
+
+
+def rendered_images(docs: list[dict[str, Any]]) -> dict[str, str]:
+    """The image of each workload's container, by the component it runs."""
+    images = {}
+    for doc in docs:
+        if doc["kind"] in ("Deployment", "Job"):
+            [container] = doc["spec"]["template"]["spec"]["containers"]
+            images[doc["metadata"]["name"]] = container["image"]
+    return images
+
+
+@pytest.mark.skipif(shutil.which("kubectl") is None, reason="renders the overlays with kubectl kustomize")
+@pytest.mark.parametrize("environment", ["staging", "production"])
+def test_make_manifests_puts_your_registry_and_tag_on_every_image(environment: str) -> None:
+    result = make("-s", "manifests", f"OVERLAY={environment}", "REGISTRY=ghcr.io/acme", "TAG=9.9.9")
+    assert result.returncode == 0, result.stderr
+    assert "set-your-registry" not in result.stdout
+    docs = [d for d in yaml.safe_load_all(result.stdout) if d]
+    images = rendered_images(docs)
+    assert len(images) >= 6
+    for workload, image in images.items():
+        found = re.fullmatch(r"ghcr\.io/acme/c2future-match/(\w+):9\.9\.9", image)
+        assert found, (workload, image)
+        # One name per service: the workload runs its own service's image.
+        assert workload == "c2f-create-topics" or workload.split("-")[0] == found.group(1), (workload, image)
+    assert {d["metadata"]["namespace"] for d in docs} == {overlay(environment)["namespace"]}
+    assert not (KUBERNETES / ".render").exists()  # it cleans up after itself
+
+
+@pytest.mark.skipif(shutil.which("kubectl") is None, reason="renders the overlays with kubectl kustomize")
+def test_make_manifests_refuses_to_render_without_a_registry_or_with_an_unknown_overlay() -> None:
+    result = make("-s", "manifests", "OVERLAY=production")
+    assert result.returncode != 0 and "needs REGISTRY=" in result.stderr
+    assert result.stdout == ""
+    result = make("-s", "manifests", "OVERLAY=prod", "REGISTRY=ghcr.io/acme")
+    assert result.returncode != 0 and "staging" in result.stderr and "production" in result.stderr
 
 
 def test_every_deployment_has_probes_resources_and_runs_unprivileged() -> None:
