@@ -2,8 +2,11 @@
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
-PACKAGES := -e shared -e services/registration -e services/matching \
-            -e services/notifications -e services/reporting -e cli
+SERVICES := registration matching notifications reporting
+# Our own packages: installed editable, without dependencies (those come from the lock).
+LOCAL    := shared $(addprefix services/,$(SERVICES)) cli
+PACKAGES := $(addprefix -e ,$(LOCAL))
+PIP    := PYTHONWARNINGS=ignore $(PY) -m pip install --quiet --disable-pip-version-check
 STAMP  := $(VENV)/.installed
 # The platform itself needs Pango (WeasyPrint's PDF brochures) and nothing else from the system.
 PDF_STAMP := $(VENV)/.pdf-libraries
@@ -20,13 +23,12 @@ APT_INSTALL = ( command -v apt-get >/dev/null \
 	  || { echo "apt-get install failed; refreshing the package lists and trying again"; \
 	       $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq --no-install-recommends $(1); } )
 
-.PHONY: help install up test lint format bench clean
+.PHONY: help install up test lint format lock manifests bench clean
 
 help:  ## List the targets
 	@grep -E '^[a-z]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
 
-$(STAMP): requirements/constraints.txt requirements/dev.txt shared/pyproject.toml \
-          services/*/pyproject.toml cli/pyproject.toml
+$(STAMP): requirements/lock.txt shared/pyproject.toml services/*/pyproject.toml cli/pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: install Python 3.11 or newer" \
 	    "(or name one: make PYTHON=python3.12 ...)"; exit 1; }
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "C2Future Match needs" \
@@ -34,10 +36,9 @@ $(STAMP): requirements/constraints.txt requirements/dev.txt shared/pyproject.tom
 	@$(PYTHON) -c 'import ensurepip, venv' 2>/dev/null || { echo "$(PYTHON) cannot make a virtual" \
 	    "environment (no venv or ensurepip module): on Debian or Ubuntu install python3-venv"; exit 1; }
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -c requirements/constraints.txt \
-	    setuptools wheel
-	PYTHONWARNINGS=ignore $(PY) -m pip install --quiet --disable-pip-version-check --no-build-isolation \
-	    -c requirements/constraints.txt $(PACKAGES) -r requirements/dev.txt
+	$(PIP) --require-hashes --no-deps -r requirements/lock.txt
+	$(PIP) --no-deps --no-build-isolation $(PACKAGES)
+	@$(PY) -m pip check || { echo "A dependency above is not in requirements/lock.txt: run make lock"; exit 1; }
 	touch $(STAMP)
 
 # WeasyPrint loads Pango when it is imported. Without it (and without apt-get) everything runs
@@ -46,7 +47,7 @@ $(PDF_STAMP): $(STAMP)
 	@if $(PY) -c 'import weasyprint' 2>/dev/null; then touch $@; else \
 	  echo "WeasyPrint cannot load Pango; installing $(PDF_PACKAGES)"; \
 	  $(call APT_INSTALL,$(PDF_PACKAGES)) && $(PY) -c 'import weasyprint' && touch $@ \
-	  || echo "WARNING: no Pango, so the brochure PDF (reporting's /brochure.pdf) will fail;" \
+	  || echo "WARNING: no Pango, so the brochure PDF (reporting's /brochure.pdf) answers 503;" \
 	      "everything else runs. Install $(PDF_PACKAGES) to have it."; \
 	fi
 
@@ -72,6 +73,48 @@ lint: $(STAMP)  ## ruff and mypy
 format: $(STAMP)  ## Apply ruff's fixes and formatting
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
+
+# Every third-party package with the sha256 of each of its files (docs/operations.md), from the
+# pyproject files, dev.txt and the versions in constraints.txt: lock.txt for .venv, and one lock
+# per image (deploy/Dockerfile). A new dependency gets its newest version; constraints.txt is
+# then rewritten from lock.txt. To upgrade a package, change or delete its line there first.
+LOCK = $(VENV)/bin/uv pip compile --quiet --generate-hashes --python-version 3.11 \
+	--custom-compile-command "make lock" -c requirements/constraints.txt \
+	$(foreach p,$(notdir $(LOCAL)),--no-emit-package c2f-$(p))
+
+lock:  ## Resolve requirements/lock*.txt again, with hashes (after changing a dependency)
+	@test -x $(VENV)/bin/uv || { echo "make lock runs uv from $(VENV): make install first"; exit 1; }
+	$(LOCK) requirements/lock.in requirements/dev.txt -o requirements/lock.txt
+	for service in $(SERVICES); do \
+	  printf -- '-e ./shared\n-e ./services/%s\nsetuptools\nwheel\n' $$service \
+	    | $(LOCK) - -o requirements/lock-$$service.txt || exit 1; \
+	done
+	{ echo "# Every third-party version, as in requirements/lock.txt (which adds the hashes): written"; \
+	  echo "# by make lock. Edit a line (or delete it) and run make lock to upgrade a package."; \
+	  sed -n 's/^\([A-Za-z0-9_.-]*==[^ ]*\).*/\1/p' requirements/lock.txt; } > requirements/constraints.new
+	cmp -s requirements/constraints.new requirements/constraints.txt \
+	  && rm requirements/constraints.new || mv requirements/constraints.new requirements/constraints.txt
+
+# An environment's Kubernetes manifests with your registry's images (the overlays name a
+# placeholder registry, set-your-registry.invalid), on standard output:
+#   make -s manifests OVERLAY=production REGISTRY=ghcr.io/acme TAG=0.2.0 | kubectl apply -f -
+OVERLAY ?= production
+PLACEHOLDER_REGISTRY := set-your-registry.invalid
+RENDER := deploy/kubernetes/.render
+
+manifests:  ## Render deploy/kubernetes/overlays/$(OVERLAY) with REGISTRY= (required) and TAG= (else the overlay's)
+	@test -n "$(REGISTRY)" || { echo "make manifests needs REGISTRY=<your registry>, e.g." \
+	    "REGISTRY=ghcr.io/acme (images are REGISTRY/c2future-match/<service>)" >&2; exit 1; }
+	@test -f deploy/kubernetes/overlays/$(OVERLAY)/kustomization.yaml || { echo "no overlay" \
+	    "deploy/kubernetes/overlays/$(OVERLAY) (OVERLAY=$$(ls deploy/kubernetes/overlays | grep -v '\.md$$' | paste -sd'|'))" >&2; exit 1; }
+	@rm -rf $(RENDER) && mkdir -p $(RENDER)
+	@{ echo "resources: [../overlays/$(OVERLAY)]"; echo "images:"; \
+	  for service in $(SERVICES); do \
+	    echo "  - name: $(PLACEHOLDER_REGISTRY)/c2future-match/$$service"; \
+	    echo "    newName: $(REGISTRY)/c2future-match/$$service"; \
+	    [ -z "$(TAG)" ] || echo "    newTag: \"$(TAG)\""; \
+	  done; } > $(RENDER)/kustomization.yaml
+	@kubectl kustomize $(RENDER); status=$$?; rm -rf $(RENDER); exit $$status
 
 bench: $(STAMP)  ## Run the benchmarks under bench/
 	$(PY) bench/flow.py

@@ -11,11 +11,13 @@
 - deploy/Dockerfile through hadolint, and the properties operators rely on (multi-stage,
   non-root, HEALTHCHECK on /readyz).
 - deploy/kubernetes/ against the Kubernetes 1.37 schemas (kubernetes-validate, strict), and
-  the autoscalers against the consumer groups and partitions they scale on; each overlay
-  rendered by `kubectl kustomize` where kubectl is installed.
+  KEDA's ScaledObjects against the consumer groups and partitions they scale on; each overlay
+  rendered by `kubectl kustomize` where kubectl is installed; the lag alerts on the brokers'
+  lag (kafka-exporter, in Compose and Kubernetes alike).
 - Compose's and Kubernetes' grace periods against the worst-case shutdown in the code.
 """
 
+import importlib
 import importlib.resources
 import inspect
 import json
@@ -50,7 +52,7 @@ DOCKERFILE = ROOT / "deploy" / "Dockerfile"
 KUBERNETES = ROOT / "deploy" / "kubernetes"
 BASE = KUBERNETES / "base"
 OVERLAYS = KUBERNETES / "overlays"
-REGISTRY = "registry.c2future.example/c2future-match/"
+REGISTRY = "set-your-registry.invalid/c2future-match/"
 SETTINGS: dict[str, type[BaseSettings]] = {
     "registration": RegistrationSettings,
     "matching": MatchingSettings,
@@ -58,6 +60,8 @@ SETTINGS: dict[str, type[BaseSettings]] = {
     "reporting": ReportingSettings,
 }
 SCALED = ("matching", "notifications", "reporting")
+# Read by the tracing set-up and the OpenTelemetry SDK rather than by a settings class.
+TRACING = {"C2F_TRACES", "C2F_TRACES_FILE", "OTEL_EXPORTER_OTLP_ENDPOINT"}
 
 
 def env_names(settings: type[BaseSettings]) -> set[str]:
@@ -185,10 +189,10 @@ def test_compose_file_follows_the_compose_specification() -> None:
 
 def test_compose_runs_real_kafka_and_mongodb_with_pinned_images() -> None:
     services = compose()["services"]
-    for name in ("kafka", "mongo", "mailpit"):
+    for name in ("kafka", "mongo", "mailpit", "jaeger", "kafka-exporter"):
         image = services[name]["image"]
         assert re.fullmatch(r"[\w./-]+:v?\d+\.\d+\.\d+", image), f"{name}: pin a full version, not {image}"
-        assert "healthcheck" in services[name] or name == "mailpit"
+        assert "healthcheck" in services[name] or name in ("mailpit", "jaeger", "kafka-exporter")
     assert services["kafka"]["image"].startswith("apache/kafka:")
     assert services["kafka"]["environment"]["KAFKA_PROCESS_ROLES"] == "broker,controller"  # KRaft
     assert services["mongo"]["image"].startswith("mongo:")
@@ -220,8 +224,8 @@ def test_each_image_is_built_by_one_service_and_mailpit_is_for_development() -> 
     }
     assert len([d for d in ours.values() if service_of(d) == "registration"]) >= 3
     assert builders["c2future-match/registration:${C2F_VERSION:-0.1.0}"] == ["topics"]
-    assert services["mailpit"]["profiles"] == ["dev"]
-    assert all("profiles" not in d for name, d in services.items() if name != "mailpit")
+    profiles = {name: d["profiles"] for name, d in services.items() if "profiles" in d}
+    assert profiles == {"mailpit": ["dev"], "jaeger": ["tracing"], "kafka-exporter": ["monitoring"]}
     assert dotenv(ROOT / ".env.example")["COMPOSE_PROFILES"] == "dev"  # the quick start has it
 
 
@@ -296,8 +300,42 @@ def test_every_variable_is_documented_and_every_setting_exists() -> None:
         if service is None:
             continue
         for variable in definition["environment"]:
-            assert variable in env_names(SETTINGS[service]), f"{name}: {variable} is no {service} setting"
+            assert variable in env_names(SETTINGS[service]) | TRACING, (
+                f"{name}: {variable} is no {service} setting"
+            )
     assert "C2F_LINK_SECRET" in known and "C2F_SMTP_HOST" in known
+
+
+def test_every_service_can_send_traces_to_jaeger_and_is_off_by_default() -> None:
+    services = compose()["services"]
+    jaeger = services["jaeger"]
+    assert re.fullmatch(r"jaegertracing/jaeger:\d+\.\d+\.\d+", jaeger["image"])  # v2: all-in-one
+    assert jaeger["ports"] == ["${C2F_JAEGER_UI_PORT:-16686}:16686"]
+    ours = [d for d in services.values() if service_of(d)]
+    assert len(ours) >= 6
+    for definition in ours:
+        environment = definition["environment"]
+        assert environment["C2F_TRACES"] == "${C2F_TRACES:-off}"
+        assert environment["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://jaeger:4318"  # OTLP over HTTP
+    assert dotenv(ROOT / ".env.example")["C2F_TRACES"] == "off"
+    [config] = [d for path, d in manifests() if d["kind"] == "ConfigMap" and BASE in path.parents]
+    assert config["data"]["C2F_TRACES"] == "off"
+    assert config["data"]["OTEL_EXPORTER_OTLP_ENDPOINT"].endswith(":4318")
+    known = set().union(*(env_names(s) for s in SETTINGS.values()))
+    assert set(config["data"]) <= known | TRACING, set(config["data"]) - known - TRACING
+
+
+def test_every_service_that_checks_links_gets_the_former_secrets_too() -> None:
+    services = compose()["services"]
+    for name, definition in services.items():
+        service = service_of(definition)
+        if service is None:
+            continue
+        reads_links = "C2F_LINK_SECRETS_OLD" in env_names(SETTINGS[service])
+        assert ("C2F_LINK_SECRET" in definition["environment"]) == reads_links, name
+        if reads_links:  # optional: empty unless a secret was rotated
+            assert definition["environment"]["C2F_LINK_SECRETS_OLD"] == "${C2F_LINK_SECRETS_OLD:-}", name
+    assert dotenv(ROOT / ".env.example")["C2F_LINK_SECRETS_OLD"] == ""
 
 
 def test_the_dockerfile_passes_hadolint() -> None:
@@ -319,7 +357,7 @@ def test_the_image_is_multi_stage_unprivileged_and_checks_readiness() -> None:
     healthcheck = next(i for i, line in enumerate(lines) if line.startswith("HEALTHCHECK"))
     assert "/readyz" in lines[healthcheck + 1]
     assert any(line.startswith("COPY --from=build") for line in lines)
-    assert "requirements/constraints.txt" in DOCKERFILE.read_text()  # pinned versions in the image
+    assert "--require-hashes --no-deps -r requirements/lock.txt" in DOCKERFILE.read_text()  # test_lock.py
 
 
 def test_the_images_install_only_pinned_versions() -> None:
@@ -345,11 +383,15 @@ def manifests() -> list[tuple[Path, dict[str, Any]]]:
     return found
 
 
+KEDA = "keda.sh/v1alpha1"  # a custom resource: no Kubernetes schema; checked by the tests below
+
+
 def test_kubernetes_manifests_follow_the_kubernetes_schemas() -> None:
     assert len(manifests()) >= 20
     for path, doc in manifests():
         assert doc["metadata"]["name"], path
-        kubernetes_validate.validate(doc, "1.37.0", strict=True)
+        if doc["apiVersion"] != KEDA:
+            kubernetes_validate.validate(doc, "1.37.0", strict=True)
     # A mistake is caught: a misspelt field in a container.
     deployment = next(d for _, d in manifests() if d["kind"] == "Deployment")
     deployment["spec"]["template"]["spec"]["containers"][0]["readynessProbe"] = {}
@@ -390,7 +432,7 @@ def test_each_environment_has_an_overlay_on_the_base() -> None:
         patch = yaml.safe_load((OVERLAYS / environment / config).read_text())
         assert patch["kind"] == "ConfigMap" and patch["metadata"]["name"] == "c2f-config"
         known = set().union(*(env_names(s) for s in SETTINGS.values()))
-        assert set(patch["data"]) <= known, set(patch["data"]) - known
+        assert set(patch["data"]) <= known | TRACING, set(patch["data"]) - known
         assert {"C2F_KAFKA_BOOTSTRAP", "C2F_MONGO_URI", "C2F_PUBLIC_MATCHING_URL"} <= set(patch["data"])
     assert len(namespaces) == len(environments)  # environments never share a namespace
     assert (OVERLAYS / "README.md").is_file()
@@ -411,7 +453,8 @@ def test_each_overlay_renders_to_valid_manifests(environment: str) -> None:
         (d["kind"], d["metadata"]["name"]) for d in base
     )
     for doc in docs:
-        kubernetes_validate.validate(doc, "1.37.0", strict=True)
+        if doc["apiVersion"] != KEDA:
+            kubernetes_validate.validate(doc, "1.37.0", strict=True)
         assert doc["metadata"]["namespace"] == overlay(environment)["namespace"]
     images = {
         container["image"]
@@ -421,13 +464,53 @@ def test_each_overlay_renders_to_valid_manifests(environment: str) -> None:
     }
     tags = {i["name"]: i["newTag"] for i in overlay(environment)["images"]}
     assert images == {f"{name}:{tag}" for name, tag in tags.items()}
+    # One registry and one release for the whole environment; unset, the placeholder's name says so.
+    assert {image.rsplit("/", 2)[0] for image in images} == {REGISTRY.split("/")[0]}
+    assert len({image.rsplit(":", 1)[1] for image in images}) == 1
     [config] = [d for d in docs if d["kind"] == "ConfigMap"]
     patch = yaml.safe_load((OVERLAYS / environment / "config.yaml").read_text())
     assert patch["data"].items() <= config["data"].items()
 
 
+def rendered_images(docs: list[dict[str, Any]]) -> dict[str, str]:
+    """The image of each workload's container, by the component it runs."""
+    images = {}
+    for doc in docs:
+        if doc["kind"] in ("Deployment", "Job"):
+            [container] = doc["spec"]["template"]["spec"]["containers"]
+            images[doc["metadata"]["name"]] = container["image"]
+    return images
+
+
+@pytest.mark.skipif(shutil.which("kubectl") is None, reason="renders the overlays with kubectl kustomize")
+@pytest.mark.parametrize("environment", ["staging", "production"])
+def test_make_manifests_puts_your_registry_and_tag_on_every_image(environment: str) -> None:
+    result = make("-s", "manifests", f"OVERLAY={environment}", "REGISTRY=ghcr.io/acme", "TAG=9.9.9")
+    assert result.returncode == 0, result.stderr
+    assert "set-your-registry" not in result.stdout
+    docs = [d for d in yaml.safe_load_all(result.stdout) if d]
+    images = rendered_images(docs)
+    assert len(images) >= 6
+    for workload, image in images.items():
+        found = re.fullmatch(r"ghcr\.io/acme/c2future-match/(\w+):9\.9\.9", image)
+        assert found, (workload, image)
+        # One name per service: the workload runs its own service's image.
+        assert workload == "c2f-create-topics" or workload.split("-")[0] == found.group(1), (workload, image)
+    assert {d["metadata"]["namespace"] for d in docs} == {overlay(environment)["namespace"]}
+    assert not (KUBERNETES / ".render").exists()  # it cleans up after itself
+
+
+@pytest.mark.skipif(shutil.which("kubectl") is None, reason="renders the overlays with kubectl kustomize")
+def test_make_manifests_refuses_to_render_without_a_registry_or_with_an_unknown_overlay() -> None:
+    result = make("-s", "manifests", "OVERLAY=production")
+    assert result.returncode != 0 and "needs REGISTRY=" in result.stderr
+    assert result.stdout == ""
+    result = make("-s", "manifests", "OVERLAY=prod", "REGISTRY=ghcr.io/acme")
+    assert result.returncode != 0 and "staging" in result.stderr and "production" in result.stderr
+
+
 def test_every_deployment_has_probes_resources_and_runs_unprivileged() -> None:
-    deployments = [d for _, d in manifests() if d["kind"] == "Deployment"]
+    deployments = [d for path, d in manifests() if d["kind"] == "Deployment" and BASE in path.parents]
     assert {
         d["spec"]["template"]["spec"]["containers"][0]["image"].split("/")[1] for d in deployments
     } == set(SETTINGS)
@@ -446,25 +529,103 @@ def test_every_deployment_has_probes_resources_and_runs_unprivileged() -> None:
         assert container["securityContext"]["allowPrivilegeEscalation"] is False
 
 
-def test_autoscalers_follow_their_consumer_groups_lag_up_to_the_partitions() -> None:
+def test_autoscalers_follow_their_consumer_groups_lag_at_the_broker_up_to_the_partitions() -> None:
     [job] = [d for _, d in manifests() if d["kind"] == "Job"]
     command = job["spec"]["template"]["spec"]["containers"][0]["command"]
     partitions = int(next(a for a in command if a.startswith("--partitions=")).split("=")[1])
-    autoscalers = {d["metadata"]["name"]: d for _, d in manifests() if d["kind"] == "HorizontalPodAutoscaler"}
-    assert set(autoscalers) == set(SCALED)
-    for name, hpa in autoscalers.items():
-        [lag] = [m for m in hpa["spec"]["metrics"] if m["type"] == "External"]
-        assert lag["external"]["metric"]["name"] == "c2f_consumer_lag"
-        group = SETTINGS[name]().consumer_group  # type: ignore[attr-defined]
-        assert lag["external"]["metric"]["selector"]["matchLabels"] == {"group": group}
-        assert hpa["spec"]["maxReplicas"] <= partitions
+    assert not [d for _, d in manifests() if d["kind"] == "HorizontalPodAutoscaler"]  # KEDA makes them
+    scaled = {d["metadata"]["name"]: d for _, d in manifests() if d["kind"] == "ScaledObject"}
+    assert set(scaled) == set(SCALED)
+    deployments = {d["metadata"]["name"]: d for _, d in manifests() if d["kind"] == "Deployment"}
+    [config] = [d for path, d in manifests() if d["kind"] == "ConfigMap" and BASE in path.parents]
+    consumer = inspect.getsource(importlib.import_module("c2f_shared.service.consumer"))
+    for name, scaler in scaled.items():
+        assert scaler["apiVersion"] == KEDA
+        spec = scaler["spec"]
+        assert set(spec) <= {
+            "scaleTargetRef",
+            "minReplicaCount",
+            "maxReplicaCount",
+            "pollingInterval",
+            "advanced",
+            "triggers",
+        }
+        assert spec["scaleTargetRef"] == {"name": name} and name in deployments
+        assert 1 <= spec["minReplicaCount"] <= spec["maxReplicaCount"] <= partitions
+        [kafka] = [t for t in spec["triggers"] if t["type"] == "kafka"]
+        metadata = kafka["metadata"]
+        # The group's lag read from the brokers: it counts whether or not any consumer is alive.
+        assert metadata["consumerGroup"] == SETTINGS[name]().consumer_group  # type: ignore[attr-defined]
+        assert "topic" not in metadata  # every topic the group reads
+        assert metadata["bootstrapServersFromEnv"] in config["data"]
+        assert envs_from(deployments[name]) == {"c2f-config", "c2f-secrets"}  # where KEDA reads it
+        assert int(metadata["lagThreshold"]) > 0
+        assert metadata["allowIdleConsumers"] == "false"  # no more replicas than partitions
+        # A partition without a committed offset: lag counted as the consumers would read it.
+        assert f'auto_offset_reset="{metadata["offsetResetPolicy"]}"' in consumer
+        assert all(isinstance(v, str) for v in metadata.values())  # KEDA's metadata is strings
+        [cpu] = [t for t in spec["triggers"] if t["type"] == "cpu"]
+        assert cpu["metricType"] == "Utilization" and 0 < int(cpu["metadata"]["value"]) <= 100
+        behavior = spec["advanced"]["horizontalPodAutoscalerConfig"]["behavior"]
+        assert behavior["scaleDown"]["stabilizationWindowSeconds"] >= 300  # no flapping
     assert partitions >= topics.PARTITIONS
+
+
+def envs_from(deployment: dict[str, Any]) -> set[str]:
+    [container] = deployment["spec"]["template"]["spec"]["containers"]
+    return {next(iter(e.values()))["name"] for e in container["envFrom"]}
+
+
+def kafka_exporter_image() -> str:
+    [deployment] = [
+        d for _, d in manifests() if d["kind"] == "Deployment" and d["metadata"]["name"] == "kafka-exporter"
+    ]
+    image: str = deployment["spec"]["template"]["spec"]["containers"][0]["image"]
+    return image
+
+
+def test_kafka_exporter_reads_lag_from_the_broker_in_compose_and_kubernetes() -> None:
+    image = kafka_exporter_image()
+    assert re.fullmatch(r"danielqsj/kafka-exporter:v\d+\.\d+\.\d+", image)
+    exporter = compose()["services"]["kafka-exporter"]
+    assert exporter["image"] == image  # one version everywhere
+    assert exporter["command"] == ["--kafka.server=kafka:9092"]
+    assert exporter["depends_on"] == {"kafka": {"condition": "service_healthy"}}
+    [deployment] = [
+        d for _, d in manifests() if d["metadata"]["name"] == "kafka-exporter" and d["kind"] == "Deployment"
+    ]
+    args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert args and all(re.fullmatch(r"--kafka\.server=[\w.-]+:9092", a) for a in args)
+    assert deployment["spec"]["template"]["metadata"]["annotations"]["prometheus.io/port"] == "9308"
+
+
+def alert_rules() -> dict[str, dict[str, Any]]:
+    rules = yaml.safe_load((KUBERNETES / "monitoring" / "alerts.yaml").read_text())
+    return {rule["alert"]: rule for rule in rules["groups"][0]["rules"]}
+
+
+def test_lag_alerts_read_the_brokers_lag_per_consumer_group_and_topic() -> None:
+    rules = alert_rules()
+    lag = " ".join(rules["C2FConsumerLagGrowing"]["expr"].split())
+    assert "c2f_consumer_lag" not in lag  # silent when the group's consumers are dead
+    sums = re.findall(r"sum by \(([^)]*)\) \((?:deriv\()?(\w+)\{", lag)
+    assert sums == [("consumergroup, topic", "kafka_consumergroup_lag")] * 2, lag
+    down = " ".join(rules["C2FConsumerGroupDown"]["expr"].split())
+    assert "kafka_consumergroup_lag" in down and "kafka_consumergroup_members" in down and "== 0" in down
+
+
+def test_dead_letter_alert_takes_the_increase_of_a_counter() -> None:
+    expression = alert_rules()["C2FDeadLetters"]["expr"]
+    counters = {m.name for m in Metrics().registry.collect() if m.type == "counter"}
+    gauges = {m.name for m in Metrics().registry.collect() if m.type == "gauge"}
+    assert "c2f_dead_letters" in gauges
+    for metric in re.findall(r"increase\((\w+)", expression):
+        assert metric.removesuffix("_total") in counters, metric
 
 
 def test_alerts_name_only_metrics_the_services_export() -> None:
     exported = {m.name for m in Metrics().registry.collect()}
     exported |= {f"{name}_total" for name in exported} | {f"{name}_bucket" for name in exported}
-    rules = yaml.safe_load((KUBERNETES / "monitoring" / "alerts.yaml").read_text())
-    for rule in rules["groups"][0]["rules"]:
+    for rule in alert_rules().values():
         for metric in re.findall(r"\bc2f_\w+", rule["expr"]):
             assert metric in exported, (rule["alert"], metric)

@@ -7,7 +7,7 @@ import io
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Path, Query, Request, Response, status
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 from openpyxl import Workbook
 from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 from pydantic import BaseModel, Field
@@ -168,18 +168,45 @@ async def brochure_html(
     return HTMLResponse(await brochure.html(runtime.db, _filters(market, sector, cluster)))
 
 
+PROBLEM = "application/problem+json"
+
+
+class Problem(BaseModel):
+    """An error answer in the RFC 9457 form (`detail` as in the service's other answers)."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+
+
 @router.get(
     "/brochure.pdf",
     response_class=Response,
     tags=["brochure"],
-    responses={200: {"content": {"application/pdf": {}}, "description": "The typeset catalogue"}},
+    responses={
+        200: {"content": {"application/pdf": {}}, "description": "The typeset catalogue"},
+        503: {
+            "content": {PROBLEM: {"schema": Problem.model_json_schema()}},
+            "description": "This server cannot typeset PDFs (no Pango); the body names the packages",
+        },
+    },
 )
 async def brochure_pdf(
     runtime: RuntimeDep, market: Market = None, sector: Sector | None = None, cluster: str | None = None
 ) -> Response:
     """The same catalogue typeset for print: cover, contents with page numbers, page numbers."""
     document = await brochure.html(runtime.db, _filters(market, sector, cluster))
-    content = await asyncio.to_thread(brochure.pdf, document)
+    try:
+        content = await asyncio.to_thread(brochure.pdf, document)
+    except brochure.PdfUnavailable as error:
+        problem = Problem(
+            type="https://c2future.example/problems/pdf-unavailable",
+            title="PDF brochure unavailable",
+            status=status.HTTP_503_SERVICE_UNAVAILABLE,
+            detail=str(error),
+        )
+        return JSONResponse(problem.model_dump(), status_code=problem.status, media_type=PROBLEM)
     name = "-".join(["smart-city-catalogue", *(x.lower() for x in (market, sector) if x)]) + ".pdf"
     return Response(
         content, media_type="application/pdf", headers={"Content-Disposition": f'inline; filename="{name}"'}

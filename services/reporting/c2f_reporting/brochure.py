@@ -2,8 +2,11 @@
 in target markets receive, grouped by sector, each company with its cluster, country, offers
 and target markets, and its contact only where the contact agreed to appear in the brochure.
 Served as HTML and as a typeset PDF (WeasyPrint: cover, contents with page numbers, running
-page numbers; DejaVu fonts for Latin, Cyrillic and Greek)."""
+page numbers; DejaVu fonts for Latin, Cyrillic and Greek). The PDF needs Pango, which
+WeasyPrint loads when it is imported: without it, `pdf` raises `PdfUnavailable` and the rest of
+the service runs on."""
 
+import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -12,7 +15,10 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 
 from c2f_shared.vocabulary import COUNTRY_NAMES
 
+log = logging.getLogger(__name__)
 COUNTRIES = COUNTRY_NAMES
+# The Debian packages WeasyPrint's PDFs need (the Makefile's PDF_PACKAGES, the reporting image's).
+PDF_PACKAGES = ("libpango-1.0-0", "libpangoft2-1.0-0", "libharfbuzz-subset0", "fonts-dejavu-core")
 SECTORS = {
     "ict": "ICT",
     "mobility": "Mobility",
@@ -93,8 +99,23 @@ async def html(db: Any, filters: Filters) -> str:
     )
 
 
+class PdfUnavailable(Exception):
+    """WeasyPrint cannot load Pango (or another library it needs) on this machine."""
+
+    def __init__(self, cause: OSError) -> None:
+        self.cause = cause
+        super().__init__(
+            "the PDF brochure needs Pango, which this server does not have: install the Debian "
+            f"packages {' '.join(PDF_PACKAGES)} (the HTML brochure works without them)"
+        )
+
+
 def pdf(document: str) -> bytes:
-    from weasyprint import HTML  # imported when needed: it loads Pango
+    try:
+        from weasyprint import HTML  # imported when needed: it loads Pango
+    except OSError as error:  # cffi could not open a library
+        log.warning("no PDF brochure: WeasyPrint cannot load its libraries (%s)", error)
+        raise PdfUnavailable(error) from error
 
     rendered: bytes = HTML(string=document).write_pdf()
     return rendered
