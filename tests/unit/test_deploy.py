@@ -60,8 +60,8 @@ SETTINGS: dict[str, type[BaseSettings]] = {
     "reporting": ReportingSettings,
 }
 SCALED = ("matching", "notifications", "reporting")
-# Read by the tracing set-up and the OpenTelemetry SDK rather than by a settings class.
-TRACING = {"C2F_TRACES", "C2F_TRACES_FILE", "OTEL_EXPORTER_OTLP_ENDPOINT"}
+# Read by the OpenTelemetry SDK's exporter rather than by a settings class.
+TRACING = {"OTEL_EXPORTER_OTLP_ENDPOINT"}
 
 
 def env_names(settings: type[BaseSettings]) -> set[str]:
