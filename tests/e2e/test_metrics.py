@@ -67,9 +67,16 @@ async def test_each_service_counts_what_it_handled_and_reports_its_lag(platform:
     assert (
         total(after["registration"], "c2f_http_request_seconds_count", method="POST", route="/clusters") >= 1
     )
+    # FastStream's Prometheus middleware: the record registration's relay published, and each
+    # consumer's receipt of it.
+    published = "faststream_published_messages_total"
+    assert total(after["registration"], published, destination=topics.CLUSTERS, status="success") > total(
+        before["registration"], published, destination=topics.CLUSTERS, status="success"
+    )
     for service in consumers:
         samples = after[service]
         assert total(samples, "c2f_handler_seconds_count", topic=topics.CLUSTERS) >= 1
+        assert total(samples, "faststream_received_messages_total", app_name=f"c2f-{service}") >= 1
         lags = [(ls, v) for n, ls, v in samples if n == "c2f_consumer_lag"]
         # Each instance reports the partitions it holds, labelled with its consumer group.
         assert {ls["group"] for ls, _ in lags} == {f"c2f-{service}"}, service
