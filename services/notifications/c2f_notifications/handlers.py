@@ -104,7 +104,7 @@ class _Facts:
                 )
 
     async def suggested(self, event: MatchSuggested, envelope: Envelope, uow: UnitOfWork) -> None:
-        if await uow.db[ERASURES].find_one({"_id": {"$in": [p.company_id for p in event.parties]}}):
+        if await _any_erased(uow, [p.company_id for p in event.parties]):
             return  # the suggestion was made before its company was erased, and arrived after
         for party in event.parties:
             await _collect_for_digest(uow, self.settings, event, party.participant_id)
@@ -175,6 +175,9 @@ def make_handlers(settings: Settings, wake: Callable[[], None]) -> Handlers:
     }
 
 
+# What a unit of work remembers for the handlers after it (UnitOfWork.local).
+_DIGEST_DUE = "notifications.digest_due"  # recipients whose digest timer is due
+_ERASED = "notifications.erased"  # company id: whether it was erased
 EVENT_FIELDS = {
     "name",
     "kind",
@@ -257,8 +260,13 @@ async def _collect_for_digest(
     # The digest timer is one document per participant; its state says when the last went out.
     # Reading it here also makes this transaction collide with one firing it, so that a
     # suggestion arriving while a digest is sent waits for the next period, not a second digest.
+    # Within one unit of work (a batch of suggestions), a digest found or made due stays due.
+    due_here: set[str] = uow.local.setdefault(_DIGEST_DUE, set())
+    if recipient_id in due_here:
+        return
     current = await db[TIMERS].find_one({"_id": f"digest:{recipient_id}"}) or {}
     if current.get("status") == "pending":
+        due_here.add(recipient_id)
         return
     person = await db[RECIPIENTS].find_one({"_id": recipient_id}) or {}
     period = timedelta(hours=float(person.get("digest_hours") or settings.digest_hours))
@@ -270,6 +278,18 @@ async def _collect_for_digest(
     await timer(
         uow, f"digest:{recipient_id}", "suggestions_digest", recipient_id, due, {"event_id": event.event_id}
     )
+    due_here.add(recipient_id)
+
+
+async def _any_erased(uow: UnitOfWork, company_ids: list[str]) -> bool:
+    """Whether one of the companies was erased; what one unit of work found is not asked again
+    (a batch of suggestions names the same companies many times)."""
+    known: dict[str, bool] = uow.local.setdefault(_ERASED, {})
+    unknown = [c for c in company_ids if c not in known]
+    if unknown:
+        found = {d["_id"] async for d in uow.db[ERASURES].find({"_id": {"$in": unknown}}, {"_id": 1})}
+        known.update({c: c in found for c in unknown})
+    return any(known[c] for c in company_ids)
 
 
 def _meeting_data(
