@@ -61,6 +61,9 @@ SAVE_REACHED_EVERY_S = 1.0
 # A batch is sent without asking the broker first when it was found whole this recently (the
 # watch asks every 2 s on the embedded stack).
 CHECKED_S = 5.0
+# An outbox that published nothing for this long checks for a loss less often.
+QUIET_AFTER_S = 30.0
+IDLE_CHECK_FACTOR = 2.5
 
 
 class Outbox:
@@ -88,6 +91,7 @@ class Outbox:
         self._holding_until: datetime | None = None  # the lease this relay holds, until when
         self._reached_saved = 0.0  # monotonic time `outbox_reached` was last written
         self._found_whole = 0.0  # monotonic time the broker was last found to hold it all
+        self._last_sent = 0.0  # monotonic time a batch was last published
         self._reached_dirty: set[TopicPartition] = set()
         self._lock = asyncio.Lock()  # one round or one republish at a time in this process
         self.published = 0
@@ -271,6 +275,7 @@ class Outbox:
             chunk = [d["_id"] for d in docs[start : start + MARK_CHUNK]]
             await update_apart(self._coll, {"published": False}, marks, ids=chunk)
         self.published += len(docs)
+        self._last_sent = time.monotonic()
         if self._watch is None:
             return
         self._reached_dirty |= {TopicPartition(r.topic, r.partition) for _, r in acked}
@@ -374,9 +379,11 @@ class Outbox:
 
     async def watch_for_loss(self, every: float) -> None:
         """Every `every` seconds, check that the broker still holds what this service published
-        (a service that publishes nothing would not notice otherwise)."""
+        (a service that publishes nothing would not notice otherwise); every IDLE_CHECK_FACTOR
+        times that once it has published nothing for QUIET_AFTER_S (an idle stack)."""
         while True:
-            await asyncio.sleep(every)
+            quiet = time.monotonic() - self._last_sent > QUIET_AFTER_S
+            await asyncio.sleep(every * IDLE_CHECK_FACTOR if quiet else every)
             try:
                 await self.check_for_loss()
             except asyncio.CancelledError:
