@@ -14,6 +14,7 @@ from typing import Any
 from rich.tree import Tree
 
 DATABASE_SPAN_KEYS = ("db.system", "db.system.name")
+COLLECTION = "db.mongodb.collection"
 
 
 @dataclass
@@ -127,7 +128,10 @@ def tree(spans: list[Span], *, database: bool = False) -> Tree:
         failed = " [red]error[/red]" if span.status == "ERROR" else ""
         db = f" [dim]({hidden} database commands)[/dim]" if hidden else ""
         timing = f"[dim]+{offset:.0f} ms, {span.ms:.1f} ms[/dim]"
-        node = branch.add(f"[cyan]{span.service}[/cyan] {span.name} {timing}{failed}{db}")
+        what = span.name
+        if span.is_database and COLLECTION in span.attributes:
+            what += f" {span.attributes[COLLECTION]}"
+        node = branch.add(f"[cyan]{span.service}[/cyan] {what} {timing}{failed}{db}")
         for child in shown:
             add(node, child)
 
