@@ -399,8 +399,12 @@ class Outbox:
         while True:
             try:
                 published = 0
-                while sent := await self.publish_pending():
+                # A batch short of full took everything pending then; what commits after it
+                # wakes the relay, so there is no need to look again.
+                while (sent := await self.publish_pending()) > 0:
                     published += sent
+                    if sent < BATCH:
+                        break
                 if not published:
                     await self._rest()
             except asyncio.CancelledError:
