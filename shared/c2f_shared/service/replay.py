@@ -110,6 +110,9 @@ class OffsetProbe:
             await self._consumer.start()
         try:
             ends = await exact_end_offsets(self._consumer, partitions)
+            # Else its fetcher would keep asking for more at the end of each partition, every
+            # 10 ms, for as long as the service runs.
+            self._consumer.pause(*partitions)
         except BaseException:
             # After a broker restart the probe's connections can stay broken: start afresh next time.
             await self.stop()
