@@ -43,6 +43,7 @@ from c2f_shared.events import (
     SchedulePublished,
 )
 from c2f_shared.service import Handlers, UnitOfWork
+from c2f_shared.service.unit_of_work import existing
 from c2f_shared.times import now, utc
 from c2f_shared.vocabulary import Consent
 
@@ -104,7 +105,7 @@ class _Facts:
                 )
 
     async def suggested(self, event: MatchSuggested, envelope: Envelope, uow: UnitOfWork) -> None:
-        if await _any_erased(uow, [p.company_id for p in event.parties]):
+        if await existing(uow, ERASURES, [p.company_id for p in event.parties]):
             return  # the suggestion was made before its company was erased, and arrived after
         for party in event.parties:
             await _collect_for_digest(uow, self.settings, event, party.participant_id)
@@ -177,7 +178,6 @@ def make_handlers(settings: Settings, wake: Callable[[], None]) -> Handlers:
 
 # What a unit of work remembers for the handlers after it (UnitOfWork.local).
 _DIGEST_DUE = "notifications.digest_due"  # recipients whose digest timer is due
-_ERASED = "notifications.erased"  # company id: whether it was erased
 EVENT_FIELDS = {
     "name",
     "kind",
@@ -279,17 +279,6 @@ async def _collect_for_digest(
         uow, f"digest:{recipient_id}", "suggestions_digest", recipient_id, due, {"event_id": event.event_id}
     )
     due_here.add(recipient_id)
-
-
-async def _any_erased(uow: UnitOfWork, company_ids: list[str]) -> bool:
-    """Whether one of the companies was erased; what one unit of work found is not asked again
-    (a batch of suggestions names the same companies many times)."""
-    known: dict[str, bool] = uow.local.setdefault(_ERASED, {})
-    unknown = [c for c in company_ids if c not in known]
-    if unknown:
-        found = {d["_id"] async for d in uow.db[ERASURES].find({"_id": {"$in": unknown}}, {"_id": 1})}
-        known.update({c: c in found for c in unknown})
-    return any(known[c] for c in company_ids)
 
 
 def _meeting_data(

@@ -26,6 +26,7 @@ from c2f_shared.events import (
     _MeetingFacts,
 )
 from c2f_shared.service import Handlers, UnitOfWork
+from c2f_shared.service.unit_of_work import existing
 
 # Every collection reporting keeps: a rebuild empties them all and replays the topics.
 COLLECTIONS = (
@@ -66,7 +67,7 @@ async def _erased(event: CompanyErased, envelope: Envelope, uow: UnitOfWork) -> 
 
 
 async def _suggested(event: MatchSuggested, envelope: Envelope, uow: UnitOfWork) -> None:
-    if await uow.db["erasures"].find_one({"_id": {"$in": [p.company_id for p in event.parties]}}):
+    if await existing(uow, "erasures", [p.company_id for p in event.parties]):
         return  # made before its company was erased, arrived after
     await _projected(event, envelope, uow)
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol, TypeVar
@@ -181,6 +181,20 @@ class UnitOfWork:
             self._outbox.wake()
         for callback in self._after_commit:
             callback()
+
+
+async def existing(uow: Any, collection: str, ids: Iterable[str]) -> set[str]:
+    """Which of `ids` have a document in `collection`, each asked once per unit of work (a
+    batch of messages names the same companies or people many times). The answer holds for
+    the unit of work (it reads one snapshot) as long as it does not write those documents
+    itself. `uow`: a UnitOfWork, or anything with its `db` and `local`."""
+    wanted = list(ids)
+    known: dict[str, bool] = uow.local.setdefault(("existing", collection), {})
+    unknown = [i for i in wanted if i not in known]
+    if unknown:
+        found = {d["_id"] async for d in uow.db[collection].find({"_id": {"$in": unknown}}, {"_id": 1})}
+        known.update({i: i in found for i in unknown})
+    return {i for i in wanted if known[i]}
 
 
 class Transactions:
