@@ -17,7 +17,11 @@ from opentelemetry import trace
 from c2f_shared.service import tracing
 from c2f_shared.service.http import loggable_path, loggable_query
 
+import logging
+from c2f_shared.service.logs import configure_logging
+
 tracing.configure_tracing("probe", "file", sys.argv[1])
+configure_logging("INFO", "json", stream=sys.stderr)
 app = FastAPI()
 
 @app.get("/act/{token}")
@@ -36,6 +40,7 @@ async def main() -> None:
         pass  # outside any trace: not recorded
     with tracing.span("a send", {"traceparent": answer.json()["carrier"]}, attributes={"key": "k"}):
         trace.get_current_span().set_attribute("bytes", b"\\x00ab")  # type: ignore[arg-type]
+        logging.getLogger("probe").info("inside the send")
     tracing.flush()
 
 asyncio.run(main())
@@ -61,6 +66,10 @@ def test_spans_leave_tokens_query_values_and_background_chores_out(tmp_path: Pat
     assert send["context"]["trace_id"] == request["context"]["trace_id"] == "0x" + carrier.split("-")[1]
     assert send["parent_id"] == "0x" + carrier.split("-")[2]
     assert send["attributes"]["bytes"] == "\x00ab"
+    # A log line written inside a span names its trace and span.
+    [line] = [json.loads(x) for x in run.stderr.splitlines() if "inside the send" in x]
+    assert "0x" + line["trace_id"] == send["context"]["trace_id"]
+    assert "0x" + line["span_id"] == send["context"]["span_id"]
 
 
 def test_with_traces_off_nothing_is_carried_or_recorded() -> None:
