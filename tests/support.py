@@ -6,7 +6,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime, time, timedelta
 from email.message import EmailMessage
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 from zoneinfo import ZoneInfo
 
 import httpx
@@ -18,6 +18,8 @@ if TYPE_CHECKING:
     from c2f_cli.config import StackConfig
     from c2f_cli.stack import Stack
     from c2f_shared.service import ServiceSettings
+
+S = TypeVar("S", bound="ServiceSettings")
 
 __all__ = [
     "as_operator",
@@ -125,16 +127,26 @@ async def first_on_topic(bootstrap: str, topic: str, matches: Callable[[Any], bo
         await consumer.stop()
 
 
-def isolated_settings(infra: "Stack", name: str) -> "ServiceSettings":
-    """Settings for a test's own runtime: the shared servers, a database and group of its own."""
+@overload
+def isolated_settings(infra: "Stack", name: str) -> "ServiceSettings": ...
+
+
+@overload
+def isolated_settings(infra: "Stack", name: str, kind: "type[S]", **fields: Any) -> "S": ...
+
+
+def isolated_settings(infra: "Stack", name: str, kind: Any = None, **fields: Any) -> Any:
+    """Settings (`kind`, ServiceSettings by default) for a test's own runtime or app: the shared
+    servers, a database and consumer group of its own, and `fields`."""
     from c2f_shared.service import ServiceSettings
 
     suffix = uuid.uuid4().hex[:10]
-    return ServiceSettings(
+    return (kind or ServiceSettings)(
         kafka_bootstrap=infra.config.kafka_bootstrap,
         mongo_uri=infra.config.mongo_uri,
         mongo_db=f"{name}_{suffix}",
         consumer_group=f"{name}-{suffix}",
+        **fields,
     )
 
 

@@ -24,6 +24,7 @@ from c2f_cli.stack import Stack
 from c2f_reporting import brochure
 from c2f_reporting.app import create_app
 from c2f_reporting.config import Settings
+from tests.support import isolated_settings
 
 SESSION_LOOP = pytest.mark.asyncio(loop_scope="session")  # the session's servers
 
@@ -54,13 +55,11 @@ def without_pango(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 @pytest_asyncio.fixture(loop_scope="session")
 async def reporting(infra: Stack) -> AsyncIterator[httpx.AsyncClient]:
-    suffix = uuid.uuid4().hex[:10]
-    settings = Settings(
-        kafka_bootstrap=infra.config.kafka_bootstrap,
-        mongo_uri=infra.config.mongo_uri,
-        mongo_db=f"nopango_{suffix}",
-        consumer_group=f"nopango-{suffix}",
-        operator_token=SecretStr("operator-" + suffix),
+    settings = isolated_settings(
+        infra,
+        "nopango",
+        Settings,
+        operator_token=SecretStr(f"operator-{uuid.uuid4().hex}"),
     )
     app = create_app(settings)
     async with app.router.lifespan_context(app):

@@ -19,6 +19,7 @@ from c2f_cli.stack import Stack
 from c2f_reporting.app import create_app
 from c2f_reporting.config import Settings
 from c2f_shared.service.limits import Refusals
+from tests.support import isolated_settings
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -29,13 +30,11 @@ GUESSER, OTHER = "203.0.113.21", "198.51.100.22"
 @asynccontextmanager
 async def replicas(infra: Stack, n: int) -> AsyncIterator[list[FastAPI]]:
     """`n` started instances of reporting sharing one database and consumer group."""
-    suffix = uuid.uuid4().hex[:10]
-    settings = Settings(
-        kafka_bootstrap=infra.config.kafka_bootstrap,
-        mongo_uri=infra.config.mongo_uri,
-        mongo_db=f"refusals_{suffix}",
-        consumer_group=f"refusals-{suffix}",
-        operator_token=SecretStr("operator-" + suffix),
+    settings = isolated_settings(
+        infra,
+        "refusals",
+        Settings,
+        operator_token=SecretStr(f"operator-{uuid.uuid4().hex}"),
         auth_failures_per_minute=LIMIT,
     )
     apps = [create_app(settings) for _ in range(n)]
