@@ -279,11 +279,16 @@ class Delivery:
         await asyncio.gather(*senders, marks, return_exceptions=True)
 
     async def _next_timer(self) -> float:
-        """When the next pending timer falls due (Unix time; far ahead when there is none)."""
-        timer = await self._runtime.db[TIMERS].find_one(
-            {"status": "pending"}, {"due_at": 1}, sort=[("due_at", 1)]
+        """When the next pending timer falls due, or the lease of one an instance claimed and
+        has not fired runs out (it was killed: the timer is fired here then); Unix time, far
+        ahead when there is none."""
+        timers = self._runtime.db[TIMERS]
+        timer = await timers.find_one({"status": "pending"}, {"due_at": 1}, sort=[("due_at", 1)])
+        firing = await timers.find_one({"status": "firing"}, {"lease_until": 1}, sort=[("lease_until", 1)])
+        return min(
+            _unix(timer["due_at"]) if timer else _NEVER,
+            _unix(firing["lease_until"]) if firing and firing.get("lease_until") else _NEVER,
         )
-        return _unix(timer["due_at"]) if timer else _NEVER
 
     async def _next_message(self) -> float:
         """When the next pending message falls due (its next attempt, after a failure)."""
