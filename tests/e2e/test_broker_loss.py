@@ -28,8 +28,9 @@ from pymongo import AsyncMongoClient
 
 from c2f_cli.config import StackConfig
 from c2f_cli.stack import Stack, start_broker
+from tests.e2e.scene import brokerage
 from tests.infra import running_stack
-from tests.support import as_operator, b2b_event, eventually, of_kind, read_mail, settled
+from tests.support import as_operator, eventually, of_kind, read_mail, settled
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="session"), pytest.mark.timeout(600)]
 
@@ -58,29 +59,16 @@ async def report(stack: Stack) -> dict[str, Any]:
 async def test_the_platform_recovers_what_an_empty_broker_lost(stack: Stack) -> None:
     run = uuid.uuid4().hex[:6]
     async with as_operator(stack) as registration:
-        cluster = await created(
+        scene = await brokerage(
             registration,
-            "/clusters",
-            {"name": f"Loss {run}", "short_name": f"L{run}", "country": "GR", "sectors": ["ict"]},
+            run,
+            PEOPLE,
+            name="Loss",
+            country="GR",
+            city="Thessaloniki",
+            timezone="Europe/Athens",
         )
-        companies = [
-            await created(
-                registration,
-                "/companies",
-                {
-                    "cluster_id": cluster,
-                    "legal_name": f"Etaireia {n} {run}",
-                    "country": "GR",
-                    "sectors": ["ict"],
-                },
-            )
-            for n in range(PEOPLE)
-        ]
-        event = await created(
-            registration,
-            "/events",
-            b2b_event(cluster, f"Thessaloniki {run}", "Thessaloniki", "GR", "Europe/Athens", days_ahead=20),
-        )
+        companies, event = scene.companies, scene.event
 
         async def sign_up(n: int) -> None:
             await created(
@@ -189,29 +177,16 @@ async def test_a_restart_of_the_embedded_stack_mid_stream_loses_nothing(stack: S
     run = uuid.uuid4().hex[:6]
     people, restart_after = 60, 10
     async with as_operator(stack) as registration:
-        cluster = await created(
+        scene = await brokerage(
             registration,
-            "/clusters",
-            {"name": f"Restart {run}", "short_name": f"R{run}", "country": "RS", "sectors": ["ict"]},
+            run,
+            people,
+            name="Restart",
+            country="RS",
+            city="Novi Sad",
+            timezone="Europe/Belgrade",
         )
-        companies = [
-            await created(
-                registration,
-                "/companies",
-                {
-                    "cluster_id": cluster,
-                    "legal_name": f"Firma {n} {run}",
-                    "country": "RS",
-                    "sectors": ["ict"],
-                },
-            )
-            for n in range(people)
-        ]
-        event = await created(
-            registration,
-            "/events",
-            b2b_event(cluster, f"Novi Sad {run}", "Novi Sad", "RS", "Europe/Belgrade", days_ahead=20),
-        )
+        companies, event = scene.companies, scene.event
         answered: list[int] = []
 
         async def stream() -> None:
