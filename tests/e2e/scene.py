@@ -3,7 +3,8 @@ and participants made over HTTP on the shared platform, and requests made with e
 participant's own token."""
 
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -11,7 +12,7 @@ import httpx
 import pytest
 
 from c2f_cli.stack import Stack
-from tests.support import as_operator, eventually
+from tests.support import as_operator, b2b_event, eventually
 
 TZ = "Europe/Madrid"
 SLOTS = ["09:00", "09:30", "10:00", "11:00", "11:30"]  # 10:30-11:00 is a break
@@ -116,3 +117,57 @@ class Scene:
 async def scene(platform: Stack) -> AsyncIterator[Scene]:
     async with as_operator(platform) as registration, as_operator(platform, "matching") as matching:
         yield Scene(platform, registration, matching)
+
+
+@dataclass
+class Brokerage:
+    """A cluster, its companies and a B2B event they can sign up for, made over HTTP."""
+
+    cluster: str
+    companies: list[str]
+    event: str
+
+
+async def brokerage(
+    registration: httpx.AsyncClient,
+    run: str,
+    companies: int,
+    *,
+    country: str,
+    city: str,
+    timezone: str,
+    name: str = "Brokerage",
+    tables: int | None = None,
+    days_ahead: int = 20,
+    company: Callable[[int], dict[str, Any]] = lambda n: {},
+) -> Brokerage:
+    """`companies` companies of one new cluster and a B2B event `days_ahead` in `city`;
+    `company(n)` adds fields to the n-th company (its offers and needs)."""
+
+    async def created(path: str, body: dict[str, Any]) -> str:
+        response = await registration.post(path, json=body)
+        assert response.status_code == 201, response.text
+        return str(response.json()["id"])
+
+    cluster = await created(
+        "/clusters",
+        {"name": f"{name} {run}", "short_name": f"B{run}", "country": country, "sectors": ["ict"]},
+    )
+    ids = [
+        await created(
+            "/companies",
+            {
+                "cluster_id": cluster,
+                "legal_name": f"{name} {n} {run}",
+                "country": country,
+                "sectors": ["ict"],
+                **company(n),
+            },
+        )
+        for n in range(companies)
+    ]
+    event = await created(
+        "/events",
+        b2b_event(cluster, f"{name} {run}", city, country, timezone, days_ahead=days_ahead, tables=tables),
+    )
+    return Brokerage(cluster, ids, event)

@@ -50,8 +50,9 @@ from c2f_cli.processes import Child, free_port, spawn, wait_until_ready
 from c2f_cli.stack import Stack
 from c2f_notifications.config import Settings as NotificationSettings
 from c2f_shared import topics
+from tests.e2e.scene import brokerage
 from tests.infra import running_stack
-from tests.support import as_operator, b2b_event, eventually, of_kind, read_mail, settled
+from tests.support import as_operator, eventually, of_kind, read_mail, settled
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="session"), pytest.mark.timeout(360)]
 
@@ -181,30 +182,19 @@ async def test_replicas_share_the_partitions_and_a_killed_one_loses_and_doubles_
     print(f"partitions of {topics.PARTICIPANTS}: {shares}")
 
     async with as_operator(stack) as registration:
-        cluster = await created(
+        scene = await brokerage(
             registration,
-            "/clusters",
-            {"name": f"Smart City {run}", "short_name": f"SC{run}", "country": "IT", "sectors": ["ict"]},
+            run,
+            PEOPLE,
+            name="Smart City",
+            country="IT",
+            city="Torino",
+            timezone="Europe/Rome",
+            tables=4,
+            days_ahead=30,
+            company=offer_or_need,
         )
-        companies = [
-            await created(
-                registration,
-                "/companies",
-                {
-                    "cluster_id": cluster,
-                    "legal_name": f"Impresa {n} {run}",
-                    "country": "IT",
-                    "sectors": ["ict"],
-                    **offer_or_need(n),
-                },
-            )
-            for n in range(PEOPLE)
-        ]
-        event = await created(
-            registration,
-            "/events",
-            b2b_event(cluster, f"Brokerage {run}", "Torino", "IT", "Europe/Rome", tables=4),
-        )
+        companies, event = scene.companies, scene.event
 
         # The instances killed are the last started; the first of each (the stack's own) survive.
         victims = [scaled.matching[-1], scaled.notifications[-1]]

@@ -26,7 +26,7 @@ from c2f_shared.events import ClusterRegistered
 from c2f_shared.service.outbox import LEASES, REACHED, Outbox
 from c2f_shared.service.replay import OffsetProbe
 from c2f_shared.service.unit_of_work import Emitted
-from tests.support import isolated_settings
+from tests.support import eventually, isolated_settings
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -237,3 +237,55 @@ async def test_a_service_started_against_a_new_broker_publishes_what_it_keeps_ag
         old.stop()
     assert sorted(e.event_id for e in received) == sorted(e.event_id for e in first + later)
     assert in_order_per_key(received, first + later)
+
+
+async def test_after_a_loss_a_relay_stopped_at_once_has_noted_how_far_it_got_again(
+    infra: Stack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A broker lost everything; the relay published it all again and was stopped right after
+    (Ctrl-C two seconds after a broker restart). The next start, against yet another empty
+    broker, must see that it holds less, and publish everything again. (Found by the kill
+    matrix in test_launcher: the next start published nothing again, and the consumers of the
+    new broker never saw the sign-ups made before.)"""
+    # How far partitions got is otherwise written at most every SAVE_REACHED_EVERY_S: here
+    # never, so only what must be written at once is.
+    monkeypatch.setattr("c2f_shared.service.outbox.SAVE_REACHED_EVERY_S", 3600.0)
+    port = free_port()
+    bootstrap = f"127.0.0.1:{port}"
+    topic = f"test.outbox.stopped.{uuid.uuid4().hex}"
+    emitted = events(keys=3, per_key=2)
+    settings = isolated_settings(infra, "stopped").model_copy(update={"kafka_bootstrap": bootstrap})
+    brokers = [start_broker("kafka-first", "127.0.0.1", port, tmp_path)]
+    try:
+        async with database(infra) as db:
+            async with AsyncExitStack() as running:
+                probe = OffsetProbe(settings)
+                running.push_async_callback(probe.stop)
+                kafka = await running.enter_async_context(broker(bootstrap))
+                outbox = Outbox(db, kafka, watch=probe.end_offsets)
+                await outbox.ensure_indexes()
+                relay = asyncio.create_task(outbox.relay_forever(idle_poll=60))
+
+                async def published(count: int) -> bool:
+                    return await outbox.pending() == 0 and outbox.published == count
+
+                await store(db, outbox, emitted, topic)
+                outbox.wake()
+                await eventually(lambda: published(len(emitted)), within=30)
+                await outbox.republish_after_loss(outbox.reached())  # as when a loss is noticed
+                await eventually(lambda: published(2 * len(emitted)), within=30)
+                relay.cancel()  # stopped while it waits for more
+                await asyncio.gather(relay, return_exceptions=True)
+            brokers.pop().stop()
+            brokers.append(start_broker("kafka-second", "127.0.0.1", port, tmp_path))
+            async with AsyncExitStack() as running:
+                probe = OffsetProbe(settings)
+                running.push_async_callback(probe.stop)
+                kafka = await running.enter_async_context(broker(bootstrap))
+                after = Outbox(db, kafka, watch=probe.end_offsets)
+                await after.reconcile()
+                assert after.losses == 1
+                assert await after.pending() == len(emitted)
+    finally:
+        for each in brokers:
+            each.stop()

@@ -215,6 +215,17 @@ async def test_a_digest_sent_before_the_sign_up_arrived_still_starts_the_period(
     assert timer["due_at"].replace(tzinfo=UTC) > datetime.now(UTC) + timedelta(hours=23)
 
 
+async def claim_digest(runtime: Runtime, me: str, lease: timedelta) -> dict[str, Any]:
+    """The digest timer as an instance claims it to send it (its lease running for `lease`)."""
+    claimed = await runtime.db[TIMERS].find_one_and_update(
+        {"_id": f"digest:{me}"},
+        {"$set": {"status": "firing", "lease_until": datetime.now(UTC) + lease}},
+        return_document=True,
+    )
+    assert claimed is not None
+    return claimed
+
+
 async def test_a_suggestion_arriving_while_the_digest_is_sent_waits_for_the_next_period(
     runtime: Runtime,
 ) -> None:
@@ -222,9 +233,32 @@ async def test_a_suggestion_arriving_while_the_digest_is_sent_waits_for_the_next
     event_id, me = str(uuid.uuid4()), f"p-{uuid.uuid4().hex[:6]}"
     await people(runtime, handle, event_id, me)
     await deliver(runtime, handle, suggested(event_id, me))
+    await asyncio.sleep(0.5)
     # Another instance has claimed the timer and is sending the digest right now.
-    await runtime.db[TIMERS].update_one({"_id": f"digest:{me}"}, {"$set": {"status": "firing"}})
+    claimed = await claim_digest(runtime, me, timedelta(seconds=60))
     await deliver(runtime, handle, suggested(event_id, me))
+    await timers.fire(runtime, claimed)  # ... and sends it
+    assert await runtime.db[OUTGOING].count_documents({"kind": "suggestions_digest", "recipient_id": me}) == 1
     timer = await runtime.db[TIMERS].find_one({"_id": f"digest:{me}"})
-    assert timer is not None
+    assert timer is not None and timer["status"] == "pending"
+    assert timer["due_at"].replace(tzinfo=UTC) > datetime.now(UTC) + timedelta(hours=23)
+
+
+async def test_a_digest_whose_sender_was_killed_goes_out_with_what_came_meanwhile(runtime: Runtime) -> None:
+    """An instance claimed the digest timer and was killed (kill -9) before it sent it; a
+    suggestion came meanwhile: once the lease ran out, one digest goes with both."""
+    handle = handlers.make_handlers(settings(digest_delay_seconds=0.3), lambda: None)
+    event_id, me = str(uuid.uuid4()), f"p-{uuid.uuid4().hex[:6]}"
+    await people(runtime, handle, event_id, me)
+    await deliver(runtime, handle, suggested(event_id, me))
+    await asyncio.sleep(0.5)
+    await claim_digest(runtime, me, timedelta(seconds=-1))  # its lease has run out
+    await deliver(runtime, handle, suggested(event_id, me))
+    assert await timers.fire_due(runtime) >= 1
+    [digest] = (
+        await runtime.db[OUTGOING].find({"kind": "suggestions_digest", "recipient_id": me}).to_list(None)
+    )
+    assert len(digest["data"]["items"]) == 2
+    timer = await runtime.db[TIMERS].find_one({"_id": f"digest:{me}"})
+    assert timer is not None and timer["status"] == "pending"
     assert timer["due_at"].replace(tzinfo=UTC) > datetime.now(UTC) + timedelta(hours=23)

@@ -6,7 +6,8 @@ token), so several instances never send the same message; an instance hands its 
 `delivery_workers` senders, each with an SMTP connection it keeps open. What a batch's
 messages mention (recipients, events, companies, clusters) is read once per batch. Sent
 messages are marked in shared transactions (a sender waits for its own mark before taking the
-next message, so a crash can still double at most the one mail each sender has in hand).
+next message, so a crash can still double at most the one mail each sender has in hand; a
+normal stop lets each sender finish and record the mail in hand first).
 SMTP failures back off exponentially with jitter, and after `max_attempts` the message is
 dead-lettered with the reason (and can be re-driven). Due timers (digests, reminders, nudges,
 outcome requests) fire in the same loop.
@@ -65,6 +66,9 @@ IDLE_POLL_S = 10.0
 # Timers stored here are looked at within this long (not at every message queued, under load).
 TIMERS_SLACK_S = 1.0
 GIVE_BACK_S = 2.0  # stopping is bounded (the runtime waits 10 s for its tasks)
+# Stopping: how long the senders may take to finish and record the mails in hand (an SMTP
+# exchange takes milliseconds; a server that hangs longer is left, and that mail may go twice).
+FINISH_S = 5.0
 MAX_WAITS = 20  # a recipient still unknown after this many checks (~1.5 h) is given up on
 _NOTIFICATION_NS = uuid.UUID("2a7c9d51-8a60-4d6e-b0a4-c2f000000006")
 
@@ -177,7 +181,10 @@ class Delivery:
         self._settings = settings
         self._waker = Waker()
         self._timers_changed = False
-        self._claimed: asyncio.Queue[tuple[Doc, _Facts]] = asyncio.Queue()
+        # Claimed messages for the senders; None tells a sender to stop (the service stops).
+        self._claimed: asyncio.Queue[tuple[Doc, _Facts] | None] = asyncio.Queue()
+        self._closing = False
+        self._held: list[Doc] = []  # claimed, taken by a sender as it stopped: to give back
         self._marks: list[_Mark] = []  # sent, waiting to be recorded
         self._marks_ready = asyncio.Event()
         keys = settings.link_secrets()
@@ -205,12 +212,12 @@ class Delivery:
         the next one falls due, and at least every `idle_poll` seconds (what another instance
         queued and left, leases that expired). Idle, the loop sleeps until the next due time."""
         self._claimed = asyncio.Queue()
-        self._marks = []
+        self._marks, self._held, self._closing = [], [], False
         senders = [
             asyncio.create_task(self._send_forever(), name=f"delivery-sender-{n}")
             for n in range(self._settings.delivery_workers)
         ]
-        senders.append(asyncio.create_task(self._mark_forever(), name="delivery-marks"))
+        marks = asyncio.create_task(self._mark_forever(), name="delivery-marks")
         chores_at = claimed_at = 0.0
         gather, backlog = self._settings.delivery_gather_s, False
         due = _Due()
@@ -254,17 +261,34 @@ class Delivery:
                         due.timers = min(due.timers, time.time() + TIMERS_SLACK_S)
             raise asyncio.CancelledError
         finally:
-            for sender in senders:
-                sender.cancel()
-            await asyncio.gather(*senders, return_exceptions=True)
+            await self._finish(senders, marks)
             await self._give_back()
 
+    async def _finish(self, senders: list[asyncio.Task[None]], marks: asyncio.Task[None]) -> None:
+        """Stopping: each sender finishes the message in hand and waits for it to be recorded
+        (a mail the SMTP server accepted and not recorded would go again after a start), within
+        FINISH_S; idle senders stop at once, and what is still claimed is given back."""
+        self._closing = True
+        for _ in senders:
+            self._claimed.put_nowait(None)  # wakes a sender waiting for work
+        _, late = await asyncio.wait(senders, timeout=FINISH_S)
+        if late:
+            log.warning("%d senders did not finish their mails within %s s", len(late), FINISH_S)
+        for task in [*late, marks]:
+            task.cancel()
+        await asyncio.gather(*senders, marks, return_exceptions=True)
+
     async def _next_timer(self) -> float:
-        """When the next pending timer falls due (Unix time; far ahead when there is none)."""
-        timer = await self._runtime.db[TIMERS].find_one(
-            {"status": "pending"}, {"due_at": 1}, sort=[("due_at", 1)]
+        """When the next pending timer falls due, or the lease of one an instance claimed and
+        has not fired runs out (it was killed: the timer is fired here then); Unix time, far
+        ahead when there is none."""
+        timers = self._runtime.db[TIMERS]
+        timer = await timers.find_one({"status": "pending"}, {"due_at": 1}, sort=[("due_at", 1)])
+        firing = await timers.find_one({"status": "firing"}, {"lease_until": 1}, sort=[("lease_until", 1)])
+        return min(
+            _unix(timer["due_at"]) if timer else _NEVER,
+            _unix(firing["lease_until"]) if firing and firing.get("lease_until") else _NEVER,
         )
-        return _unix(timer["due_at"]) if timer else _NEVER
 
     async def _next_message(self) -> float:
         """When the next pending message falls due (its next attempt, after a failure)."""
@@ -276,10 +300,10 @@ class Delivery:
     async def _give_back(self) -> None:
         """Stopping: the messages claimed but not yet sent are pending again at once, rather
         than when their leases expire (a restarted instance would wait for them)."""
-        unsent = []
+        unsent, self._held = self._held, []
         while not self._claimed.empty():
-            msg, _ = self._claimed.get_nowait()
-            unsent.append(msg)
+            if (item := self._claimed.get_nowait()) is not None:
+                unsent.append(item[0])
         if not unsent:
             return
         try:
@@ -362,7 +386,11 @@ class Delivery:
         smtp = _Smtp(self._settings)
         try:
             while not _stopping():
-                msg, facts = await self._claimed.get()
+                item = await self._claimed.get()
+                if item is None or self._closing:  # stopping: what it took is given back
+                    self._held += [item[0]] if item is not None else []
+                    return
+                msg, facts = item
                 if self._claimed.qsize() < self._settings.delivery_workers:
                     self._waker.wake()  # running short: claim more
                 with log_context(correlation_id=msg.get("correlation_id", ""), outgoing=msg["_id"]):

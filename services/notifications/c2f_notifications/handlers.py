@@ -127,6 +127,8 @@ class _Facts:
     async def meeting_unscheduled(
         self, event: MeetingUnscheduled, envelope: Envelope, uow: UnitOfWork
     ) -> None:
+        if await uow.db[ERASURES].find_one({"participants": {"$in": event.parties}}):
+            return  # the erasure removed the meeting; nothing may name its parties again
         known = await uow.db[MEETINGS].find_one({"_id": event.meeting_id}) or {}
         await uow.db[MEETINGS].update_one(
             {"_id": event.meeting_id},
@@ -270,8 +272,16 @@ async def _collect_for_digest(
         return
     person = await db[RECIPIENTS].find_one({"_id": recipient_id}) or {}
     period = timedelta(hours=float(person.get("digest_hours") or settings.digest_hours))
-    last = now() if current.get("status") == "firing" else current.get("last_sent_at")
-    last = last or person.get("last_digest_at")
+    if current.get("status") == "firing":
+        # Being sent by an instance, or by one that was killed. The timer stays as it is: if
+        # its instance died, it fires again once its lease runs out, with this suggestion too;
+        # if the digest goes out without it, the timer is due again a period later (timers.fire).
+        # (Overwriting it with a timer a period ahead lost the digest when the sender died.)
+        await db[TIMERS].update_one(
+            {"_id": current["_id"], "status": "firing"}, {"$set": {"again_at": now() + period}}
+        )
+        return
+    last = current.get("last_sent_at") or person.get("last_digest_at")
     due = now() + timedelta(seconds=settings.digest_delay_seconds)
     if last is not None:
         due = max(due, utc(last) + period)
@@ -348,6 +358,8 @@ async def _meeting_scheduled(
     uow: UnitOfWork, settings: Settings, event: MeetingScheduled, tell: Callable[..., Any]
 ) -> None:
     db = uow.db
+    if await db[ERASURES].find_one({"participants": {"$in": event.parties}}):
+        return  # placed before a party was erased, arrived after: no reminders naming it
     placement = {
         "slot_id": event.slot_id,
         "starts_at": event.starts_at,
@@ -433,7 +445,9 @@ async def _forget_company(uow: UnitOfWork, company_id: str) -> list[str]:
     await db[TIMERS].delete_many({"data.meeting_id": {"$in": meetings}})
     await uow.forget_published({"payload": {"$regex": "|".join(re.escape(i) for i in named)}})
     await db[OUTGOING].delete_many({"recipient_id": {"$in": people}})
-    await db[TIMERS].delete_many({"recipient_id": {"$in": people}})
+    await db[TIMERS].delete_many(
+        {"$or": [{"recipient_id": {"$in": people}}, {"data.parties": {"$in": people}}]}
+    )
     await db[DIGEST_ITEMS].delete_many(
         {"$or": [{"recipient_id": {"$in": people}}, {"fact.parties.company_id": company_id}]}
     )

@@ -17,7 +17,8 @@ LEASE = timedelta(seconds=60)
 
 
 async def fire_due(runtime: Runtime) -> int:
-    """Fire every timer that is due; returns how many fired."""
+    """Fire every timer that is due; returns how many fired. A timer a killed instance had
+    claimed ("firing") is pending again once its lease has run out."""
     now = datetime.now(UTC)
     await update_apart(
         runtime.db[TIMERS], {"status": "firing", "lease_until": {"$lt": now}}, {"$set": {"status": "pending"}}
@@ -32,16 +33,30 @@ async def fire_due(runtime: Runtime) -> int:
         )
         if claimed is None:
             return fired
-
-        async def work(uow: UnitOfWork, claimed: dict[str, Any] = claimed) -> None:
-            await _FIRE[claimed["kind"]](uow, claimed)
-            await uow.db[TIMERS].update_one(
-                {"_id": claimed["_id"], "status": "firing"},
-                {"$set": {"status": "done", "fired_at": datetime.now(UTC)}},
-            )
-
-        await runtime.transact(work)
+        await fire(runtime, claimed)
         fired += 1
+
+
+async def fire(runtime: Runtime, claimed: dict[str, Any]) -> None:
+    """Fire a timer this instance claimed. While messages are handled, not while an erasure is
+    (it is handled alone): a timer fired at the same moment could queue a message naming a
+    participant the erasure was removing (neither transaction writes what the other reads)."""
+
+    async def work(uow: UnitOfWork) -> None:
+        await _FIRE[claimed["kind"]](uow, claimed)
+        current = await uow.db[TIMERS].find_one({"_id": claimed["_id"], "status": "firing"})
+        if current is not None and current.get("again_at") is not None:
+            # Something came for it while it fired (a suggestion for the next digest).
+            done: dict[str, Any] = {
+                "$set": {"status": "pending", "due_at": current["again_at"]},
+                "$unset": {"again_at": "", "lease_until": ""},
+            }
+        else:
+            done = {"$set": {"status": "done", "fired_at": datetime.now(UTC)}}
+        await uow.db[TIMERS].update_one({"_id": claimed["_id"], "status": "firing"}, done)
+
+    async with runtime.gate.shared():
+        await runtime.transact(work)
 
 
 async def _digest(uow: UnitOfWork, timer: dict[str, Any]) -> None:

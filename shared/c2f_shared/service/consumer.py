@@ -10,6 +10,15 @@ lane whose queue is full pauses its partition until it has caught up. When a reb
 partition away, its lane stops and what it had not committed is read again by the new owner,
 whose inbox recognises it.
 
+A broker that lost its topics (the embedded one, restarted: it keeps them in memory) has lost
+the group's committed offsets and members too, and may already hold, republished by the outboxes,
+more records than the consumer had read. So offsets are committed only by a member the
+coordinator knows (a commit from a forgotten member would carry the old broker's position into
+the new one's empty group); and with `reread_after_loss` (the embedded broker's loss watch) a
+consumer whose membership the coordinator forgot reads the partitions it is given next from their
+first record, the inbox dropping what it had handled. A fetch past the end of a shorter new log
+is answered OffsetOutOfRange, which `auto_offset_reset="earliest"` also turns into the start.
+
 While nothing arrives the consumer asks the broker to hold each fetch longer (`idle`), so an
 idle stack does not poll the embedded broker a hundred times a second; the first record wakes
 it back to `busy`.
@@ -55,19 +64,28 @@ class _Lane:
 
 
 class _Assignment(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka has no type hints
-    def __init__(self, consumer: Consumer) -> None:
+    def __init__(self, consumer: Consumer, reread_after_loss: bool) -> None:
         self._consumer = consumer
+        self._reread_after_loss = reread_after_loss
         self.joined = False
         self.assigned: set[TopicPartition] = set()
+        self.rereads = 0  # partitions read again from the start after a loss
 
     async def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
         revoked = set(revoked)
+        if revoked and not self._consumer.is_member():
+            self._consumer.forgotten()
         self.assigned -= revoked
+        # A forgotten member commits nothing here (_commit): the partitions' next owner reads from
+        # the last commit, and its inbox drops what was handled.
         await self._consumer.close_lanes(revoked)
 
     async def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
-        self.assigned |= set(assigned)
+        assigned = set(assigned)
+        self.assigned |= assigned
         self.joined = True
+        if self._reread_after_loss:
+            self.rereads += self._consumer.read_doubtful_from_start(assigned)
 
 
 class Consumer:
@@ -83,9 +101,13 @@ class Consumer:
         self.name = name
         self.pipeline = pipeline
         self._policy = policy
-        self.assignment = _Assignment(self)
+        self.assignment = _Assignment(self, reread_after_loss=settings.broker_loss_watch)
         self._lanes: dict[TopicPartition, _Lane] = {}
         self._commit_wanted = asyncio.Event()
+        # Since the coordinator last forgot this member (None: never), the partitions whose
+        # offset it committed since, as a member, with no forgetting in between.
+        self._trusted: set[TopicPartition] | None = None
+        self._forgets = 0
         self._last_record = 0.0
         self._idle = False
         timeouts = settings.kafka_timeouts_ms()
@@ -127,6 +149,8 @@ class Consumer:
 
     def _take(self, record: Any) -> None:
         tp = TopicPartition(record.topic, record.partition)
+        if self.assignment.joined and tp not in self.assignment.assigned:
+            return  # fetched before its partition was taken away: its next owner reads it
         lane = self._lanes.get(tp)
         if lane is None:
             lane = self._lanes[tp] = _Lane()
@@ -158,6 +182,41 @@ class Consumer:
                 with contextlib.suppress(Exception):  # the partition was taken away meanwhile
                     self.kafka.resume(tp)
                 lane.paused = False
+
+    def is_member(self) -> bool:
+        """Whether the group's coordinator knows this consumer as a member (it forgets it when the
+        member missed its session, or when the broker restarted empty)."""
+        # aiokafka resets the generation to -1 (and the member id to "") when the coordinator
+        # answers that it does not know the member; both are set again once it has joined.
+        coordinator = getattr(self.kafka, "_coordinator", None)
+        generation: int = getattr(coordinator, "generation", -1)
+        return generation >= 0 and bool(getattr(coordinator, "member_id", ""))
+
+    def forgotten(self) -> None:
+        """The coordinator forgot this member: its group may be gone with the broker's topics."""
+        self._forgets += 1
+        self._trusted = set()
+
+    def read_doubtful_from_start(self, partitions: set[TopicPartition]) -> int:
+        """Once the coordinator forgot this member, read each partition given to it again from
+        its first record (a restarted broker's log begins anew, and a committed offset may have
+        been carried over from the old one), until this member has committed it afresh.
+        Synchronous (called as the partitions are assigned), so no fetch comes first."""
+        kafka = self.kafka
+        if self._trusted is None or kafka is None:
+            return 0
+        doubtful = sorted(partitions - self._trusted)
+        if doubtful:
+            log.warning(
+                "%s: the broker forgot this consumer's group; reading %d partitions again from the start",
+                self.name,
+                len(doubtful),
+            )
+        for tp in doubtful:
+            # 0, not seek_to_beginning (which waits for the broker): where the log starts later
+            # (retention), the fetch is answered OffsetOutOfRange and reset to the earliest.
+            kafka.seek(tp, 0)
+        return len(doubtful)
 
     async def close_lanes(self, partitions: set[TopicPartition]) -> None:
         """The partitions were taken away: stop their lanes and commit what they finished."""
@@ -194,8 +253,9 @@ class Consumer:
             if lane.done is not None and lane.done != lane.committed
         }
         kafka = self.kafka
-        if not offsets or kafka is None:
-            return
+        if not offsets or kafka is None or not self.is_member():
+            return  # a forgotten member commits nothing (see the module's docstring)
+        forgets = self._forgets
         try:
             await kafka.commit(offsets)
         except (KafkaError, AssertionError) as error:  # AssertionError: no longer assigned
@@ -204,7 +264,13 @@ class Consumer:
             log.warning("%s: could not commit %s (%s: %s)", self.name, offsets, type(error).__name__, error)
             return
         for tp, offset in offsets.items():
-            lanes[tp].committed = offset
+            if tp in lanes:  # not closed meanwhile
+                lanes[tp].committed = offset
+        if self._trusted is not None:
+            if forgets == self._forgets:
+                self._trusted |= set(offsets)
+            else:  # forgotten while committing: the commit may have gone to a new group
+                self._trusted -= set(offsets)
 
     # -- idle --------------------------------------------------------------------------------
 

@@ -93,6 +93,7 @@ class Outbox:
         self._found_whole = 0.0  # monotonic time the broker was last found to hold it all
         self._last_sent = 0.0  # monotonic time a batch was last published
         self._reached_dirty: set[TopicPartition] = set()
+        self._reached_stored: set[TopicPartition] = set()  # in `outbox_reached` since the last loss
         self._lock = asyncio.Lock()  # one round or one republish at a time in this process
         self.published = 0
         self.losses = 0  # times the broker was found to have lost published events
@@ -264,9 +265,19 @@ class Outbox:
     async def _mark(self, acked: list[tuple[Doc, Any]]) -> None:
         """Mark what was sent published, and note in the database how far the partitions got
         (what a restarted service compares with the broker). One bulk write per MARK_CHUNK rows,
-        a statement per row by its id."""
+        a statement per row by its id.
+
+        A partition `outbox_reached` does not hold yet (none since the last loss) is noted
+        before its rows are marked: a row marked published on a partition the database knows
+        nothing of would not be published again after the next loss (a new broker compared with
+        nothing shows no loss)."""
         if not acked:
             return
+        if self._watch is not None:
+            self._reached_dirty |= {TopicPartition(r.topic, r.partition) for _, r in acked}
+            unknown = self._reached_dirty - self._reached_stored
+            if unknown or time.monotonic() - self._reached_saved >= SAVE_REACHED_EVERY_S:
+                await self.save_reached()
         now = datetime.now(UTC)
         docs = [doc for doc, _ in acked]  # oldest first
         marks = {"$set": {"published": True, "published_at": now}}
@@ -276,11 +287,6 @@ class Outbox:
             await update_apart(self._coll, {"published": False}, marks, ids=chunk)
         self.published += len(docs)
         self._last_sent = time.monotonic()
-        if self._watch is None:
-            return
-        self._reached_dirty |= {TopicPartition(r.topic, r.partition) for _, r in acked}
-        if time.monotonic() - self._reached_saved >= SAVE_REACHED_EVERY_S:
-            await self.save_reached()
 
     async def save_reached(self) -> None:
         """Write how far the partitions got to `outbox_reached` (at most every
@@ -301,7 +307,12 @@ class Outbox:
             if tp in self._reached  # not forgotten by a republish since
         ]
         if writes and self._watch is not None:
-            await self._reached_coll.bulk_write(writes, ordered=False)
+            try:
+                await self._reached_coll.bulk_write(writes, ordered=False)
+            except BaseException:
+                self._reached_dirty |= dirty  # written next time
+                raise
+            self._reached_stored |= {tp for tp in dirty if tp in self._reached}
 
     # -- broker loss ---------------------------------------------------------------------------
 
@@ -317,6 +328,7 @@ class Outbox:
         async for doc in self._reached_coll.find():
             tp = TopicPartition(doc["topic"], doc["partition"])
             self._reached[tp] = max(self._reached.get(tp, 0), int(doc["offset"]))
+            self._reached_stored.add(tp)
         try:
             await self.check_for_loss()
         except Exception as error:  # noqa: BLE001 - the relay checks again before it sends
@@ -367,6 +379,7 @@ class Outbox:
             self._coll, {"published": True}, {"$set": {"published": False}, "$unset": {"published_at": ""}}
         )
         self._reached.clear()
+        self._reached_stored.clear()
         await self._reached_coll.delete_many({})
         self.losses += 1
         log.warning(
@@ -414,7 +427,11 @@ class Outbox:
                 log.warning("outbox relay failed (%s: %s); retrying", type(error).__name__, error)
                 await self._rest()  # another instance may do better meanwhile
                 await asyncio.sleep(1.0)
-            await self._waker.sleep(idle_poll)
+            try:
+                await self._waker.sleep(idle_poll)
+            except asyncio.CancelledError:
+                await self._rest()  # stopped while it waits: how far it got is written
+                raise
 
     async def _rest(self) -> None:
         with contextlib.suppress(Exception):  # written at the next round

@@ -104,6 +104,12 @@ class Runtime:
             raise RuntimeError("runtime not started")
         return self._dead_letters
 
+    @property
+    def gate(self) -> Gate:
+        """Shared by the messages being handled; held alone by an erasure or a replay. Work
+        outside the consumers that must not run alongside those takes its shared side."""
+        return self._gate
+
     def on_start(self, hook: Callable[[Runtime], Awaitable[None]]) -> None:
         """Run `hook` once the database is connected, before consumers start."""
         self._on_start.append(hook)
