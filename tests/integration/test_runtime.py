@@ -1,6 +1,7 @@
 """The service runtime on the real broker and database: each event processed once,
 poison messages set aside with a reason, events published only when their change commits."""
 
+import asyncio
 import json
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -238,3 +239,25 @@ async def test_a_dead_letter_is_re_driven_once_its_cause_is_fixed(infra: Stack) 
 
 async def _count(collection: Any, query: dict[str, Any], n: int) -> bool:
     return bool(await collection.count_documents(query) == n)
+
+
+async def test_transactions_that_write_the_same_document_at_once_all_commit(infra: Stack) -> None:
+    """A write conflict is run again as a whole, as MongoDB's label says it may be (the embedded
+    server leaves the label out): eight transactions that each read a counter, wait, and
+    write it back plus one all commit, and the counter counts eight."""
+    runtime = Runtime(isolated_settings(infra, "conflicts"), service="test")
+    async with runtime.lifespan(FastAPI()):
+        await runtime.db["counters"].insert_one({"_id": "c", "n": 0})
+        tries = 0
+
+        async def bump(uow: UnitOfWork) -> None:
+            nonlocal tries
+            tries += 1
+            seen = await uow.db["counters"].find_one({"_id": "c"})
+            assert seen is not None
+            await asyncio.sleep(0.05)  # the others read the same value meanwhile
+            await uow.db["counters"].update_one({"_id": "c"}, {"$set": {"n": seen["n"] + 1}})
+
+        await asyncio.gather(*(runtime.transact(bump) for _ in range(8)))
+        assert (await runtime.db["counters"].find_one({"_id": "c"}) or {})["n"] == 8
+        assert tries > 8  # they did collide, and ran again

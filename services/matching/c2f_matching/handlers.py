@@ -49,10 +49,10 @@ TOP_K = 5
 def make_handlers(matcher: Matcher, rosters: Rosters) -> Handlers:
     """What matching takes from registration's topics, each with its handler. `rosters`: the
     events' rosters kept in memory (emptied by a rebuild)."""
-    # Sign-ups, from lanes of different partitions, take turns in this process rather than collide
-    # on an event's roster counter and run again (a lane's batch holds sign-ups to several events,
-    # so one turn for all: lanes holding one event's turn each and waiting for another's would
-    # wait forever).
+    # Sign-ups and companies, from lanes of different partitions, take turns in this process
+    # rather than collide on an event's roster counter or a company's `company_events` and run
+    # again (a lane's batch holds sign-ups to several events, so one turn for all: lanes holding
+    # one event's turn each and waiting for another's would wait forever).
     turn = asyncio.Lock()
 
     async def suggest_at(
@@ -75,6 +75,10 @@ def make_handlers(matcher: Matcher, rosters: Rosters) -> Handlers:
         # Matching needs what a company offers and seeks, not who its people are.
         doc = event.model_dump(mode="json", exclude={"contacts"})
         doc["vectors"] = await matcher.encode(doc["offers"], doc["needs"])
+        # Its writes take the sign-ups' turn too: a lane of companies and a lane of sign-ups both
+        # write `company_events` (and rosters), and under load two such batches collided and ran
+        # again and again (bench/load.py: batches of 50 failing after minutes of retries).
+        await uow.hold(turn)
         await _upsert(uow, COMPANIES, event.company_id, doc)
         # Written by sign-ups of the company too: see `participant`.
         await uow.db[COMPANY_EVENTS].update_one(
