@@ -23,7 +23,6 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.command_cursor import AsyncCommandCursor
 from pymongo.asynchronous.cursor import AsyncCursor
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import OperationFailure
 from pymongo.results import BulkWriteResult, DeleteResult, InsertManyResult, InsertOneResult, UpdateResult
 
 from c2f_shared.envelope import Envelope
@@ -198,23 +197,6 @@ async def existing(uow: Any, collection: str, ids: Iterable[str]) -> set[str]:
     return {i for i in wanted if known[i]}
 
 
-# Write conflicts in a transaction: MongoDB labels them TransientTransactionError, so that
-# `with_transaction` runs the transaction again; the embedded server (SecantusDB) does not.
-CONFLICTS = (112,)  # WriteConflict
-
-
-def unlabelled_conflict(error: OperationFailure) -> bool:
-    return error.code in CONFLICTS and not error.has_error_label("TransientTransactionError")
-
-
-def labelled_transient(error: OperationFailure) -> OperationFailure:
-    """The write conflict `error`, labelled TransientTransactionError as MongoDB labels it (so
-    the transaction is run again as a whole, at once, rather than failed)."""
-    details = dict(error.details or {})
-    details["errorLabels"] = [*details.get("errorLabels", []), "TransientTransactionError"]
-    return OperationFailure(str(error), error.code, details)
-
-
 class Transactions:
     """Opens units of work on one service's database."""
 
@@ -248,13 +230,8 @@ class Transactions:
             async with self._client.start_session() as session, await session.start_transaction():
                 uow = self._open(session, correlation_id)
                 opened.append(uow)
-                try:
-                    yield uow
-                    await self._outbox.add(uow.emitted, session)
-                except OperationFailure as error:
-                    if unlabelled_conflict(error):
-                        raise labelled_transient(error) from error
-                    raise
+                yield uow
+                await self._outbox.add(uow.emitted, session)
         finally:
             for held in opened:
                 held.release()  # once committed or aborted
@@ -273,13 +250,8 @@ class Transactions:
             uow = self._open(session, correlation_id)
             uow._held = held
             last[:] = [uow]
-            try:
-                result = await work(uow)
-                await self._outbox.add(uow.emitted, session)
-            except OperationFailure as error:
-                if unlabelled_conflict(error):
-                    raise labelled_transient(error) from error
-                raise
+            result = await work(uow)
+            await self._outbox.add(uow.emitted, session)
             return result
 
         try:
