@@ -30,6 +30,7 @@ from rich.table import Table
 from c2f_cli.config import StackConfig
 from c2f_cli.mail import read_mail
 from c2f_cli.stack import Stack
+from measuring import stop_on_sigterm
 
 console = Console()
 
@@ -140,6 +141,7 @@ def end_to_end(client: httpx.Client, stack: Stack, cluster_id: str, pairs: int) 
 
 
 def main() -> None:
+    stop_on_sigterm()
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )

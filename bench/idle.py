@@ -23,7 +23,7 @@ from pathlib import Path
 
 from c2f_cli.config import StackConfig
 from c2f_cli.stack import Stack
-from measuring import MACHINE, cpu_seconds, cpu_used, machine
+from measuring import MACHINE, cpu_seconds, cpu_used, machine, stop_on_sigterm
 
 SERVERS = ("kafka", "mongo", "smtp")
 
@@ -37,6 +37,7 @@ def sample(stack: Stack, seconds: float) -> dict[str, float]:
 
 
 def main() -> int:
+    stop_on_sigterm()
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )

@@ -74,7 +74,7 @@ from rich.table import Table
 
 from c2f_cli.config import SERVICES, StackConfig
 from c2f_cli.stack import Stack
-from measuring import MACHINE, cpu_seconds, cpu_used, machine, percentile
+from measuring import MACHINE, cpu_seconds, cpu_used, machine, percentile, stop_on_sigterm
 
 # Redirected to a file, rich would wrap the tables at 80 columns.
 console = Console() if sys.stdout.isatty() else Console(width=130)
@@ -1274,6 +1274,7 @@ def report(run: Run, base: Baselines, logs: list[tuple[str, Counter[str], Counte
 
 
 def main() -> None:
+    stop_on_sigterm()
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )

@@ -5,12 +5,25 @@ script's folder is on the path)."""
 import math
 import os
 import re
+import signal
 import sys
 from pathlib import Path
+from types import FrameType
 
 from c2f_cli.stack import Stack
 
 MACHINE = "(the whole machine)"
+
+
+def stop_on_sigterm() -> None:
+    """Make SIGTERM (a `kill`, a timeout) stop the benchmark as Ctrl-C does, so that its
+    `finally` stops the stack it started instead of leaving the services running."""
+
+    def interrupt(signum: int, frame: FrameType | None) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second one must not cut the stop short
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
 
 
 def cpu_seconds(stack: Stack) -> dict[str, float]:

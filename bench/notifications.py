@@ -68,7 +68,7 @@ from c2f_notifications import messages, outgoing
 from c2f_notifications.i18n import Words
 from c2f_shared.service.outbox import Outbox
 from c2f_shared.service.unit_of_work import Transactions
-from measuring import MACHINE, cpu_seconds, cpu_used
+from measuring import MACHINE, cpu_seconds, cpu_used, stop_on_sigterm
 
 console = Console()
 LANGUAGES = ("en", "es", "it", "bg", "sr", "el")
@@ -630,6 +630,7 @@ def report(
 
 
 def main() -> None:
+    stop_on_sigterm()
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )

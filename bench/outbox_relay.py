@@ -44,7 +44,7 @@ from c2f_shared.events import ClusterRegistered
 from c2f_shared.service.outbox import Outbox
 from c2f_shared.service.replay import OffsetProbe
 from c2f_shared.service.settings import ServiceSettings
-from measuring import machine
+from measuring import machine, stop_on_sigterm
 
 ROOT = Path(__file__).resolve().parents[1]
 Doc = dict[str, Any]
@@ -196,6 +196,7 @@ async def bench(
 
 
 def main() -> int:
+    stop_on_sigterm()
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )

@@ -40,6 +40,7 @@ from rich.table import Table
 from c2f_cli.config import StackConfig
 from c2f_cli.stack import Stack
 from c2f_registration import importer
+from measuring import stop_on_sigterm
 
 console = Console()
 CONCURRENCY = 32
@@ -232,6 +233,7 @@ async def measure(stack: Stack, companies: int, rows: int) -> list[tuple[str, fl
 
 
 def main() -> None:
+    stop_on_sigterm()
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )

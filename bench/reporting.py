@@ -105,7 +105,7 @@ from c2f_shared.events import (
 )
 from c2f_shared.service.outbox import Outbox
 from c2f_shared.service.unit_of_work import Transactions
-from measuring import cpu_seconds, cpu_used, percentile
+from measuring import cpu_seconds, cpu_used, percentile, stop_on_sigterm
 
 # Redirected to a file, rich would wrap the tables at 80 columns.
 console = Console() if sys.stdout.isatty() else Console(width=120)
@@ -1059,6 +1059,7 @@ def report(results: Results, season: Season) -> None:
 
 
 def main() -> None:
+    stop_on_sigterm()
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
