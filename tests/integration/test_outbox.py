@@ -25,6 +25,7 @@ from c2f_shared.envelope import Envelope
 from c2f_shared.events import ClusterRegistered
 from c2f_shared.service.outbox import LEASES, REACHED, Outbox
 from c2f_shared.service.replay import OffsetProbe
+from c2f_shared.service.settings import ServiceSettings
 from c2f_shared.service.unit_of_work import Emitted
 from tests.support import eventually, isolated_settings
 
@@ -50,6 +51,19 @@ async def broker(bootstrap: str) -> AsyncIterator[KafkaBroker]:
         yield kafka
     finally:
         await kafka.stop()
+
+
+@asynccontextmanager
+async def watching(db: AsyncDatabase[Doc], settings: ServiceSettings) -> AsyncIterator[Outbox]:
+    """An outbox on `db` that publishes to the broker `settings` name and watches it for a loss,
+    as on the embedded stack."""
+    async with AsyncExitStack() as running:
+        probe = OffsetProbe(settings)
+        running.push_async_callback(probe.stop)
+        kafka = await running.enter_async_context(broker(settings.kafka_bootstrap))
+        outbox = Outbox(db, kafka, watch=probe.end_offsets)
+        await outbox.ensure_indexes()
+        yield outbox
 
 
 def events(keys: int, per_key: int) -> list[Envelope]:
@@ -200,12 +214,7 @@ async def test_a_service_started_against_a_new_broker_publishes_what_it_keeps_ag
     old = start_broker("kafka-old", "127.0.0.1", port, tmp_path)
     try:
         async with database(infra) as db:
-            async with AsyncExitStack() as running:
-                probe = OffsetProbe(settings)
-                running.push_async_callback(probe.stop)
-                kafka = await running.enter_async_context(broker(bootstrap))
-                before = Outbox(db, kafka, watch=probe.end_offsets)
-                await before.ensure_indexes()
+            async with watching(db, settings) as before:
                 await before.reconcile()  # nothing known yet: nothing to compare
                 await store(db, before, first, topic)
                 assert await before.publish_pending() == len(first)
@@ -214,12 +223,7 @@ async def test_a_service_started_against_a_new_broker_publishes_what_it_keeps_ag
             old.stop()
             new = start_broker("kafka-new", "127.0.0.1", port, tmp_path)
             try:
-                async with AsyncExitStack() as running:
-                    probe = OffsetProbe(settings)
-                    running.push_async_callback(probe.stop)
-                    kafka = await running.enter_async_context(broker(bootstrap))
-                    after = Outbox(db, kafka, watch=probe.end_offsets)
-                    await after.ensure_indexes()
+                async with watching(db, settings) as after:
                     await after.reconcile()
                     assert after.losses == 1
                     assert await after.pending() == len(first)
@@ -227,8 +231,8 @@ async def test_a_service_started_against_a_new_broker_publishes_what_it_keeps_ag
                     while await after.publish_pending():
                         pass
                     received = await read(bootstrap, topic, len(first) + len(later))
-                    # A second start finds the broker holding everything: nothing again.
-                    again = Outbox(db, kafka, watch=probe.end_offsets)
+                # A second start finds the broker holding everything: nothing again.
+                async with watching(db, settings) as again:
                     await again.reconcile()
                     assert again.losses == 0 and await again.pending() == 0
             finally:
@@ -258,12 +262,7 @@ async def test_after_a_loss_a_relay_stopped_at_once_has_noted_how_far_it_got_aga
     brokers = [start_broker("kafka-first", "127.0.0.1", port, tmp_path)]
     try:
         async with database(infra) as db:
-            async with AsyncExitStack() as running:
-                probe = OffsetProbe(settings)
-                running.push_async_callback(probe.stop)
-                kafka = await running.enter_async_context(broker(bootstrap))
-                outbox = Outbox(db, kafka, watch=probe.end_offsets)
-                await outbox.ensure_indexes()
+            async with watching(db, settings) as outbox:
                 relay = asyncio.create_task(outbox.relay_forever(idle_poll=60))
 
                 async def published(count: int) -> bool:
@@ -278,11 +277,7 @@ async def test_after_a_loss_a_relay_stopped_at_once_has_noted_how_far_it_got_aga
                 await asyncio.gather(relay, return_exceptions=True)
             brokers.pop().stop()
             brokers.append(start_broker("kafka-second", "127.0.0.1", port, tmp_path))
-            async with AsyncExitStack() as running:
-                probe = OffsetProbe(settings)
-                running.push_async_callback(probe.stop)
-                kafka = await running.enter_async_context(broker(bootstrap))
-                after = Outbox(db, kafka, watch=probe.end_offsets)
+            async with watching(db, settings) as after:
                 await after.reconcile()
                 assert after.losses == 1
                 assert await after.pending() == len(emitted)
