@@ -66,6 +66,7 @@ from typing import Any
 
 import httpx
 from aiokafka import AIOKafkaProducer
+from prometheus_client.parser import text_string_to_metric_families
 from pymongo import AsyncMongoClient
 from pymongo.errors import PyMongoError
 from rich.console import Console
@@ -74,7 +75,18 @@ from rich.table import Table
 
 from c2f_cli.config import SERVICES, StackConfig
 from c2f_cli.stack import Stack
-from measuring import MACHINE, cpu_seconds, cpu_used, machine, percentile, stop_on_sigterm
+from c2f_shared import topics
+from measuring import (
+    MACHINE,
+    STATEMENT_KINDS,
+    cpu_seconds,
+    cpu_used,
+    database_top,
+    machine,
+    percentile,
+    stop_on_sigterm,
+    top_used,
+)
 
 # Redirected to a file, rich would wrap the tables at 80 columns.
 console = Console() if sys.stdout.isatty() else Console(width=130)
@@ -684,6 +696,7 @@ class Run:
     cpu: list[tuple[str, float, dict[str, float]]] = field(default_factory=list)  # (what, wall s, CPU s)
     failed_polls: dict[str, int] = field(default_factory=dict)
     matching_caught_up: float | None = None  # s after the last sign-up answer; None: not within patience
+    statements: dict[str, dict[str, tuple[int, float]]] = field(default_factory=dict)  # database `top`
     problems: list[str] = field(default_factory=list)
 
 
@@ -747,6 +760,7 @@ async def load(stack: Stack, run: Run, patience: float, give_up: float, matching
         watch.expect("clusters", len(clusters))
         watch.expect("events", len(events))
         cpu_start = cpu_seconds(stack)
+        top_start = await database_top(cfg.mongo_uri)
         wall_start = time.time()
 
         company_jobs = [
@@ -833,30 +847,66 @@ async def load(stack: Stack, run: Run, patience: float, give_up: float, matching
     if matching_patience > 0:
         before, started = cpu_seconds(stack), time.time()
         run.matching_caught_up = await wait_for_matching(
-            cfg.mongo_uri, sum(run.per_event.values()), run.phases[3].last_answer, matching_patience
+            cfg.service_url("matching") + "/metrics",
+            cfg.mongo_uri,
+            sum(run.per_event.values()),
+            run.phases[3].last_answer,
+            matching_patience,
         )
         run.cpu.append(("wait for matching", time.time() - started, cpu_used(before, cpu_seconds(stack))))
+    run.statements = top_used(top_start, await database_top(cfg.mongo_uri))
 
 
-async def wait_for_matching(mongo_uri: str, expected: int, since: float, patience: float) -> float | None:
+async def wait_for_matching(
+    metrics_url: str, mongo_uri: str, expected: int, since: float, patience: float
+) -> float | None:
     """Until matching has processed every sign-up (each re-ranks its event's participants):
-    seconds after `since`, or None if `patience` seconds passed first. Context, not a verdict."""
-    client: AsyncMongoClient[Document] = AsyncMongoClient(mongo_uri, tz_aware=True)
-    inbox = client["c2f_matching"]["processed_events"]
+    seconds after `since`, or None if `patience` seconds passed first. Context, not a verdict.
+
+    Watched on matching's /metrics (its messages taken from the participants topic), not in its
+    database: counting its inbox every second cost the database as much as a fifth of a core
+    of the run it measures. The database confirms the count once at the end."""
     deadline = time.monotonic() + patience
-    try:
+    async with httpx.AsyncClient(timeout=10) as http:
         with Ticker(every=10) as ticker:
             task = ticker.add("matching: sign-ups processed", expected)
             while True:
-                done = await inbox.count_documents({"type": "ParticipantRegistered"})
+                done = await _participants_taken(http, metrics_url)
                 ticker.update(task, done)
                 if done >= expected:
-                    return time.time() - since
+                    break
                 if time.monotonic() > deadline:
                     return None
                 await asyncio.sleep(POLL_SECONDS)
+    seconds = time.time() - since
+    client: AsyncMongoClient[Document] = AsyncMongoClient(mongo_uri, tz_aware=True)
+    try:
+        inbox = client["c2f_matching"]["processed_events"]
+        while await inbox.count_documents({"type": "ParticipantRegistered"}) < expected:
+            if time.monotonic() > deadline:
+                return None
+            await asyncio.sleep(POLL_SECONDS)
     finally:
         await client.close()
+    return seconds
+
+
+async def _participants_taken(http: httpx.AsyncClient, metrics_url: str) -> int:
+    """Messages of the participants topic matching has finished with (processed or duplicate)."""
+    try:
+        text = (await http.get(metrics_url)).text
+    except httpx.HTTPError:
+        return 0
+    done = 0.0
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if (
+                sample.name == "c2f_messages_total"
+                and sample.labels.get("topic") == topics.PARTICIPANTS
+                and sample.labels.get("outcome") in ("processed", "duplicate")
+            ):
+                done += sample.value
+    return int(done)
 
 
 async def check_registration(
@@ -1265,6 +1315,28 @@ def report(run: Run, base: Baselines, logs: list[tuple[str, Counter[str], Counte
                 f"{used[MACHINE] / wall:.0%} of {os.cpu_count() or 0}00 %",
             )
         console.print(cpu)
+
+    if run.statements:
+        total = sum(kinds["total"][0] for kinds in run.statements.values())
+        seconds = sum(kinds["total"][1] for kinds in run.statements.values())
+        requests = run.phases[2].ok + run.phases[3].ok
+        st = Table(
+            "collection",
+            "statements",
+            "s in the database",
+            *STATEMENT_KINDS,
+            title=f"Database statements from the first company to the end: {total:,} "
+            f"({total / max(1, requests):.1f} per request), {seconds:.0f} s inside the server "
+            "(its `top` command; commits and reads of no collection are not counted)",
+        )
+        for namespace, kinds in sorted(run.statements.items(), key=lambda item: -item[1]["total"][1])[:20]:
+            st.add_row(
+                namespace,
+                f"{kinds['total'][0]:,}",
+                f"{kinds['total'][1]:.1f}",
+                *(f"{kinds[k][0]:,}" if kinds.get(k, (0, 0))[0] else "" for k in STATEMENT_KINDS),
+            )
+        console.print(st)
 
     lt = Table("log", "lines by level", "most common WARNING/ERROR (ids and numbers as #)", title="Logs")
     for name, levels, messages in logs:

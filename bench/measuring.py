@@ -1,5 +1,6 @@
-"""What the benchmarks under bench/ share to measure: CPU seconds per process of a stack, nearest-
-rank percentiles, and a line describing the machine. Import it from a script in bench/ (the
+"""What the benchmarks under bench/ share to measure: CPU seconds per process of a stack, the
+database's statements per collection, nearest-rank percentiles, and a line describing the
+machine. Import it from a script in bench/ (the
 script's folder is on the path)."""
 
 import math
@@ -9,6 +10,8 @@ import signal
 import sys
 from pathlib import Path
 from types import FrameType
+
+from pymongo import AsyncMongoClient
 
 from c2f_cli.stack import Stack
 
@@ -72,3 +75,42 @@ def machine() -> str:
     except (OSError, StopIteration):
         pass
     return f"{os.cpu_count()} CPUs ({cpu}), {ram}, Python {sys.version.split()[0]}"
+
+
+# What the database's `top` command counts per collection (its `total` is their sum).
+STATEMENT_KINDS = ("queries", "getmore", "insert", "update", "remove", "commands")
+
+
+async def database_top(mongo_uri: str) -> dict[str, dict[str, tuple[int, float]]]:
+    """The database server's statements so far, per collection ("db.collection") and kind:
+    (count, seconds spent). From MongoDB's `top` command, which SecantusDB answers too."""
+    client: AsyncMongoClient[dict[str, object]] = AsyncMongoClient(mongo_uri)
+    try:
+        totals = (await client.admin.command("top"))["totals"]
+    finally:
+        await client.close()
+    return {
+        namespace: {
+            kind: (int(figures[kind]["count"]), figures[kind]["time"] / 1e6)
+            for kind in ("total", *STATEMENT_KINDS)
+            if kind in figures
+        }
+        for namespace, figures in totals.items()
+        if isinstance(figures, dict) and "total" in figures
+    }
+
+
+def top_used(
+    before: dict[str, dict[str, tuple[int, float]]], after: dict[str, dict[str, tuple[int, float]]]
+) -> dict[str, dict[str, tuple[int, float]]]:
+    """Statements between two `database_top` readings, collections without any left out."""
+    used = {}
+    for namespace, kinds in after.items():
+        earlier = before.get(namespace, {})
+        delta = {
+            kind: (count - earlier.get(kind, (0, 0.0))[0], seconds - earlier.get(kind, (0, 0.0))[1])
+            for kind, (count, seconds) in kinds.items()
+        }
+        if delta.get("total", (0, 0.0))[0] > 0:
+            used[namespace] = delta
+    return used

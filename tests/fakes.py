@@ -107,6 +107,13 @@ class FakeCollection:
         return self._c.delete_many(filter, **_plain(kwargs))
 
     async def bulk_write(self, requests: Sequence[Any], **kwargs: Any) -> Any:
+        return self._apply(requests)
+
+    def write_later(self, request: Any) -> None:
+        """Here at once: nothing else runs in between, and the fake keeps no order to break."""
+        self._apply([request])
+
+    def _apply(self, requests: Sequence[Any]) -> _BulkResult:
         """mongomock's bulk_write does not take pymongo's request objects: apply them one by one,
         answering what the handlers read (`upserted_ids`, by position)."""
         upserted: dict[int, Any] = {}
@@ -140,6 +147,9 @@ class FakeDatabase:
     def __getitem__(self, name: str) -> FakeCollection:
         return FakeCollection(self._db[name])
 
+    async def send(self, name: str | None = None) -> None:
+        """Writes kept for later are applied at once here (FakeCollection.write_later)."""
+
 
 class FakeUnitOfWork:
     """What a handler sees of a unit of work: `db`, `emit`, `after_commit`, `forget_published`."""
@@ -150,6 +160,7 @@ class FakeUnitOfWork:
         self.emitted: list[Event] = []
         self.forgotten: list[dict[str, Any]] = []
         self.local: dict[Any, Any] = {}
+        self.batch: list[Event] = []
         self._after_commit: list[Callable[[], None]] = []
 
     def emit(self, event: Event, *, event_id: str | None = None) -> None:
@@ -204,6 +215,7 @@ class FakeStore:
         """Run `event` through its handler, as the pipeline would once the unit of work commits."""
         envelope = Envelope.wrap(event, producer=producer, correlation_id="test")
         uow = FakeUnitOfWork(self.db, envelope.correlation_id)
+        uow.batch = [event]
         handler = self.handlers.get(type(event))
         if handler is None:
             raise LookupError(f"the service takes no {type(event).__name__}")

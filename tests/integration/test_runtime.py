@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from fastapi import FastAPI
+from pymongo import UpdateOne
 from pymongo.errors import OperationFailure
 
 from c2f_cli.stack import Stack
@@ -261,3 +262,40 @@ async def test_transactions_that_write_the_same_document_at_once_all_commit(infr
         await asyncio.gather(*(runtime.transact(bump) for _ in range(8)))
         assert (await runtime.db["counters"].find_one({"_id": "c"}) or {})["n"] == 8
         assert tries > 8  # they did collide, and ran again
+
+
+async def test_writes_kept_for_later_are_sent_in_order_before_reads_and_the_commit(infra: Stack) -> None:
+    """`write_later` sends a unit of work's writes to a collection in one bulk write: a read of
+    that collection (find_one, a cursor, a count) sees them, a write after them applies after
+    them, they commit with the unit of work, and an aborted one leaves none of them."""
+    runtime = Runtime(isolated_settings(infra, "later"), service="test")
+    async with runtime.lifespan(FastAPI()):
+
+        async def work(uow: UnitOfWork) -> list[Any]:
+            people = uow.db["people"]
+            people.write_later(UpdateOne({"_id": "a"}, {"$set": {"n": 1}}, upsert=True))
+            people.write_later(UpdateOne({"_id": "b"}, {"$set": {"n": 2}}, upsert=True))
+            listed = [d["_id"] async for d in people.find({}).sort("_id", -1)]
+            people.write_later(UpdateOne({"_id": "a"}, {"$inc": {"n": 10}}))
+            one = await people.find_one({"_id": "a"})
+            people.write_later(UpdateOne({"_id": "c"}, {"$set": {"n": 3}}, upsert=True))
+            await people.update_one({"_id": "c"}, {"$inc": {"n": 100}})  # after the kept upsert
+            people.write_later(UpdateOne({"_id": "d"}, {"$set": {"n": 4}}, upsert=True))
+            assert await runtime.db["people"].count_documents({}) == 0  # nothing outside yet
+            return [listed, one, await people.count_documents({})]
+
+        listed, one, counted = await runtime.transact(work)
+        assert listed == ["b", "a"]
+        assert one == {"_id": "a", "n": 11}
+        assert counted == 4
+        stored = {d["_id"]: d["n"] async for d in runtime.db["people"].find({})}
+        assert stored == {"a": 11, "b": 2, "c": 103, "d": 4}  # "d" was sent at the commit
+
+        async def aborted(uow: UnitOfWork) -> None:
+            uow.db["people"].write_later(UpdateOne({"_id": "e"}, {"$set": {"n": 5}}, upsert=True))
+            await uow.db["others"].insert_one({"_id": "x"})
+            raise RuntimeError("given up")
+
+        with pytest.raises(RuntimeError):
+            await runtime.transact(aborted)
+        assert await runtime.db["people"].find_one({"_id": "e"}) is None

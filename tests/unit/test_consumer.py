@@ -162,9 +162,14 @@ async def test_records_waiting_together_are_handled_in_one_transaction_each_once
     outcomes = await pipeline.process_batch(bodies)
 
     assert outcomes == ["processed", "duplicate", "processed", "duplicate", "ignored"]
-    assert store.transactions == 1
+    # The first stopped at the inbox (B is in it); the second left B out.
+    assert store.transactions == 2
     assert seen == [("A", "c-A"), ("C", "c-C")], "each handled once, under its own correlation id"
     assert {d["_id"] for d in store["processed_events"].find()} == {e.event_id for e in envelopes}
+
+    fresh = [Envelope.wrap(cluster(name), producer="test", correlation_id=name) for name in ("D", "E")]
+    assert await pipeline.process_batch([wire(e) for e in fresh]) == ["processed", "processed"]
+    assert store.transactions == 3, "a batch nobody processed before takes one transaction"
 
 
 async def test_a_batch_that_fails_stores_nothing_and_the_one_at_fault_keeps_its_count() -> None:

@@ -11,7 +11,14 @@ from pymongo import UpdateOne
 
 from c2f_matching import meetings
 from c2f_matching.matcher import Matcher
-from c2f_matching.profiles import Rosters, bump_roster, event_roster, known_event, new_roster_epoch
+from c2f_matching.profiles import (
+    Rosters,
+    bump_roster,
+    event_roster,
+    forget_versions,
+    known_event,
+    new_roster_epoch,
+)
 from c2f_matching.scoring import Profile, top_pairs
 from c2f_matching.store import (
     CLUSTERS,
@@ -79,7 +86,14 @@ def make_handlers(matcher: Matcher, rosters: Rosters) -> Handlers:
         # write `company_events` (and rosters), and under load two such batches collided and ran
         # again and again (bench/load.py: batches of 50 failing after minutes of retries).
         await uow.hold(turn)
-        await _upsert(uow, COMPANIES, event.company_id, doc)
+        stored = await _upsert(uow, COMPANIES, event.company_id, doc)
+        forget_versions(uow, [event.company_id])
+
+        # Its sign-ups need the profile next: kept at the version just written.
+        def keep() -> None:
+            matcher.keep_profile({**stored, "_id": event.company_id})
+
+        uow.after_commit(keep)
         # Written by sign-ups of the company too: see `participant`.
         await uow.db[COMPANY_EVENTS].update_one(
             {"_id": event.company_id}, {"$set": {"revision": event.revision}}, upsert=True
@@ -110,12 +124,12 @@ def make_handlers(matcher: Matcher, rosters: Rosters) -> Handlers:
         }
         if event.company_id is not None:
             await uow.hold(turn)
-        await _upsert(uow, PARTICIPANTS, event.participant_id, doc)
+        _upsert_later(uow, PARTICIPANTS, event.participant_id, doc)
         if event.company_id is not None:
             # The company's handler writes this document too: a sign-up and its company's
             # registration handled at the same moment cannot both miss each other.
-            await uow.db[COMPANY_EVENTS].update_one(
-                {"_id": event.company_id}, {"$addToSet": {"events": event.event_id}}, upsert=True
+            uow.db[COMPANY_EVENTS].write_later(
+                UpdateOne({"_id": event.company_id}, {"$addToSet": {"events": event.event_id}}, upsert=True)
             )
             me = {"_id": event.participant_id, **doc}
             await suggest_at(uow, event.event_id, {event.participant_id: event.company_id}, [me])
@@ -187,10 +201,24 @@ EVENT_FIELDS = {
 }
 
 
-async def _upsert(uow: UnitOfWork, collection: str, doc_id: str, doc: dict[str, Any]) -> None:
-    await uow.db[collection].update_one(
-        {"_id": doc_id}, {"$set": {**doc, "updated_at": datetime.now(UTC)}}, upsert=True
-    )
+async def _upsert(uow: UnitOfWork, collection: str, doc_id: str, doc: dict[str, Any]) -> dict[str, Any]:
+    """Set `doc`'s fields and the time; returns them as stored."""
+    stored = {**doc, "updated_at": _stored_now()}
+    await uow.db[collection].update_one({"_id": doc_id}, {"$set": stored}, upsert=True)
+    return stored
+
+
+def _upsert_later(uow: UnitOfWork, collection: str, doc_id: str, doc: dict[str, Any]) -> None:
+    """`_upsert`, sent with the unit of work's other writes to the collection."""
+    update = {"$set": {**doc, "updated_at": _stored_now()}}
+    uow.db[collection].write_later(UpdateOne({"_id": doc_id}, update, upsert=True))
+
+
+def _stored_now() -> datetime:
+    """Now, as the database stores it (to the millisecond), so that what is kept in memory
+    compares equal with what is read back."""
+    at = datetime.now(UTC)
+    return at.replace(microsecond=at.microsecond // 1000 * 1000)
 
 
 async def suggest_for(

@@ -26,6 +26,7 @@ from c2f_matching.clusters import Cluster
 from c2f_matching.matcher import Matcher
 from c2f_matching.scoring import Profile
 from c2f_matching.store import CLUSTERS, COMPANIES, EVENTS, PARTICIPANTS
+from c2f_shared.events import ParticipantRegistered
 from c2f_shared.service import UnitOfWork
 
 VERSION_FIELDS = {"revision": 1, "updated_at": 1}
@@ -138,7 +139,7 @@ async def event_roster(
         previous = rosters.get(event["_id"], (key[0], key[1] - 1), uow)
         if previous is not None:
             entries = dict(previous.companies)
-            versions = await _versions(db, matcher, [c for c in changed.values() if c is not None])
+            versions = await _versions_of_batch(uow, matcher, [c for c in changed.values() if c is not None])
             for participant_id, company_id in changed.items():
                 if company_id is None:
                     entries.pop(participant_id, None)
@@ -170,6 +171,28 @@ async def _versions(db: Any, matcher: Matcher, company_ids: list[str]) -> dict[s
         c["_id"]: matcher.version(c)
         async for c in db[COMPANIES].find({"_id": {"$in": list(set(company_ids))}}, VERSION_FIELDS)
     }
+
+
+_VERSIONS = "matching.versions"  # UnitOfWork.local: company id -> its version (None: not known)
+
+
+async def _versions_of_batch(uow: UnitOfWork, matcher: Matcher, company_ids: list[str]) -> dict[str, Any]:
+    """`_versions`, read once per unit of work for the companies of all its sign-ups."""
+    kept: dict[str, Any] = uow.local.setdefault(_VERSIONS, {})
+    missing = [c for c in company_ids if c not in kept]
+    if missing:
+        ahead = {e.company_id for e in uow.batch if isinstance(e, ParticipantRegistered) and e.company_id}
+        wanted = list({*missing, *(c for c in ahead if c not in kept)})
+        found = await _versions(uow.db, matcher, wanted)
+        kept.update({c: found.get(c) for c in wanted})
+    return {c: kept[c] for c in company_ids if kept[c] is not None}
+
+
+def forget_versions(uow: UnitOfWork, company_ids: list[str]) -> None:
+    """The unit of work wrote these companies: their versions are read again."""
+    kept: dict[str, Any] = uow.local.get(_VERSIONS, {})
+    for company_id in company_ids:
+        kept.pop(company_id, None)
 
 
 async def event_profiles(db: Any, matcher: Matcher, event_id: str) -> list[Profile]:

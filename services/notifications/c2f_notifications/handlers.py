@@ -10,6 +10,8 @@ from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
+from pymongo import ReturnDocument, UpdateOne
+
 from c2f_notifications.config import Settings
 from c2f_notifications.outgoing import cancel_timers, queue, timer
 from c2f_notifications.store import (
@@ -69,24 +71,28 @@ class _Facts:
     async def participant_registered(
         self, event: ParticipantRegistered, envelope: Envelope, uow: UnitOfWork
     ) -> None:
-        await _upsert(
-            uow,
-            RECIPIENTS,
-            event.participant_id,
+        recipient = await uow.db[RECIPIENTS].find_one_and_update(
+            {"_id": event.participant_id},
             {
-                **event.attendee.model_dump(),
-                "consent_share_contact": event.consent_share_contact,
-                "event_id": event.event_id,
-                "company_id": event.company_id,
-                "cluster_id": event.cluster_id,
-                "token_hash": event.access_token_hash,
-                "status": "registered",
+                "$set": {
+                    **event.attendee.model_dump(),
+                    "consent_share_contact": event.consent_share_contact,
+                    "event_id": event.event_id,
+                    "company_id": event.company_id,
+                    "cluster_id": event.cluster_id,
+                    "token_hash": event.access_token_hash,
+                    "status": "registered",
+                }
             },
+            upsert=True,
+            return_document=ReturnDocument.AFTER,
         )
-        tell = self.tell(uow, envelope)
-        await tell(
-            "registration_confirmed", event.participant_id, event.participant_id, {"event_id": event.event_id}
-        )
+        about = {"event_id": event.event_id}
+        kind = "registration_confirmed"
+        if await queue(
+            uow, kind, event.participant_id, event.participant_id, about, envelope.correlation_id, recipient
+        ):
+            uow.after_commit(self.wake)
 
     async def event_changed(
         self, event: EventCreated | EventUpdated, envelope: Envelope, uow: UnitOfWork
@@ -105,7 +111,8 @@ class _Facts:
                 )
 
     async def suggested(self, event: MatchSuggested, envelope: Envelope, uow: UnitOfWork) -> None:
-        if await existing(uow, ERASURES, [p.company_id for p in event.parties]):
+        ahead = [p.company_id for e in uow.batch if isinstance(e, MatchSuggested) for p in e.parties]
+        if await existing(uow, ERASURES, [p.company_id for p in event.parties], ahead):
             return  # the suggestion was made before its company was erased, and arrived after
         for party in event.parties:
             await _collect_for_digest(uow, self.settings, event, party.participant_id)
@@ -180,6 +187,8 @@ def make_handlers(settings: Settings, wake: Callable[[], None]) -> Handlers:
 
 # What a unit of work remembers for the handlers after it (UnitOfWork.local).
 _DIGEST_DUE = "notifications.digest_due"  # recipients whose digest timer is due
+_DIGEST_TIMERS = "notifications.digest_timers"  # recipient id -> its digest timer, as read
+_DIGEST_PEOPLE = "notifications.digest_people"  # recipient id -> its digest settings, as read
 EVENT_FIELDS = {
     "name",
     "kind",
@@ -246,18 +255,21 @@ async def _collect_for_digest(
     """Keep the suggestion for the participant's next digest, and make sure one is due: after
     a short gathering delay, and no sooner than a period after the last one."""
     db = uow.db
-    await db[DIGEST_ITEMS].update_one(
-        {"_id": f"{event.suggestion_id}:{recipient_id}"},
-        {
-            "$setOnInsert": {
-                "recipient_id": recipient_id,
-                "event_id": event.event_id,
-                "fact": event.model_dump(mode="json"),
-                "digest": None,
-                "created_at": now(),
-            }
-        },
-        upsert=True,
+    # Sent with the batch's other digest items, in one statement.
+    db[DIGEST_ITEMS].write_later(
+        UpdateOne(
+            {"_id": f"{event.suggestion_id}:{recipient_id}"},
+            {
+                "$setOnInsert": {
+                    "recipient_id": recipient_id,
+                    "event_id": event.event_id,
+                    "fact": event.model_dump(mode="json"),
+                    "digest": None,
+                    "created_at": now(),
+                }
+            },
+            upsert=True,
+        )
     )
     # The digest timer is one document per participant; its state says when the last went out.
     # Reading it here also makes this transaction collide with one firing it, so that a
@@ -266,11 +278,10 @@ async def _collect_for_digest(
     due_here: set[str] = uow.local.setdefault(_DIGEST_DUE, set())
     if recipient_id in due_here:
         return
-    current = await db[TIMERS].find_one({"_id": f"digest:{recipient_id}"}) or {}
+    current, person = await _digest_state(uow, recipient_id)
     if current.get("status") == "pending":
         due_here.add(recipient_id)
         return
-    person = await db[RECIPIENTS].find_one({"_id": recipient_id}) or {}
     period = timedelta(hours=float(person.get("digest_hours") or settings.digest_hours))
     if current.get("status") == "firing":
         # Being sent by an instance, or by one that was killed. The timer stays as it is: if
@@ -285,10 +296,33 @@ async def _collect_for_digest(
     due = now() + timedelta(seconds=settings.digest_delay_seconds)
     if last is not None:
         due = max(due, utc(last) + period)
-    await timer(
+    timer(
         uow, f"digest:{recipient_id}", "suggestions_digest", recipient_id, due, {"event_id": event.event_id}
     )
     due_here.add(recipient_id)
+
+
+async def _digest_state(uow: UnitOfWork, recipient_id: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The participant's digest timer and recipient document (empty when there is none), read
+    for every participant the batch's suggestions name at once (two statements per batch)."""
+    timers: dict[str, dict[str, Any]] = uow.local.setdefault(_DIGEST_TIMERS, {})
+    people: dict[str, dict[str, Any]] = uow.local.setdefault(_DIGEST_PEOPLE, {})
+    if recipient_id not in timers:
+        named = {p.participant_id for e in uow.batch if isinstance(e, MatchSuggested) for p in e.parties}
+        ids = [i for i in {recipient_id, *named} if i not in timers]
+        found = {
+            d["recipient_id"]: d
+            async for d in uow.db[TIMERS].find({"_id": {"$in": [f"digest:{i}" for i in ids]}})
+        }
+        known = {
+            d["_id"]: d
+            async for d in uow.db[RECIPIENTS].find(
+                {"_id": {"$in": ids}}, {"digest_hours": 1, "last_digest_at": 1}
+            )
+        }
+        for i in ids:
+            timers[i], people[i] = found.get(i, {}), known.get(i, {})
+    return timers[recipient_id], people[recipient_id]
 
 
 def _meeting_data(
@@ -337,7 +371,7 @@ async def _meeting_changed(uow: UnitOfWork, settings: Settings, event: Any, tell
                     {**base, "requester": event.requested_by, "message": event.message},
                 )
                 due = now() + timedelta(hours=settings.nudge_after_hours)
-                await timer(uow, f"nudge:{event.meeting_id}:{invitee}", "nudge", invitee, due, base)
+                timer(uow, f"nudge:{event.meeting_id}:{invitee}", "nudge", invitee, due, base)
     elif isinstance(event, MeetingAccepted | MeetingDeclined):
         kind = "meeting_accepted" if isinstance(event, MeetingAccepted) else "meeting_declined"
         if event.by != event.requested_by:
@@ -389,7 +423,7 @@ async def _meeting_scheduled(
             due = event.starts_at - timedelta(seconds=offset)
             timer_id = f"reminder:{event.meeting_id}:{offset}:{party}"
             if due > at:
-                await timer(uow, timer_id, "reminder", party, due, {**data, "offset": offset})
+                timer(uow, timer_id, "reminder", party, due, {**data, "offset": offset})
             else:
                 await cancel_timers(uow, {"_id": timer_id})
         found = await db["events"].find_one({"_id": event.event_id}, {"ends_at": 1})

@@ -6,6 +6,8 @@ the API queue through here; `delivery` sends what is queued."""
 from datetime import datetime
 from typing import Any
 
+from pymongo import UpdateOne
+
 from c2f_notifications.messages import ESSENTIAL
 from c2f_notifications.store import ERASURES, OUTGOING, RECIPIENTS, TIMERS, WEBHOOKS
 from c2f_shared.service import UnitOfWork, tracing
@@ -23,10 +25,13 @@ async def queue(
     recipient_id: str,
     data: dict[str, Any],
     correlation_id: str | None = None,
+    recipient: dict[str, Any] | None = None,
 ) -> bool:
     """Queue one e-mail (once: the dedupe key is the _id), and a copy for the recipient's
-    cluster's webhook if it has one. Optional kinds the recipient muted are not queued."""
-    recipient = await uow.db[RECIPIENTS].find_one({"_id": recipient_id})
+    cluster's webhook if it has one. Optional kinds the recipient muted are not queued.
+    `recipient`: its document as the caller has just written it (else it is read)."""
+    if recipient is None:
+        recipient = await uow.db[RECIPIENTS].find_one({"_id": recipient_id})
     if recipient is not None and kind not in ESSENTIAL and kind in recipient.get("muted", []):
         return False
     if recipient is None and await uow.db[ERASURES].find_one({"participants": recipient_id}):
@@ -52,7 +57,7 @@ async def queue(
     )
     if result.upserted_id is None:
         return False
-    hook = await uow.db[WEBHOOKS].find_one({"_id": (recipient or {}).get("cluster_id")})
+    hook = await _webhook(uow, (recipient or {}).get("cluster_id"))
     if hook is not None:
         # The cluster's own system hears the same fact (ids and what happened; no contact data).
         await uow.db[OUTGOING].update_one(
@@ -63,23 +68,37 @@ async def queue(
     return True
 
 
-async def timer(
+async def _webhook(uow: UnitOfWork, cluster_id: str | None) -> dict[str, Any] | None:
+    """The cluster's webhook, if it has one; asked once per cluster and unit of work."""
+    hooks: dict[str | None, dict[str, Any] | None] = uow.local.setdefault(_WEBHOOKS, {})
+    if cluster_id not in hooks:
+        hooks[cluster_id] = await uow.db[WEBHOOKS].find_one({"_id": cluster_id})
+    return hooks[cluster_id]
+
+
+_WEBHOOKS = "notifications.webhooks"  # UnitOfWork.local: cluster id -> its webhook or None
+
+
+def timer(
     uow: UnitOfWork, timer_id: str, kind: str, recipient_id: str, due_at: datetime, data: dict[str, Any]
 ) -> None:
-    """Something to send later; setting it again moves it (a meeting that moved)."""
-    await uow.db[TIMERS].update_one(
-        {"_id": timer_id},
-        {
-            "$set": {
-                "kind": kind,
-                "recipient_id": recipient_id,
-                "due_at": due_at,
-                "data": data,
-                "status": "pending",
+    """Something to send later; setting it again moves it (a meeting that moved). Written with
+    the unit of work's other timers (`write_later`)."""
+    uow.db[TIMERS].write_later(
+        UpdateOne(
+            {"_id": timer_id},
+            {
+                "$set": {
+                    "kind": kind,
+                    "recipient_id": recipient_id,
+                    "due_at": due_at,
+                    "data": data,
+                    "status": "pending",
+                },
+                "$setOnInsert": {"created_at": now()},
             },
-            "$setOnInsert": {"created_at": now()},
-        },
-        upsert=True,
+            upsert=True,
+        )
     )
 
 

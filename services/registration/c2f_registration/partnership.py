@@ -20,6 +20,7 @@ from c2f_shared.events import (
     ParticipantWithdrawn,
 )
 from c2f_shared.service import Handlers, UnitOfWork
+from c2f_shared.service.unit_of_work import existing
 
 FOREIGN_PARTICIPANTS = "foreign_participants"
 
@@ -41,7 +42,9 @@ async def _cluster(event: ClusterRegistered, envelope: Envelope, uow: UnitOfWork
 
 
 async def _participant(event: ParticipantRegistered, envelope: Envelope, uow: UnitOfWork) -> None:
-    if await _is_local_participant(uow, event.participant_id):
+    # Most are this instance's own sign-ups, coming back: asked for the whole batch at once.
+    ahead = [e.participant_id for e in uow.batch if isinstance(e, ParticipantRegistered)]
+    if await existing(uow, store.PARTICIPANTS, [event.participant_id], ahead):
         return
     inserted = await uow.db[FOREIGN_PARTICIPANTS].update_one(
         {"_id": event.participant_id},
@@ -75,10 +78,6 @@ async def _foreign_event(event: EventCreated | EventUpdated, envelope: Envelope,
         },
         upsert=True,
     )
-
-
-async def _is_local_participant(uow: UnitOfWork, participant_id: str) -> bool:
-    return await uow.db[store.PARTICIPANTS].find_one({"_id": participant_id}, {"_id": 1}) is not None
 
 
 async def _forget_foreign(query: dict[str, Any], uow: UnitOfWork) -> None:

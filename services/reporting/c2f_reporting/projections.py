@@ -1,5 +1,7 @@
 """Reporting's projections: one collection per kind of fact, one document per aggregate."""
 
+from pymongo import UpdateOne
+
 from c2f_shared.envelope import Envelope
 from c2f_shared.events import (
     ERASED_PARTY,
@@ -67,7 +69,8 @@ async def _erased(event: CompanyErased, envelope: Envelope, uow: UnitOfWork) -> 
 
 
 async def _suggested(event: MatchSuggested, envelope: Envelope, uow: UnitOfWork) -> None:
-    if await existing(uow, "erasures", [p.company_id for p in event.parties]):
+    ahead = [p.company_id for e in uow.batch if isinstance(e, MatchSuggested) for p in e.parties]
+    if await existing(uow, "erasures", [p.company_id for p in event.parties], ahead):
         return  # made before its company was erased, arrived after
     await _projected(event, envelope, uow)
 
@@ -88,10 +91,13 @@ async def _projected(event: Event, envelope: Envelope, uow: UnitOfWork) -> None:
     if isinstance(event, CompanyRegistered | CompanyUpdated):
         # Only contacts that agreed to appear in the brochure are kept.
         data["contacts"] = [c for c in data["contacts"] if c["consent"] == "brochure"]
-    await uow.db[collection].update_one(
-        {"_id": getattr(event, id_field)},
-        {"$set": {**data, "occurred_at": envelope.occurred_at}},
-        upsert=True,
+    # Sent with the batch's other writes to the collection (one statement for the batch).
+    uow.db[collection].write_later(
+        UpdateOne(
+            {"_id": getattr(event, id_field)},
+            {"$set": {**data, "occurred_at": envelope.occurred_at}},
+            upsert=True,
+        )
     )
 
 

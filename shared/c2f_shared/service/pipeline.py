@@ -25,7 +25,13 @@ from functools import partial
 from typing import Any, Protocol, TypeVar
 
 import pydantic
-from pymongo.errors import ConnectionFailure, DuplicateKeyError, OperationFailure, PyMongoError
+from pymongo.errors import (
+    BulkWriteError,
+    ConnectionFailure,
+    DuplicateKeyError,
+    OperationFailure,
+    PyMongoError,
+)
 
 from c2f_shared.envelope import Envelope, UnknownEventType
 from c2f_shared.events import CompanyErased, Event
@@ -162,47 +168,63 @@ class Pipeline:
         if not todo:
             return outcomes
         async with self._gate.shared():
+            try:
+                return await self._batch(todo, outcomes, traces, seen=set())
+            except BatchFailed as failed:
+                if failed.at is not None or not _duplicate(failed.error):
+                    raise
+            # The inbox holds some of them (a redelivery): leave those out, handle the others.
             ids = [envelope.event_id for _, envelope, _, _ in todo]
             seen = {d["_id"] async for d in self._store.db[INBOX].find({"_id": {"$in": ids}}, {"_id": 1})}
-            fresh = []
-            for i, envelope, event, handler in todo:
-                if envelope.event_id in seen:
-                    outcomes[i] = "duplicate"
-                    continue
-                seen.add(envelope.event_id)
-                fresh.append((i, envelope, event, handler))
-            if not fresh:
-                return outcomes
+            return await self._batch(todo, outcomes, traces, seen)
 
-            running: list[int] = []  # the message whose handler runs
+    async def _batch(
+        self,
+        todo: list[tuple[int, Envelope, Event, Handler]],
+        outcomes: list[str],
+        traces: list[tracing.Carrier],
+        seen: set[str],
+    ) -> list[str]:
+        """`process_batch`'s unit of work, for the messages whose ids are not in `seen` (the
+        ones the inbox holds already). Inserting their ids into the inbox comes first: one
+        processed before makes it fail at once, with BatchFailed(None, DuplicateKeyError)."""
+        fresh = []
+        for i, envelope, event, handler in todo:
+            if envelope.event_id in seen:
+                outcomes[i] = "duplicate"
+                continue
+            seen.add(envelope.event_id)
+            fresh.append((i, envelope, event, handler))
+        if not fresh:
+            return outcomes
 
-            async def work(uow: UnitOfWork) -> None:
-                running.clear()
-                now = datetime.now(UTC)
-                await uow.db[INBOX].insert_many(
-                    [
-                        {"_id": envelope.event_id, "type": envelope.type, "at": now}
-                        for _, envelope, _, _ in fresh
-                    ]
-                )
-                for i, envelope, event, handler in fresh:
-                    running[:] = [i]
-                    uow.correlation_id = envelope.correlation_id  # what it emits follows from it
-                    with (
-                        log_context(
-                            correlation_id=envelope.correlation_id,
-                            event_id=envelope.event_id,
-                            event_type=envelope.type,
-                        ),
-                        _handling(envelope, traces[i]),
-                    ):
-                        await handler(event, envelope, uow)
-                running.clear()
+        running: list[int] = []  # the message whose handler runs
 
-            try:
-                await self._store.transact(work, fresh[0][1].correlation_id)
-            except Exception as error:
-                raise BatchFailed(running[0] if running else None, error) from error
+        async def work(uow: UnitOfWork) -> None:
+            running.clear()
+            uow.batch = [event for _, _, event, _ in fresh]
+            now = datetime.now(UTC)
+            await uow.db[INBOX].insert_many(
+                [{"_id": envelope.event_id, "type": envelope.type, "at": now} for _, envelope, _, _ in fresh]
+            )
+            for i, envelope, event, handler in fresh:
+                running[:] = [i]
+                uow.correlation_id = envelope.correlation_id  # what it emits follows from it
+                with (
+                    log_context(
+                        correlation_id=envelope.correlation_id,
+                        event_id=envelope.event_id,
+                        event_type=envelope.type,
+                    ),
+                    _handling(envelope, traces[i]),
+                ):
+                    await handler(event, envelope, uow)
+            running.clear()
+
+        try:
+            await self._store.transact(work, fresh[0][1].correlation_id)
+        except Exception as error:
+            raise BatchFailed(running[0] if running else None, error) from error
         for i, envelope, _, _ in fresh:
             outcomes[i] = "processed"
             with log_context(
@@ -212,12 +234,12 @@ class Pipeline:
         return outcomes
 
     async def _once(self, envelope: Envelope, event: Event, handler: Handler) -> str:
+        """Handle one message in a unit of work that first inserts its id into the inbox: one
+        processed before (or at the same moment, by another instance) fails there, at once."""
         inbox = self._store.db[INBOX]
-        if await inbox.find_one({"_id": envelope.event_id}, {"_id": 1}):
-            log.info("skipped: already processed")
-            return "duplicate"
 
         async def work(uow: UnitOfWork) -> None:
+            uow.batch = [event]
             await uow.db[INBOX].insert_one(
                 {"_id": envelope.event_id, "type": envelope.type, "at": datetime.now(UTC)}
             )
@@ -226,12 +248,22 @@ class Pipeline:
         try:
             await self._store.transact(work, envelope.correlation_id)
         except (DuplicateKeyError, PyMongoError):
-            # Another instance processed it at the same moment: nothing left to do.
+            # Processed before, or by another instance at the same moment: nothing left to do.
             if await inbox.find_one({"_id": envelope.event_id}, {"_id": 1}):
+                log.info("skipped: already processed")
                 return "duplicate"
             raise
         log.info("processed")
         return "processed"
+
+
+def _duplicate(error: BaseException) -> bool:
+    """Whether `error` is a unique key's (an insert of an id the collection holds)."""
+    if isinstance(error, DuplicateKeyError):
+        return True
+    if isinstance(error, BulkWriteError):
+        return any(e.get("code") == 11000 for e in error.details.get("writeErrors", []))
+    return isinstance(error, OperationFailure) and error.code == 11000
 
 
 def _handling(envelope: Envelope, trace: tracing.Carrier | None) -> Any:

@@ -15,9 +15,9 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple, Protocol, TypeVar
+from typing import Any, NamedTuple, Protocol, TypeVar, cast
 
-from pymongo import AsyncMongoClient
+from pymongo import AsyncMongoClient, DeleteMany, DeleteOne, InsertOne, ReplaceOne, UpdateMany, UpdateOne
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.command_cursor import AsyncCommandCursor
@@ -31,15 +31,24 @@ from c2f_shared.service import tracing
 
 Document = dict[str, Any]
 Filter = Mapping[str, Any]
+WriteRequest = InsertOne[Document] | UpdateOne | UpdateMany | ReplaceOne[Document] | DeleteOne | DeleteMany
 T = TypeVar("T")
 
 
 class Collection:
-    """A collection bound to one transaction: every call runs in the unit of work's session."""
+    """A collection bound to one transaction: every call runs in the unit of work's session.
 
-    def __init__(self, collection: AsyncCollection[Document], session: AsyncClientSession) -> None:
+    `write_later` keeps a write to send with the others of the unit of work in one `bulk_write`
+    per collection (a batch of messages costs the database one statement there, not one per
+    message). Every other call on the collection sends what is kept first, so reads and writes
+    see them in order; the unit of work sends the rest before it commits."""
+
+    def __init__(
+        self, collection: AsyncCollection[Document], session: AsyncClientSession, database: Database
+    ) -> None:
         self._collection = collection
         self._session = session
+        self._database = database
 
     @property
     def name(self) -> str:
@@ -51,46 +60,97 @@ class Collection:
             raise ValueError(f"{self.name}: a unit of work's collection runs in its own session only")
         return {**kwargs, "session": self._session}
 
+    def write_later(self, request: WriteRequest) -> None:
+        """Send `request` (pymongo's UpdateOne, InsertOne, ReplaceOne, DeleteOne...) with the
+        unit of work's other writes to this collection, before anything else reads or writes it,
+        and at the latest before the commit. For writes whose result nobody needs."""
+        self._database.pending.setdefault(self.name, []).append(request)
+
+    async def _sent(self) -> None:
+        await self._database.send(self.name)
+
     async def find_one(self, filter: Filter | None = None, *args: Any, **kwargs: Any) -> Document | None:
+        await self._sent()
         return await self._collection.find_one(filter, *args, **self._bound(kwargs))
 
     def find(self, filter: Filter | None = None, *args: Any, **kwargs: Any) -> AsyncCursor[Document]:
-        return self._collection.find(filter, *args, **self._bound(kwargs))
+        cursor = self._collection.find(filter, *args, **self._bound(kwargs))
+        if self.name in self._database.pending:
+            return cast(AsyncCursor[Document], _SentFirst(cursor, self._sent))
+        return cursor
 
     async def count_documents(self, filter: Filter, **kwargs: Any) -> int:
+        await self._sent()
         return await self._collection.count_documents(filter, **self._bound(kwargs))
 
     async def aggregate(
         self, pipeline: Sequence[Mapping[str, Any]], **kwargs: Any
     ) -> AsyncCommandCursor[Document]:
+        await self._sent()
         return await self._collection.aggregate(pipeline, **self._bound(kwargs))
 
     async def insert_one(self, document: Document, **kwargs: Any) -> InsertOneResult:
+        await self._sent()
         return await self._collection.insert_one(document, **self._bound(kwargs))
 
     async def insert_many(self, documents: Sequence[Document], **kwargs: Any) -> InsertManyResult:
+        await self._sent()
         return await self._collection.insert_many(documents, **self._bound(kwargs))
 
     async def update_one(self, filter: Filter, update: Any, **kwargs: Any) -> UpdateResult:
+        await self._sent()
         return await self._collection.update_one(filter, update, **self._bound(kwargs))
 
     async def update_many(self, filter: Filter, update: Any, **kwargs: Any) -> UpdateResult:
+        await self._sent()
         return await self._collection.update_many(filter, update, **self._bound(kwargs))
 
     async def replace_one(self, filter: Filter, replacement: Document, **kwargs: Any) -> UpdateResult:
+        await self._sent()
         return await self._collection.replace_one(filter, replacement, **self._bound(kwargs))
 
     async def find_one_and_update(self, filter: Filter, update: Any, **kwargs: Any) -> Document | None:
+        await self._sent()
         return await self._collection.find_one_and_update(filter, update, **self._bound(kwargs))
 
     async def delete_one(self, filter: Filter, **kwargs: Any) -> DeleteResult:
+        await self._sent()
         return await self._collection.delete_one(filter, **self._bound(kwargs))
 
     async def delete_many(self, filter: Filter, **kwargs: Any) -> DeleteResult:
+        await self._sent()
         return await self._collection.delete_many(filter, **self._bound(kwargs))
 
     async def bulk_write(self, requests: Sequence[Any], **kwargs: Any) -> BulkWriteResult:
+        await self._sent()
         return await self._collection.bulk_write(requests, **self._bound(kwargs))
+
+
+class _SentFirst:
+    """A cursor whose query waits until the writes kept for its collection are sent (a cursor is
+    made without waiting, and queries the server when first read)."""
+
+    def __init__(self, cursor: AsyncCursor[Document], send: Callable[[], Awaitable[None]]) -> None:
+        self._cursor = cursor
+        self._send = send
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self._cursor, name)
+
+        def chained(*args: Any, **kwargs: Any) -> Any:  # sort(), limit()... answer the cursor
+            result = method(*args, **kwargs)
+            return self if result is self._cursor else result
+
+        return chained if callable(method) else method
+
+    async def to_list(self, length: int | None = None) -> list[Document]:
+        await self._send()
+        return await self._cursor.to_list(length)
+
+    async def __aiter__(self) -> AsyncIterator[Document]:
+        await self._send()
+        async for document in self._cursor:
+            yield document
 
 
 class Database:
@@ -99,9 +159,18 @@ class Database:
     def __init__(self, db: AsyncDatabase[Document], session: AsyncClientSession) -> None:
         self._db = db
         self._session = session
+        self.pending: dict[str, list[WriteRequest]] = {}  # Collection.write_later, per collection
 
     def __getitem__(self, name: str) -> Collection:
-        return Collection(self._db[name], self._session)
+        return Collection(self._db[name], self._session, self)
+
+    async def send(self, name: str | None = None) -> None:
+        """Send the writes kept with `write_later` (to one collection, or to all of them), each
+        collection's in one ordered `bulk_write`."""
+        for collection in [name] if name is not None else list(self.pending):
+            requests = self.pending.pop(collection, None)
+            if requests:
+                await self._db[collection].bulk_write(requests, ordered=True, session=self._session)
 
 
 class Emitted(NamedTuple):
@@ -138,6 +207,9 @@ class UnitOfWork:
     # What handlers in this unit of work keep for the ones after them (several messages can
     # share one); gone with the unit of work, and empty again when it is retried.
     local: dict[Any, Any] = field(default_factory=dict)
+    # The messages this unit of work handles (a consumer's batch, in order), so that the first
+    # handler can read what all of them need in one statement (see `existing`).
+    batch: list[Event] = field(default_factory=list)
 
     async def hold(self, lock: asyncio.Lock) -> None:
         """Hold `lock` until this unit of work has committed or given up, across its retries: work
@@ -183,15 +255,17 @@ class UnitOfWork:
             callback()
 
 
-async def existing(uow: Any, collection: str, ids: Iterable[str]) -> set[str]:
+async def existing(uow: Any, collection: str, ids: Iterable[str], ahead: Iterable[str] = ()) -> set[str]:
     """Which of `ids` have a document in `collection`, each asked once per unit of work (a
     batch of messages names the same companies or people many times). The answer holds for
     the unit of work (it reads one snapshot) as long as it does not write those documents
-    itself. `uow`: a UnitOfWork, or anything with its `db` and `local`."""
+    itself. `ahead`: ids the later messages of the batch will ask about, asked in the same
+    statement. `uow`: a UnitOfWork, or anything with its `db` and `local`."""
     wanted = list(ids)
     known: dict[str, bool] = uow.local.setdefault(("existing", collection), {})
     unknown = [i for i in wanted if i not in known]
     if unknown:
+        unknown += [i for i in set(ahead) if i not in known and i not in unknown]
         found = {d["_id"] async for d in uow.db[collection].find({"_id": {"$in": unknown}}, {"_id": 1})}
         known.update({i: i in found for i in unknown})
     return {i for i in wanted if known[i]}
@@ -231,6 +305,7 @@ class Transactions:
                 uow = self._open(session, correlation_id)
                 opened.append(uow)
                 yield uow
+                await uow.db.send()
                 await self._outbox.add(uow.emitted, session)
         finally:
             for held in opened:
@@ -251,6 +326,7 @@ class Transactions:
             uow._held = held
             last[:] = [uow]
             result = await work(uow)
+            await uow.db.send()
             await self._outbox.add(uow.emitted, session)
             return result
 
