@@ -95,6 +95,7 @@ Document = dict[str, Any]
 GIVE_UP = 3600.0  # seconds of 503s after which a request counts as failed (--give-up)
 HTTP_TIMEOUT = 600.0  # seconds; a request still unanswered then is a failure (ReadTimeout)
 POLL_SECONDS = 1.0
+METRICS_POLL_SECONDS = 2.0  # a scrape counts the outbox and the dead letters in the database
 # uvicorn closes a connection idle for 5 s; a client that keeps it as long races the close
 # (a request sent as the server closes fails with ReadError). Keep idle connections 2 s at most.
 KEEPALIVE = 2.0
@@ -877,7 +878,7 @@ async def wait_for_matching(
                     break
                 if time.monotonic() > deadline:
                     return None
-                await asyncio.sleep(POLL_SECONDS)
+                await asyncio.sleep(METRICS_POLL_SECONDS)
     seconds = time.time() - since
     client: AsyncMongoClient[Document] = AsyncMongoClient(mongo_uri, tz_aware=True)
     try:

@@ -8,6 +8,7 @@ cluster only; the partnership's operator acts for every cluster.
 import hashlib
 import hmac
 import secrets
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -54,15 +55,39 @@ class UnknownKey(Exception):
     """The token is not a valid, unrevoked key; `str(error)` says which."""
 
 
+# A key found is kept this long, so that a burst of requests with one key reads it once. A
+# revocation is seen at once by the instance that made it, and by the others of the same
+# database within this time.
+KEPT_S = 1.0
+_KEPT_MAX = 1024
+_kept: dict[str, tuple[float, dict[str, Any]]] = {}  # key id -> (when read, its fields)
+_revoked_here: set[str] = set()  # never kept again (a read in flight may have kept it unrevoked)
+
+
 async def holder(runtime: Runtime, token: str) -> Principal:
     """The cluster whose key `token` is (a `c2fk.` token), or UnknownKey."""
     _, key_id, secret = [*token.split(".", 2), "", ""][:3]
-    key = await runtime.db[API_KEYS].find_one({"_id": key_id}, {"hash": 1, "cluster_id": 1, "revoked_at": 1})
+    key = await _key(runtime, key_id)
     if key is None or not hmac.compare_digest(key["hash"], digest(secret)):
         raise UnknownKey("unknown API key")
     if key["revoked_at"] is not None:
         raise UnknownKey("this API key was revoked")
     return Principal(cluster_id=key["cluster_id"])
+
+
+async def _key(runtime: Runtime, key_id: str) -> dict[str, Any] | None:
+    kept = _kept.get(key_id)
+    if kept is not None and time.monotonic() - kept[0] < KEPT_S and key_id not in _revoked_here:
+        return kept[1]
+    read_at = time.monotonic()
+    key = await runtime.db[API_KEYS].find_one({"_id": key_id}, {"hash": 1, "cluster_id": 1, "revoked_at": 1})
+    if key is None:  # unknown ids are not kept: they are asked for every time
+        _kept.pop(key_id, None)
+        return None
+    if len(_kept) >= _KEPT_MAX:
+        _kept.clear()
+    _kept[key_id] = (read_at, key)
+    return key
 
 
 async def new_api_key(db: Any, cluster_id: str) -> dict[str, Any]:
@@ -109,6 +134,8 @@ async def listing(runtime: Runtime, caller: Principal, cluster_id: str) -> list[
 async def revoke(runtime: Runtime, caller: Principal, cluster_id: str, key_id: str) -> None:
     """Revoke a key: it stops working at once. Revoking it again does nothing."""
     await own_cluster(runtime, caller, cluster_id)
+    _revoked_here.add(key_id)
+    _kept.pop(key_id, None)
     result = await runtime.db[API_KEYS].update_one(
         {"_id": key_id, "cluster_id": cluster_id, "revoked_at": None},
         {"$set": {"revoked_at": datetime.now(UTC)}},

@@ -104,16 +104,6 @@ async def sign_up(
     natural_key = f"{event_id}:{kind}:{party_id}"
 
     async def work(uow: UnitOfWork) -> dict[str, Any]:
-        existing = await uow.db[store.PARTICIPANTS].find_one({"natural_key": natural_key}, {"_id": 1})
-        if existing is not None:
-            raise AlreadyRegistered(f"already registered for this event as participant {existing['_id']}")
-        capacity = event["data"].get("capacity")
-        seat = await uow.db[store.EVENTS].update_one(
-            {"_id": event_id, **({"registered": {"$lt": capacity}} if capacity else {})},
-            {"$inc": {"registered": 1}},
-        )
-        if seat.matched_count == 0:
-            raise CapacityReached(capacity)
         participant_id = store.new_id()
         doc = {
             "_id": participant_id,
@@ -125,7 +115,16 @@ async def sign_up(
             "data": data,
             "created_at": datetime.now(UTC),
         }
+        # One sign-up per party and event: the natural key's unique index refuses a second
+        # (DuplicateKeyError, below), before the seat is counted.
         await uow.db[store.PARTICIPANTS].insert_one(doc)
+        capacity = event["data"].get("capacity")
+        seat = await uow.db[store.EVENTS].update_one(
+            {"_id": event_id, **({"registered": {"$lt": capacity}} if capacity else {})},
+            {"$inc": {"registered": 1}},
+        )
+        if seat.matched_count == 0:
+            raise CapacityReached(capacity)  # the transaction, and the sign-up with it, is undone
         uow.emit(
             ParticipantRegistered(
                 participant_id=participant_id,
@@ -146,7 +145,12 @@ async def sign_up(
         async with _one_at_a_time(event_id):
             doc = await runtime.transact(work, correlation)
     except DuplicateKeyError:
-        raise AlreadyRegistered("already registered for this event (a moment ago)") from None
+        existing = await runtime.db[store.PARTICIPANTS].find_one({"natural_key": natural_key}, {"_id": 1})
+        if existing is None:  # withdrawn a moment ago
+            raise AlreadyRegistered("already registered for this event (a moment ago)") from None
+        raise AlreadyRegistered(
+            f"already registered for this event as participant {existing['_id']}"
+        ) from None
     return SignedUp(doc, f"{TOKEN_PREFIX}.{doc['_id']}.{secret}")
 
 
