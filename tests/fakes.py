@@ -162,12 +162,20 @@ class FakeUnitOfWork:
         self.local: dict[Any, Any] = {}
         self.batch: list[Event] = []
         self._after_commit: list[Callable[[], None]] = []
+        self._before_commit: list[Callable[[], Awaitable[None]]] = []
 
-    def emit(self, event: Event, *, event_id: str | None = None) -> None:
+    def emit(self, event: Event, *, event_id: str | None = None, correlation_id: str | None = None) -> None:
         self.emitted.append(event)
 
     def after_commit(self, callback: Callable[[], None]) -> None:
         self._after_commit.append(callback)
+
+    def before_commit(self, work: Callable[[], Awaitable[None]]) -> None:
+        self._before_commit.append(work)
+
+    async def finish(self) -> None:
+        while self._before_commit:
+            await self._before_commit.pop(0)()
 
     async def hold(self, lock: asyncio.Lock) -> None:
         """Nothing runs beside a handler here."""
@@ -196,6 +204,7 @@ class FakeStore:
         saved = self._snapshot()
         try:
             result = await work(cast(UnitOfWork, uow))
+            await uow.finish()
         except BaseException:
             self._restore(saved)  # as an aborted transaction leaves nothing
             raise
@@ -220,6 +229,7 @@ class FakeStore:
         if handler is None:
             raise LookupError(f"the service takes no {type(event).__name__}")
         await handler(event, envelope, cast(UnitOfWork, uow))
+        await uow.finish()
         for callback in uow._after_commit:
             callback()
         return uow

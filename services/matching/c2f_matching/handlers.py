@@ -5,7 +5,7 @@ at its event when a participant, a company or an event becomes known or changes.
 import asyncio
 import re
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from pymongo import UpdateOne
 
@@ -44,7 +44,7 @@ from c2f_shared.events import (
     ParticipantUpdated,
     ParticipantWithdrawn,
 )
-from c2f_shared.service import Handlers, UnitOfWork
+from c2f_shared.service import Handlers, UnitOfWork, tracing
 
 # What a rebuild starts afresh; suggestions made and meetings (matching's own facts) stay.
 READ_MODEL = (COMPANIES, CLUSTERS, PARTICIPANTS, EVENTS, COMPANY_EVENTS)
@@ -245,6 +245,28 @@ async def suggest_for(
     ]
     if not suggestions:
         return
+    gathered: list[_Suggested] | None = uow.local.get(_SUGGESTED)
+    if gathered is None:
+        gathered = uow.local[_SUGGESTED] = []
+        uow.before_commit(lambda: _store_suggestions(uow, gathered))
+    # Each is published as following from the message being handled, in its trace.
+    made_in = (uow.correlation_id, tracing.carrier())
+    gathered += [_Suggested(s, *made_in) for s in suggestions]
+
+
+_SUGGESTED = "matching.suggested"  # UnitOfWork.local: the suggestions its handlers made
+
+
+class _Suggested(NamedTuple):
+    suggestion: MatchSuggested
+    correlation_id: str
+    trace: tracing.Carrier
+
+
+async def _store_suggestions(uow: UnitOfWork, gathered: list[_Suggested]) -> None:
+    """Store what a unit of work's handlers suggested, in one bulk write, and publish what was
+    not suggested before (a pair suggested twice in it is stored, and published, once)."""
+    suggestions = [g.suggestion for g in gathered]
     created_at = datetime.now(UTC)
     stored = await uow.db[SUGGESTIONS].bulk_write(
         [
@@ -263,7 +285,12 @@ async def suggest_for(
         ],
     )
     for i in sorted(stored.upserted_ids or {}):  # only what was not suggested before is news
-        uow.emit(suggestions[i], event_id=suggestions[i].suggestion_id)
+        with tracing.continued(gathered[i].trace):
+            uow.emit(
+                suggestions[i],
+                event_id=suggestions[i].suggestion_id,
+                correlation_id=gathered[i].correlation_id,
+            )
 
 
 async def _forget_company(uow: UnitOfWork, company_id: str) -> set[str]:

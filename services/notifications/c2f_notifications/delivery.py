@@ -150,6 +150,7 @@ class _Smtp:
 
 
 _NEVER = float("inf")
+TIMER_HORIZON_S = 60.0  # how far ahead the loop looks for the next timer (and looks again)
 
 
 def _unix(at: datetime) -> float:
@@ -280,13 +281,18 @@ class Delivery:
 
     async def _next_timer(self) -> float:
         """When the next pending timer falls due, or the lease of one an instance claimed and
-        has not fired runs out (it was killed: the timer is fired here then); Unix time, far
-        ahead when there is none."""
+        has not fired runs out (it was killed: the timer is fired here then); Unix time, the
+        end of the horizon (TIMER_HORIZON_S) when there is none before."""
         timers = self._runtime.db[TIMERS]
-        timer = await timers.find_one({"status": "pending"}, {"due_at": 1}, sort=[("due_at", 1)])
+        # Only those due within the horizon: the embedded database reads every timer a query
+        # matches to sort them (thousands of digests due tomorrow), not just the first.
+        horizon = datetime.now(UTC) + timedelta(seconds=TIMER_HORIZON_S)
+        timer = await timers.find_one(
+            {"status": "pending", "due_at": {"$lte": horizon}}, {"due_at": 1}, sort=[("due_at", 1)]
+        )
         firing = await timers.find_one({"status": "firing"}, {"lease_until": 1}, sort=[("lease_until", 1)])
         return min(
-            _unix(timer["due_at"]) if timer else _NEVER,
+            _unix(timer["due_at"]) if timer else horizon.timestamp(),
             _unix(firing["lease_until"]) if firing and firing.get("lease_until") else _NEVER,
         )
 

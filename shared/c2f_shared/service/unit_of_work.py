@@ -203,6 +203,7 @@ class UnitOfWork:
     _outbox: OutboxPort
     emitted: list[Emitted] = field(default_factory=list)
     _after_commit: list[Callable[[], None]] = field(default_factory=list)
+    _before_commit: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     _held: dict[int, asyncio.Lock] = field(default_factory=dict)
     # What handlers in this unit of work keep for the ones after them (several messages can
     # share one); gone with the unit of work, and empty again when it is retried.
@@ -224,6 +225,18 @@ class UnitOfWork:
         for lock in self._held.values():
             lock.release()
         self._held.clear()
+
+    def before_commit(self, work: Callable[[], Awaitable[None]]) -> None:
+        """Run `work` in this unit of work after its handlers, before its writes are sent and
+        its events stored (e.g. one bulk write for what a batch's handlers gathered)."""
+        self._before_commit.append(work)
+
+    async def finish(self) -> None:
+        """What comes after the handlers: the `before_commit` work, then the writes kept
+        for later."""
+        while self._before_commit:
+            await self._before_commit.pop(0)()
+        await self.db.send()
 
     def after_commit(self, callback: Callable[[], None]) -> None:
         """Call `callback` once this unit of work has committed (e.g. to wake a worker)."""
@@ -305,7 +318,7 @@ class Transactions:
                 uow = self._open(session, correlation_id)
                 opened.append(uow)
                 yield uow
-                await uow.db.send()
+                await uow.finish()
                 await self._outbox.add(uow.emitted, session)
         finally:
             for held in opened:
@@ -326,7 +339,7 @@ class Transactions:
             uow._held = held
             last[:] = [uow]
             result = await work(uow)
-            await uow.db.send()
+            await uow.finish()
             await self._outbox.add(uow.emitted, session)
             return result
 
