@@ -299,3 +299,37 @@ async def test_writes_kept_for_later_are_sent_in_order_before_reads_and_the_comm
         with pytest.raises(RuntimeError):
             await runtime.transact(aborted)
         assert await runtime.db["people"].find_one({"_id": "e"}) is None
+
+
+async def test_work_before_the_commit_runs_after_the_handlers_and_commits_with_them(infra: Stack) -> None:
+    """`before_commit`: what handlers gathered is written after the last of them, in the same
+    transaction (with what it emits), and not at all when the unit of work is given up."""
+    runtime = Runtime(isolated_settings(infra, "before"), service="test")
+    async with runtime.lifespan(FastAPI()):
+        order: list[str] = []
+
+        async def work(uow: UnitOfWork) -> None:
+            gathered = ["a", "b"]
+
+            async def store() -> None:
+                order.append("stored")
+                await uow.db["gathered"].insert_many([{"_id": g} for g in gathered])
+
+            uow.before_commit(store)
+            gathered.append("c")  # a later handler adds to it
+            order.append("handlers done")
+
+        await runtime.transact(work)
+        assert order == ["handlers done", "stored"]
+        assert {d["_id"] async for d in runtime.db["gathered"].find({})} == {"a", "b", "c"}
+
+        async def given_up(uow: UnitOfWork) -> None:
+            async def store() -> None:
+                await uow.db["gathered"].insert_one({"_id": "d"})
+                raise RuntimeError("the commit is not reached")
+
+            uow.before_commit(store)
+
+        with pytest.raises(RuntimeError):
+            await runtime.transact(given_up)
+        assert await runtime.db["gathered"].find_one({"_id": "d"}) is None

@@ -76,8 +76,8 @@ def make_handlers(matcher: Matcher, rosters: Rosters) -> Handlers:
             await suggest_for(uow, event, profiles, participant)
 
     async def company(event: CompanyRegistered | CompanyUpdated, envelope: Envelope, uow: UnitOfWork) -> None:
-        known = await uow.db[COMPANIES].find_one({"_id": event.company_id}, {"revision": 1})
-        if known is not None and known.get("revision", 0) >= event.revision:
+        revisions = await _batch_companies(uow, event.company_id)
+        if revisions.get(event.company_id, 0) >= event.revision:
             return  # an older revision arriving late
         # Matching needs what a company offers and seeks, not who its people are.
         doc = event.model_dump(mode="json", exclude={"contacts"})
@@ -86,7 +86,8 @@ def make_handlers(matcher: Matcher, rosters: Rosters) -> Handlers:
         # write `company_events` (and rosters), and under load two such batches collided and ran
         # again and again (bench/load.py: batches of 50 failing after minutes of retries).
         await uow.hold(turn)
-        stored = await _upsert(uow, COMPANIES, event.company_id, doc)
+        stored = _upsert_later(uow, COMPANIES, event.company_id, doc)
+        revisions[event.company_id] = event.revision
         forget_versions(uow, [event.company_id])
 
         # Its sign-ups need the profile next: kept at the version just written.
@@ -95,11 +96,11 @@ def make_handlers(matcher: Matcher, rosters: Rosters) -> Handlers:
 
         uow.after_commit(keep)
         # Written by sign-ups of the company too: see `participant`.
-        await uow.db[COMPANY_EVENTS].update_one(
-            {"_id": event.company_id}, {"$set": {"revision": event.revision}}, upsert=True
+        uow.db[COMPANY_EVENTS].write_later(
+            UpdateOne({"_id": event.company_id}, {"$set": {"revision": event.revision}}, upsert=True)
         )
         by_event: dict[str, list[dict[str, Any]]] = {}
-        async for participant in uow.db[PARTICIPANTS].find({"company_id": event.company_id}):
+        for participant in await _batch_participants(uow, event.company_id):
             by_event.setdefault(participant["event_id"], []).append(participant)
         for event_id, participants in by_event.items():
             await suggest_at(uow, event_id, {p["_id"]: event.company_id for p in participants}, participants)
@@ -201,17 +202,18 @@ EVENT_FIELDS = {
 }
 
 
-async def _upsert(uow: UnitOfWork, collection: str, doc_id: str, doc: dict[str, Any]) -> dict[str, Any]:
-    """Set `doc`'s fields and the time; returns them as stored."""
-    stored = {**doc, "updated_at": _stored_now()}
-    await uow.db[collection].update_one({"_id": doc_id}, {"$set": stored}, upsert=True)
-    return stored
+async def _upsert(uow: UnitOfWork, collection: str, doc_id: str, doc: dict[str, Any]) -> None:
+    """Set `doc`'s fields and the time."""
+    await uow.db[collection].update_one(
+        {"_id": doc_id}, {"$set": {**doc, "updated_at": _stored_now()}}, upsert=True
+    )
 
 
-def _upsert_later(uow: UnitOfWork, collection: str, doc_id: str, doc: dict[str, Any]) -> None:
+def _upsert_later(uow: UnitOfWork, collection: str, doc_id: str, doc: dict[str, Any]) -> dict[str, Any]:
     """`_upsert`, sent with the unit of work's other writes to the collection."""
-    update = {"$set": {**doc, "updated_at": _stored_now()}}
-    uow.db[collection].write_later(UpdateOne({"_id": doc_id}, update, upsert=True))
+    stored = {**doc, "updated_at": _stored_now()}
+    uow.db[collection].write_later(UpdateOne({"_id": doc_id}, {"$set": stored}, upsert=True))
+    return stored
 
 
 def _stored_now() -> datetime:
@@ -219,6 +221,41 @@ def _stored_now() -> datetime:
     compares equal with what is read back."""
     at = datetime.now(UTC)
     return at.replace(microsecond=at.microsecond // 1000 * 1000)
+
+
+_REVISIONS = "matching.revisions"  # UnitOfWork.local: company id -> revision stored (0: none)
+_PEOPLE = "matching.people"  # UnitOfWork.local: company id -> its participants
+
+
+def _companies_in(uow: UnitOfWork, company_id: str) -> list[str]:
+    named = {e.company_id for e in uow.batch if isinstance(e, CompanyRegistered | CompanyUpdated)}
+    return list({company_id, *named})
+
+
+async def _batch_companies(uow: UnitOfWork, company_id: str) -> dict[str, int]:
+    """The stored revision of every company the unit of work's messages name, read at once
+    (the handlers keep it up to date as they write)."""
+    revisions: dict[str, int] = uow.local.setdefault(_REVISIONS, {})
+    if company_id not in revisions:
+        ids = [i for i in _companies_in(uow, company_id) if i not in revisions]
+        found = {
+            c["_id"]: c.get("revision", 0)
+            async for c in uow.db[COMPANIES].find({"_id": {"$in": ids}}, {"revision": 1})
+        }
+        revisions.update({i: int(found.get(i, 0)) for i in ids})
+    return revisions
+
+
+async def _batch_participants(uow: UnitOfWork, company_id: str) -> list[dict[str, Any]]:
+    """The company's participants, read at once for every company the unit of work's messages
+    name (a batch of companies writes none)."""
+    people: dict[str, list[dict[str, Any]]] = uow.local.setdefault(_PEOPLE, {})
+    if company_id not in people:
+        ids = [i for i in _companies_in(uow, company_id) if i not in people]
+        people.update({i: [] for i in ids})
+        async for participant in uow.db[PARTICIPANTS].find({"company_id": {"$in": ids}}):
+            people[participant["company_id"]].append(participant)
+    return people[company_id]
 
 
 async def suggest_for(
