@@ -43,7 +43,7 @@ def main() -> int:
     )
     parser.add_argument("--seconds", type=float, default=30, help="how long each sample lasts")
     parser.add_argument("--settle", type=float, default=20, help="wait after the services are ready")
-    parser.add_argument("--target", type=float, default=5, help="% of one core the idle stack may use")
+    parser.add_argument("--target", type=float, default=5, help="%% of one core the idle stack may use")
     args = parser.parse_args()
     print(f"machine: {machine()}")
     with tempfile.TemporaryDirectory(prefix="c2f-idle-") as home:
