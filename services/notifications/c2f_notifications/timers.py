@@ -3,9 +3,10 @@ timer checks that its reason still holds (the meeting still at that time, the re
 unanswered) before it queues anything; several instances never fire the same timer."""
 
 import hashlib
-import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
+
+from pymongo import ReturnDocument
 
 from c2f_notifications.outgoing import queue
 from c2f_notifications.store import DIGEST_ITEMS, MEETINGS, RECIPIENTS, TIMERS
@@ -13,7 +14,7 @@ from c2f_shared.service import Runtime, UnitOfWork
 from c2f_shared.service.apart import update_apart
 
 LEASE = timedelta(seconds=60)
-CLAIM_MAX = 50  # timers leased at once (each is fired in a transaction of its own)
+DUE_MAX = 50  # due timers read at once (each is leased and fired on its own)
 
 
 async def fire_due(runtime: Runtime) -> int:
@@ -24,45 +25,34 @@ async def fire_due(runtime: Runtime) -> int:
         runtime.db[TIMERS], {"status": "firing", "lease_until": {"$lt": now}}, {"$set": {"status": "pending"}}
     )
     fired = 0
-    while claimed := await _claim(runtime):
-        for n, timer in enumerate(claimed):
-            if timer["lease_until"] - datetime.now(UTC) < LEASE / 2:
-                # A slow database: fire the rest only while the lease surely holds, lest another
-                # instance takes them over meanwhile. They are given back, pending again.
-                rest = [t["_id"] for t in claimed[n:]]
-                await update_apart(
-                    runtime.db[TIMERS], {"status": "firing", "claim": timer["claim"]}, GIVE_BACK, ids=rest
-                )
-                return fired
-            await fire(runtime, timer)
+    while due := await _due(runtime):
+        for timer in due:
+            # Leased one at a time, just before it fires: a killed instance holds one timer
+            # until its lease runs out, not all it had read.
+            claimed = await runtime.db[TIMERS].find_one_and_update(
+                {"_id": timer["_id"], "status": "pending"},
+                {"$set": {"status": "firing", "lease_until": datetime.now(UTC) + LEASE}},
+                return_document=ReturnDocument.AFTER,
+            )
+            if claimed is None:
+                continue  # another instance took it
+            await fire(runtime, claimed)
             fired += 1
+        if len(due) < DUE_MAX:
+            return fired
     return fired
 
 
-GIVE_BACK = {"$set": {"status": "pending"}, "$unset": {"claim": "", "lease_until": ""}}
-
-
-async def _claim(runtime: Runtime) -> list[dict[str, Any]]:
-    """Lease up to CLAIM_MAX due timers, the earliest first. Read, then leased in one write that
-    takes only those still pending: another instance claiming at the same moment gets the
-    others. (The embedded database reads every due timer to sort them: one statement for a
-    handful, rather than one per timer, each reading them all.)"""
-    timers = runtime.db[TIMERS]
-    due = (
-        await timers.find({"status": "pending", "due_at": {"$lte": datetime.now(UTC)}})
+async def _due(runtime: Runtime) -> list[dict[str, Any]]:
+    """Up to DUE_MAX due timers, the earliest first, in one read (the embedded database reads
+    every due timer to sort them: once for a handful rather than once per timer)."""
+    return (
+        await runtime.db[TIMERS]
+        .find({"status": "pending", "due_at": {"$lte": datetime.now(UTC)}}, {"_id": 1})
         .sort("due_at", 1)
-        .limit(CLAIM_MAX)
+        .limit(DUE_MAX)
         .to_list(None)
     )
-    if not due:
-        return []
-    token = uuid.uuid4().hex
-    lease = {"status": "firing", "lease_until": datetime.now(UTC) + LEASE, "claim": token}
-    leased = await update_apart(timers, {"status": "pending"}, {"$set": lease}, ids=[t["_id"] for t in due])
-    if leased == len(due):
-        return [{**t, **lease} for t in due]
-    claimed = await timers.find({"claim": token, "status": "firing"}).to_list(None)
-    return sorted(claimed, key=lambda t: t["due_at"])
 
 
 async def fire(runtime: Runtime, claimed: dict[str, Any]) -> None:
