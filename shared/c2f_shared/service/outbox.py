@@ -52,7 +52,6 @@ PUBLISHED_RETENTION = timedelta(days=7)
 LEASE = timedelta(seconds=15)  # a round takes about a second; a dead relay's rows wait this long
 BATCH = 500
 MARK_CHUNK = 100
-GATHER_S = 0.03  # after a round that published, the relay waits this long for more
 REACHED = "outbox_reached"  # per partition: the end offset this service saw it reach
 LEASES = "outbox_lease"  # which instance relays, until when
 RELAY = "relay"
@@ -421,11 +420,6 @@ class Outbox:
                         break
                 if not published:
                     await self._rest()
-                else:
-                    # Events keep coming (each commit wakes the relay): let the next few gather,
-                    # so that one round (a read, a send, a mark: four statements) carries them
-                    # all. The first event after a quiet spell still goes at once.
-                    await asyncio.sleep(GATHER_S)
             except asyncio.CancelledError:
                 await self._rest()
                 raise
