@@ -77,6 +77,7 @@ from rich.table import Table
 from c2f_cli.config import SERVICES, StackConfig
 from c2f_cli.stack import Stack
 from c2f_shared import topics
+from c2f_shared.service.sessions import transaction_session
 from measuring import (
     MACHINE,
     STATEMENT_KINDS,
@@ -349,10 +350,12 @@ async def kafka_baselines(bootstrap: str, n: int, concurrency: int, out: Baselin
 
 async def _transact(client: AsyncMongoClient[Document], work: Callable[[Any], Awaitable[None]]) -> int | None:
     """Runtime.transact's retry loop: the number of write conflicts retried, or None if it gave up
-    (the services would answer 503)."""
+    (the services would answer 503). With the services' bound on transactions at once, so that
+    the baseline leaves no more sessions behind in the database than a service does
+    (c2f_shared/service/sessions.py)."""
     for attempt in range(TRANSACT_ATTEMPTS):
         try:
-            async with client.start_session() as session, await session.start_transaction():
+            async with transaction_session(client) as session, await session.start_transaction():
                 await work(session)
             return attempt
         except PyMongoError as error:

@@ -22,6 +22,8 @@ from typing import Any
 
 from pymongo.asynchronous.client_session import AsyncClientSession
 
+from c2f_shared.service.sessions import transaction_session
+
 Filter = dict[str, Any]
 
 
@@ -37,6 +39,6 @@ async def update_apart(collection: Any, filter: Filter, update: Any, *, ids: lis
         result = await collection.update_many(filter, update, session=session)
         return int(result.modified_count)
 
-    async with collection.database.client.start_session() as session:
+    async with transaction_session(collection.database.client) as session:
         changed: int = await session.with_transaction(work)
     return changed

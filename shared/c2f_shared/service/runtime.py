@@ -30,7 +30,7 @@ from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
 from c2f_shared.events import Event
-from c2f_shared.service import health, tracing
+from c2f_shared.service import health, sessions, tracing
 from c2f_shared.service.consumer import Consumer
 from c2f_shared.service.dead_letters import DeadLetters
 from c2f_shared.service.metrics import Metrics
@@ -143,6 +143,7 @@ class Runtime:
     async def lifespan(self, app: FastAPI) -> AsyncIterator[None]:
         app.state.runtime = self
         self._client = AsyncMongoClient(self.settings.mongo_uri, tz_aware=True)
+        sessions.bound(self._client, self.settings.transactions_at_once)
         self._outbox = Outbox(
             self.db,
             self.broker,

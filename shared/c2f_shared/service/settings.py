@@ -101,6 +101,13 @@ class ServiceSettings(BaseSettings):
         description="With C2F_TRACES=file: the file spans are appended to; {service} is the service's name.",
     )
 
+    transactions_at_once: int = Field(
+        8,
+        ge=1,
+        description="Transactions this process runs at once on the database; the rest wait their "
+        "turn (the embedded database slows down for every session that ever ran a transaction: "
+        "see c2f_shared/service/sessions.py).",
+    )
     max_body_bytes: int = Field(1_048_576, description="Larger request bodies are refused with 413.")
     auth_failures_per_minute: int = Field(
         30,

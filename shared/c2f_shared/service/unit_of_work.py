@@ -28,6 +28,7 @@ from pymongo.results import BulkWriteResult, DeleteResult, InsertManyResult, Ins
 from c2f_shared.envelope import Envelope
 from c2f_shared.events import Event
 from c2f_shared.service import tracing
+from c2f_shared.service.sessions import transaction_session
 
 Document = dict[str, Any]
 Filter = Mapping[str, Any]
@@ -314,7 +315,7 @@ class Transactions:
         commit. An exception inside aborts it: nothing is stored, nothing published."""
         opened: list[UnitOfWork] = []
         try:
-            async with self._client.start_session() as session, await session.start_transaction():
+            async with transaction_session(self._client) as session, await session.start_transaction():
                 uow = self._open(session, correlation_id)
                 opened.append(uow)
                 yield uow
@@ -344,7 +345,7 @@ class Transactions:
             return result
 
         try:
-            async with self._client.start_session() as session:
+            async with transaction_session(self._client) as session:
                 result = await session.with_transaction(attempt)
         finally:
             if last:
