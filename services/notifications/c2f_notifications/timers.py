@@ -2,11 +2,14 @@
 timer checks that its reason still holds (the meeting still at that time, the request still
 unanswered) before it queues anything; several instances never fire the same timer."""
 
+import contextlib
 import hashlib
+import logging
+import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from pymongo import ReturnDocument
+from pymongo import UpdateMany, UpdateOne
 
 from c2f_notifications.outgoing import queue
 from c2f_notifications.store import DIGEST_ITEMS, MEETINGS, RECIPIENTS, TIMERS
@@ -14,7 +17,10 @@ from c2f_shared.service import Runtime, UnitOfWork
 from c2f_shared.service.apart import update_apart
 
 LEASE = timedelta(seconds=60)
-DUE_MAX = 50  # due timers read at once (each is leased and fired on its own)
+DUE_MAX = 50  # due timers read at once
+TOGETHER = 10  # due timers leased together and fired in one transaction
+
+log = logging.getLogger(__name__)
 
 
 async def fire_due(runtime: Runtime) -> int:
@@ -26,18 +32,12 @@ async def fire_due(runtime: Runtime) -> int:
     )
     fired = 0
     while due := await _due(runtime):
-        for timer in due:
-            # Leased one at a time, just before it fires: a killed instance holds one timer
-            # until its lease runs out, not all it had read.
-            claimed = await runtime.db[TIMERS].find_one_and_update(
-                {"_id": timer["_id"], "status": "pending"},
-                {"$set": {"status": "firing", "lease_until": datetime.now(UTC) + LEASE}},
-                return_document=ReturnDocument.AFTER,
-            )
-            if claimed is None:
-                continue  # another instance took it
-            await fire(runtime, claimed)
-            fired += 1
+        ids = [timer["_id"] for timer in due]
+        for at in range(0, len(ids), TOGETHER):
+            # Leased just before they fire: a killed instance holds a few timers until their
+            # lease runs out, not all it had read.
+            claimed = await _lease(runtime, ids[at : at + TOGETHER])
+            fired += await _fire_together(runtime, claimed)
         if len(due) < DUE_MAX:
             return fired
     return fired
@@ -55,50 +55,119 @@ async def _due(runtime: Runtime) -> list[dict[str, Any]]:
     )
 
 
-async def fire(runtime: Runtime, claimed: dict[str, Any]) -> None:
-    """Fire a timer this instance claimed. While messages are handled, not while an erasure is
-    (it is handled alone): a timer fired at the same moment could queue a message naming a
-    participant the erasure was removing (neither transaction writes what the other reads)."""
+async def _lease(runtime: Runtime, ids: list[str]) -> list[dict[str, Any]]:
+    """Claim those of `ids` still pending for this instance; the timers it got (another
+    instance may have taken some meanwhile)."""
+    lease = uuid.uuid4().hex
+    until = datetime.now(UTC) + LEASE
+    await update_apart(
+        runtime.db[TIMERS],
+        {"status": "pending"},
+        {"$set": {"status": "firing", "lease_until": until, "lease": lease}},
+        ids=ids,
+    )
+    claimed = {t["_id"]: t async for t in runtime.db[TIMERS].find({"_id": {"$in": ids}, "lease": lease})}
+    return [claimed[i] for i in ids if i in claimed]
+
+
+async def _fire_together(runtime: Runtime, claimed: list[dict[str, Any]]) -> int:
+    """Fire timers this instance claimed in one transaction; if that fails, each in one of its
+    own, so that a timer that cannot fire holds back no other (it is tried again once its
+    lease has run out). How many fired."""
+    if len(claimed) > 1:
+        with contextlib.suppress(Exception):
+            await fire(runtime, *claimed)
+            return len(claimed)
+    fired = 0
+    for timer in claimed:
+        try:
+            await fire(runtime, timer)
+            fired += 1
+        except Exception:
+            log.exception(
+                "timer %s (%s) failed to fire; tried again in %s", timer["_id"], timer["kind"], LEASE
+            )
+    return fired
+
+
+async def fire(runtime: Runtime, *claimed: dict[str, Any]) -> None:
+    """Fire timers this instance claimed, in one transaction. While messages are handled, not
+    while an erasure is (it is handled alone): a timer fired at the same moment could queue a
+    message naming a participant the erasure was removing (neither transaction writes what
+    the other reads)."""
+    ids = [timer["_id"] for timer in claimed]
 
     async def work(uow: UnitOfWork) -> None:
-        await _FIRE[claimed["kind"]](uow, claimed)
-        current = await uow.db[TIMERS].find_one({"_id": claimed["_id"], "status": "firing"})
-        if current is not None and current.get("again_at") is not None:
-            # Something came for it while it fired (a suggestion for the next digest).
-            done: dict[str, Any] = {
-                "$set": {"status": "pending", "due_at": current["again_at"]},
-                "$unset": {"again_at": "", "lease_until": ""},
-            }
-        else:
-            done = {"$set": {"status": "done", "fired_at": datetime.now(UTC)}}
-        await uow.db[TIMERS].update_one({"_id": claimed["_id"], "status": "firing"}, done)
+        uow.local[_FIRING] = claimed
+        for timer in claimed:
+            await _FIRE[timer["kind"]](uow, timer)
+        # Something may have come for one while it fired (a suggestion for the next digest).
+        current = {
+            t["_id"]: t
+            async for t in uow.db[TIMERS].find({"_id": {"$in": ids}, "status": "firing"}, {"again_at": 1})
+        }
+        fired_at = datetime.now(UTC)
+        for timer_id, timer in current.items():
+            if timer.get("again_at") is not None:
+                done: dict[str, Any] = {
+                    "$set": {"status": "pending", "due_at": timer["again_at"]},
+                    "$unset": {"again_at": "", "lease_until": "", "lease": ""},
+                }
+            else:
+                done = {"$set": {"status": "done", "fired_at": fired_at}, "$unset": {"lease": ""}}
+            uow.db[TIMERS].write_later(UpdateOne({"_id": timer_id, "status": "firing"}, done))
 
     async with runtime.gate.shared():
         await runtime.transact(work)
 
 
+_FIRING = "timers.firing"  # UnitOfWork.local: the timers fired together in it
+
+
 async def _digest(uow: UnitOfWork, timer: dict[str, Any]) -> None:
     recipient = timer["recipient_id"]
-    items = (
-        await uow.db[DIGEST_ITEMS]
-        .find({"recipient_id": recipient, "digest": None})
-        .sort("created_at", 1)
-        .to_list(None)
-    )
+    items, person = await _digests_of(uow, recipient)
     if not items:
         return
     digest = hashlib.sha256("|".join(sorted(i["_id"] for i in items)).encode()).hexdigest()[:16]
     facts = [i["fact"] for i in items]
     await queue(
-        uow, "suggestions_digest", digest, recipient, {"event_id": facts[0]["event_id"], "items": facts}
+        uow,
+        "suggestions_digest",
+        digest,
+        recipient,
+        {"event_id": facts[0]["event_id"], "items": facts},
+        recipient=person,
     )
-    await uow.db[DIGEST_ITEMS].update_many(
-        {"_id": {"$in": [i["_id"] for i in items]}}, {"$set": {"digest": digest}}
+    uow.db[DIGEST_ITEMS].write_later(
+        UpdateMany({"_id": {"$in": [i["_id"] for i in items]}}, {"$set": {"digest": digest}})
     )
     # On the timer too: the participant's sign-up may not have reached us yet (another topic).
     sent_at = datetime.now(UTC)
-    await uow.db[TIMERS].update_one({"_id": timer["_id"]}, {"$set": {"last_sent_at": sent_at}})
-    await uow.db[RECIPIENTS].update_one({"_id": recipient}, {"$set": {"last_digest_at": sent_at}})
+    uow.db[TIMERS].write_later(UpdateOne({"_id": timer["_id"]}, {"$set": {"last_sent_at": sent_at}}))
+    if person is not None:
+        uow.db[RECIPIENTS].write_later(UpdateOne({"_id": recipient}, {"$set": {"last_digest_at": sent_at}}))
+
+
+async def _digests_of(uow: UnitOfWork, recipient: str) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+    """The suggestions waiting for `recipient`'s digest, oldest first, and its recipient
+    document (None: its sign-up has not reached us, or it was erased); read at once for every
+    digest fired together (two statements for all of them)."""
+    read: dict[str, tuple[list[dict[str, Any]], dict[str, Any] | None]] | None = uow.local.get(_DIGESTS)
+    if read is None or recipient not in read:
+        firing = uow.local.get(_FIRING, [])
+        wanted = list({recipient, *(t["recipient_id"] for t in firing if t["kind"] == "suggestions_digest")})
+        items: dict[str, list[dict[str, Any]]] = {r: [] for r in wanted}
+        async for item in (
+            uow.db[DIGEST_ITEMS].find({"recipient_id": {"$in": wanted}, "digest": None}).sort("created_at", 1)
+        ):
+            items[item["recipient_id"]].append(item)
+        people = {p["_id"]: p async for p in uow.db[RECIPIENTS].find({"_id": {"$in": wanted}})}
+        read = uow.local[_DIGESTS] = {r: (items[r], people.get(r)) for r in wanted}
+    return read[recipient]
+
+
+_DIGESTS = "timers.digests"  # UnitOfWork.local: recipient -> (its digest items, its document)
 
 
 async def _reminder(uow: UnitOfWork, timer: dict[str, Any]) -> None:
