@@ -2,6 +2,7 @@
 is invalid and why. Small fakes of the database stand in where a decision needs a read; none of
 these cases may reach a transaction."""
 
+import asyncio
 import json
 import uuid
 from collections.abc import Awaitable, Callable
@@ -11,7 +12,7 @@ from typing import Any, cast
 
 import pytest
 
-from c2f_registration import clusters, companies, events, importer, participants, store
+from c2f_registration import api_keys, clusters, companies, events, importer, participants, store
 from c2f_registration.api.companies import new_out
 from c2f_registration.api_keys import OPERATOR, Principal
 from c2f_registration.errors import Conflict, Forbidden, Invalid, NotFound, RegistrationClosed
@@ -31,6 +32,7 @@ class FakeCollection:
 
     async def find_one(self, query: dict[str, Any], *args: Any, **kwargs: Any) -> dict[str, Any] | None:
         self.reads += 1
+        await asyncio.sleep(0)  # a read takes a moment, as on a database
         return next((d for d in self.docs if all(d.get(k) == v for k, v in query.items())), None)
 
 
@@ -245,3 +247,15 @@ def importer_example_fields() -> dict[str, Any]:
     sheet = importer.read(importer.template_csv(), "template.csv")
     assert not sheet.problems
     return sheet.rows[0][1]
+
+
+async def test_requests_arriving_together_with_one_key_read_it_once() -> None:
+    key_id, secret = uuid.uuid4().hex[:16], "s3cret"
+    stored = {"_id": key_id, "hash": api_keys.digest(secret), "cluster_id": DTI, "revoked_at": None}
+    rt = runtime(**{api_keys.API_KEYS: [stored]})
+    token = f"{api_keys.KEY_PREFIX}.{key_id}.{secret}"
+    found = await asyncio.gather(*(api_keys.holder(rt, token) for _ in range(50)))
+    assert found == [DTI_KEY] * 50
+    assert reads(rt, api_keys.API_KEYS) == 1
+    with pytest.raises(api_keys.UnknownKey):  # the same key id with another secret
+        await api_keys.holder(rt, f"{api_keys.KEY_PREFIX}.{key_id}.guess")

@@ -5,6 +5,7 @@ stored, so a key is shown once, when it is made. A cluster's key acts for that
 cluster only; the partnership's operator acts for every cluster.
 """
 
+import asyncio
 import hashlib
 import hmac
 import secrets
@@ -62,6 +63,9 @@ KEPT_S = 1.0
 _KEPT_MAX = 1024
 _kept: dict[str, tuple[float, dict[str, Any]]] = {}  # key id -> (when read, its fields)
 _revoked_here: set[str] = set()  # never kept again (a read in flight may have kept it unrevoked)
+# key id -> its read under way: requests arriving together with one key wait for the same read
+# (2,000 sign-ups at once with ten keys read them 3,900 times before).
+_reading: "dict[str, asyncio.Future[dict[str, Any] | None]]" = {}
 
 
 async def holder(runtime: Runtime, token: str) -> Principal:
@@ -76,14 +80,29 @@ async def holder(runtime: Runtime, token: str) -> Principal:
 
 
 async def _key(runtime: Runtime, key_id: str) -> dict[str, Any] | None:
+    if key_id in _revoked_here:
+        return await _read(runtime, key_id)
     kept = _kept.get(key_id)
-    if kept is not None and time.monotonic() - kept[0] < KEPT_S and key_id not in _revoked_here:
+    if kept is not None and time.monotonic() - kept[0] < KEPT_S:
         return kept[1]
+    reading = _reading.get(key_id)
+    if reading is None or reading.get_loop() is not asyncio.get_running_loop():
+        reading = _reading[key_id] = asyncio.ensure_future(_read(runtime, key_id))
+        reading.add_done_callback(
+            lambda done: _reading.pop(key_id, None) if _reading.get(key_id) is done else None
+        )
+    # Shielded: a request given up (its client gone) does not cancel the others' read.
+    return await asyncio.shield(reading)
+
+
+async def _read(runtime: Runtime, key_id: str) -> dict[str, Any] | None:
     read_at = time.monotonic()
     key = await runtime.db[API_KEYS].find_one({"_id": key_id}, {"hash": 1, "cluster_id": 1, "revoked_at": 1})
     if key is None:  # unknown ids are not kept: they are asked for every time
         _kept.pop(key_id, None)
         return None
+    if key_id in _revoked_here:
+        return key
     if len(_kept) >= _KEPT_MAX:
         _kept.clear()
     _kept[key_id] = (read_at, key)
