@@ -222,13 +222,19 @@ class FakeStore:
 
     async def handle(self, event: Event, *, producer: str = "test") -> FakeUnitOfWork:
         """Run `event` through its handler, as the pipeline would once the unit of work commits."""
-        envelope = Envelope.wrap(event, producer=producer, correlation_id="test")
-        uow = FakeUnitOfWork(self.db, envelope.correlation_id)
-        uow.batch = [event]
-        handler = self.handlers.get(type(event))
-        if handler is None:
-            raise LookupError(f"the service takes no {type(event).__name__}")
-        await handler(event, envelope, cast(UnitOfWork, uow))
+        return await self.handle_together(event, producer=producer)
+
+    async def handle_together(self, *events: Event, producer: str = "test") -> FakeUnitOfWork:
+        """Run `events` through their handlers in one unit of work, as the pipeline runs a
+        batch of one partition's messages."""
+        uow = FakeUnitOfWork(self.db, "test")
+        uow.batch = list(events)
+        for event in events:
+            envelope = Envelope.wrap(event, producer=producer, correlation_id="test")
+            handler = self.handlers.get(type(event))
+            if handler is None:
+                raise LookupError(f"the service takes no {type(event).__name__}")
+            await handler(event, envelope, cast(UnitOfWork, uow))
         await uow.finish()
         for callback in uow._after_commit:
             callback()

@@ -319,3 +319,45 @@ async def test_matching_suggests_a_pair_once_when_the_second_party_signs_up() ->
     for name in ("companies", "participants", "suggestions", "company_events"):
         left = [d for d in store[name].find() if "seeker" in str(d)]
         assert left == [], f"{name} still names the erased company: {left}"
+
+
+async def test_a_batch_of_sign_ups_to_one_event_steps_its_roster_once_and_suggests_every_pair() -> None:
+    """Sign-ups handled together (one unit of work) count one step of the event's roster (one
+    round trip, not one per sign-up); each is suggested those who signed up before it, and the
+    roster kept afterwards holds all of them."""
+    rosters = Rosters()
+    store = matching_store(rosters)
+    starts = datetime(2027, 5, 4, 9, tzinfo=UTC)
+    await store.handle(
+        EventCreated(
+            event_id="ev2",
+            name="Brokerage",
+            kind="b2b",
+            host_cluster_id="k-BG",
+            city="Sofia",
+            country="BG",
+            venue_timezone="Europe/Sofia",
+            starts_at=starts,
+            ends_at=starts + timedelta(hours=8),
+        )
+    )
+    await store.handle(firm("seeker", "BG", needs=("air quality sensors for city streets",)))
+    await store.handle(firm("maker", "ES", offers=("air quality sensors for city streets",)))
+    await store.handle(firm("other", "IT", offers=("air quality sensors for city streets",)))
+    await store.handle(signed_up("p-seeker", event_id="ev2", company_id="seeker"))
+    before = store["events"].find_one({"_id": "ev2"})["roster"]
+
+    together = await store.handle_together(
+        signed_up("p-maker", event_id="ev2", company_id="maker"),
+        signed_up("p-other", event_id="ev2", company_id="other"),
+    )
+
+    assert store["events"].find_one({"_id": "ev2"})["roster"] == before + 1
+    pairs = {
+        frozenset(p.participant_id for p in s.parties)
+        for s in together.emitted
+        if isinstance(s, MatchSuggested)
+    }
+    assert {frozenset({"p-seeker", "p-maker"}), frozenset({"p-seeker", "p-other"})} <= pairs
+    kept = rosters.get("ev2", roster_key(store["events"].find_one({"_id": "ev2"})))
+    assert kept is not None and set(kept.companies) == {"p-seeker", "p-maker", "p-other"}

@@ -14,10 +14,12 @@ from c2f_matching.matcher import Matcher
 from c2f_matching.profiles import (
     Rosters,
     bump_roster,
+    changed_apart,
     event_roster,
     forget_versions,
     known_event,
     new_roster_epoch,
+    step_roster,
 )
 from c2f_matching.scoring import Profile, top_pairs
 from c2f_matching.store import (
@@ -67,7 +69,7 @@ def make_handlers(matcher: Matcher, rosters: Rosters) -> Handlers:
     ) -> None:
         """Who is at the event changed (`changed`, already written): count the change, then
         suggest partners to `for_whom`."""
-        event = await bump_roster(uow.db, event_id)
+        event = await step_roster(uow, event_id)
         if not known_event(event) or event.get("kind") != "b2b":
             return  # companies meet one to one at B2B events (delegations choose at C2C; webinars: none)
         roster, profiles = await event_roster(uow, matcher, rosters, event, changed)
@@ -108,6 +110,7 @@ def make_handlers(matcher: Matcher, rosters: Rosters) -> Handlers:
     async def erased(event: CompanyErased, envelope: Envelope, uow: UnitOfWork) -> None:
         for event_id in await _forget_company(uow, event.company_id):
             await bump_roster(uow.db, event_id)
+            changed_apart(uow, event_id)
             uow.after_commit(lambda event_id=event_id: rosters.forget(event_id))  # type: ignore[misc]
         matcher.forget_profile(event.company_id)
 
@@ -139,9 +142,11 @@ def make_handlers(matcher: Matcher, rosters: Rosters) -> Handlers:
         await meetings.withdraw(uow, event.participant_id)
         await uow.db[PARTICIPANTS].delete_one({"_id": event.participant_id})
         await bump_roster(uow.db, event.event_id)
+        changed_apart(uow, event.event_id)
         uow.after_commit(lambda: rosters.forget(event.event_id))
 
     async def event_changed(event: EventCreated | EventUpdated, envelope: Envelope, uow: UnitOfWork) -> None:
+        changed_apart(uow, event.event_id)  # later sign-ups of the batch read the event as it is now
         await uow.db[EVENTS].update_one(
             {"_id": event.event_id},
             {

@@ -117,6 +117,29 @@ async def bump_roster(db: Any, event_id: str) -> dict[str, Any]:
     return bumped  # the event's document as it is now (one round trip, not two)
 
 
+_STEPPED = "matching.stepped"  # UnitOfWork.local: event id -> its document after this unit of work's step
+
+
+async def step_roster(uow: UnitOfWork, event_id: str) -> dict[str, Any]:
+    """`bump_roster` for changes whose roster the unit of work builds in memory (`event_roster`
+    with `changed`): once per event and unit of work, however many of its messages change
+    the event (a batch of 50 sign-ups to 4 events: 4 round trips, not 50). One step can
+    hold several changes: nobody sees it before the commit, and the roster this unit of
+    work keeps at that step holds all of them."""
+    stepped: dict[str, dict[str, Any]] = uow.local.setdefault(_STEPPED, {})
+    if event_id not in stepped:
+        stepped[event_id] = await bump_roster(uow.db, event_id)
+    return stepped[event_id]
+
+
+def changed_apart(uow: UnitOfWork, event_id: str) -> None:
+    """The unit of work changed the event in a way its roster in memory does not follow (a
+    withdrawal, an erasure, the event's own document): the next change steps again and
+    builds the roster afresh."""
+    uow.local.get(_STEPPED, {}).pop(event_id, None)
+    uow.local.pop((Rosters, event_id), None)
+
+
 def known_event(event: dict[str, Any] | None) -> bool:
     """Whether `event` is an event's document, not the placeholder `bump_roster` leaves."""
     return event is not None and "name" in event
@@ -135,17 +158,21 @@ async def event_roster(
     db = uow.db
     key = roster_key(event)
     roster = rosters.get(event["_id"], key, uow)
-    if roster is None and changed is not None:
-        previous = rosters.get(event["_id"], (key[0], key[1] - 1), uow)
-        if previous is not None:
-            entries = dict(previous.companies)
-            versions = await _versions_of_batch(uow, matcher, [c for c in changed.values() if c is not None])
-            for participant_id, company_id in changed.items():
-                if company_id is None:
-                    entries.pop(participant_id, None)
-                else:
-                    entries[participant_id] = (company_id, versions.get(company_id))
-            roster = Roster(key, entries)
+    base: Roster | None = None
+    if changed is not None:
+        if roster is not None and roster is uow.local.get((Rosters, event["_id"])):
+            base = roster  # this unit of work's own step (`step_roster`): the change joins it
+        elif roster is None:
+            base = rosters.get(event["_id"], (key[0], key[1] - 1), uow)
+    if base is not None and changed is not None:
+        entries = dict(base.companies)
+        versions = await _versions_of_batch(uow, matcher, [c for c in changed.values() if c is not None])
+        for participant_id, company_id in changed.items():
+            if company_id is None:
+                entries.pop(participant_id, None)
+            else:
+                entries[participant_id] = (company_id, versions.get(company_id))
+        roster = Roster(key, entries)
     if roster is None:
         participants = (
             await db[PARTICIPANTS]
