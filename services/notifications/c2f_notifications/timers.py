@@ -32,11 +32,10 @@ async def fire_due(runtime: Runtime) -> int:
     )
     fired = 0
     while due := await _due(runtime):
-        ids = [timer["_id"] for timer in due]
-        for at in range(0, len(ids), TOGETHER):
+        for at in range(0, len(due), TOGETHER):
             # Leased just before they fire: a killed instance holds a few timers until their
             # lease runs out, not all it had read.
-            claimed = await _lease(runtime, ids[at : at + TOGETHER])
+            claimed = await _lease(runtime, due[at : at + TOGETHER])
             fired += await _fire_together(runtime, claimed)
         if len(due) < DUE_MAX:
             return fired
@@ -48,24 +47,27 @@ async def _due(runtime: Runtime) -> list[dict[str, Any]]:
     every due timer to sort them: once for a handful rather than once per timer)."""
     return (
         await runtime.db[TIMERS]
-        .find({"status": "pending", "due_at": {"$lte": datetime.now(UTC)}}, {"_id": 1})
+        .find({"status": "pending", "due_at": {"$lte": datetime.now(UTC)}})
         .sort("due_at", 1)
         .limit(DUE_MAX)
         .to_list(None)
     )
 
 
-async def _lease(runtime: Runtime, ids: list[str]) -> list[dict[str, Any]]:
-    """Claim those of `ids` still pending for this instance; the timers it got (another
-    instance may have taken some meanwhile)."""
+async def _lease(runtime: Runtime, due: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Claim those of the `due` timers still pending for this instance; the timers it got
+    (another instance may have taken some meanwhile: then they are read again)."""
+    ids = [timer["_id"] for timer in due]
     lease = uuid.uuid4().hex
     until = datetime.now(UTC) + LEASE
-    await update_apart(
+    leased = await update_apart(
         runtime.db[TIMERS],
         {"status": "pending"},
         {"$set": {"status": "firing", "lease_until": until, "lease": lease}},
         ids=ids,
     )
+    if leased == len(ids):
+        return [{**timer, "status": "firing", "lease_until": until, "lease": lease} for timer in due]
     claimed = {t["_id"]: t async for t in runtime.db[TIMERS].find({"_id": {"$in": ids}, "lease": lease})}
     return [claimed[i] for i in ids if i in claimed]
 
@@ -98,14 +100,16 @@ async def fire(runtime: Runtime, *claimed: dict[str, Any]) -> None:
     ids = [timer["_id"] for timer in claimed]
 
     async def work(uow: UnitOfWork) -> None:
-        uow.local[_FIRING] = claimed
-        for timer in claimed:
-            await _FIRE[timer["kind"]](uow, timer)
-        # Something may have come for one while it fired (a suggestion for the next digest).
+        # Something may have come for one while it was due (a suggestion for the next digest,
+        # `again_at`). Read first, in the transaction's snapshot: what comes later writes the
+        # timer too, so one of the two transactions runs again and sees the other.
         current = {
             t["_id"]: t
             async for t in uow.db[TIMERS].find({"_id": {"$in": ids}, "status": "firing"}, {"again_at": 1})
         }
+        uow.local[_FIRING] = claimed
+        for timer in claimed:
+            await _FIRE[timer["kind"]](uow, timer)
         fired_at = datetime.now(UTC)
         for timer_id, timer in current.items():
             if timer.get("again_at") is not None:
