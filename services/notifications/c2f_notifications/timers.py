@@ -26,10 +26,9 @@ log = logging.getLogger(__name__)
 async def fire_due(runtime: Runtime) -> int:
     """Fire every timer that is due; returns how many fired. A timer a killed instance had
     claimed ("firing") is pending again once its lease has run out."""
-    now = datetime.now(UTC)
-    await update_apart(
-        runtime.db[TIMERS], {"status": "firing", "lease_until": {"$lt": now}}, {"$set": {"status": "pending"}}
-    )
+    expired = {"status": "firing", "lease_until": {"$lt": datetime.now(UTC)}}
+    if await runtime.db[TIMERS].find_one(expired, {"_id": 1}):  # a read, not a write, when none is
+        await update_apart(runtime.db[TIMERS], expired, {"$set": {"status": "pending"}})
     fired = 0
     while due := await _due(runtime):
         for at in range(0, len(due), TOGETHER):
