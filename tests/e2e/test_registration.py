@@ -574,6 +574,40 @@ async def test_concurrent_requests_neither_duplicate_nor_overbook(
         assert (await operator.get(f"/events/{event['id']}")).json()["registered"] == 4
 
 
+async def test_a_rush_with_duplicates_seats_each_company_once_and_names_its_participant(
+    stack: Stack, clusters: dict[str, Any]
+) -> None:
+    """Sign-ups to one event arriving together are seated together (one transaction, the
+    counter moved once for all); a company already in, or twice in the same rush, gets 409
+    naming its participant, and every other company gets in, with its own token."""
+    hamac = clusters["HAMAC"]["id"]
+    async with as_operator(stack) as operator:
+        event = (await operator.post("/events", json=meeting_event(hamac))).json()
+        companies = [await _company(operator, hamac, f"Twice {i} {event['id'][:6]}") for i in range(8)]
+        path = f"/events/{event['id']}/participants"
+        early = await operator.post(path, json=signup(companies[0]))
+        assert early.status_code == 201, early.text
+
+        rush = [*companies, companies[1]]
+        answers = await asyncio.gather(*(operator.post(path, json=signup(c)) for c in rush))
+
+        codes = sorted(a.status_code for a in answers)
+        assert codes == [201] * 7 + [409] * 2, [a.text for a in answers]
+        seated = {a.json()["company_id"]: a.json()["id"] for a in answers if a.status_code == 201}
+        assert sorted(seated) == sorted(companies[1:])
+        assert all(
+            a.json()["access_token"].startswith(f"c2fp.{a.json()['id']}.")
+            for a in answers
+            if a.status_code == 201
+        )
+        refused = [a.json()["detail"] for a in answers if a.status_code == 409]
+        assert any(early.json()["id"] in detail for detail in refused)
+        assert any(seated[companies[1]] in detail for detail in refused)
+        assert (await operator.get(f"/events/{event['id']}")).json()["registered"] == 8
+        listed = (await operator.get(path, params={"limit": 100})).json()
+        assert sorted(p["id"] for p in listed) == sorted([early.json()["id"], *seated.values()])
+
+
 async def test_a_rush_of_sign_ups_to_one_event_all_get_in_without_retrying(
     stack: Stack, clusters: dict[str, Any]
 ) -> None:

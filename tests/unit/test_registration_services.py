@@ -15,9 +15,19 @@ import pytest
 from c2f_registration import api_keys, clusters, companies, events, importer, participants, store
 from c2f_registration.api.companies import new_out
 from c2f_registration.api_keys import OPERATOR, Principal
-from c2f_registration.errors import Conflict, Forbidden, Invalid, NotFound, RegistrationClosed
+from c2f_registration.errors import (
+    AlreadyRegistered,
+    CapacityReached,
+    Conflict,
+    Forbidden,
+    Invalid,
+    NotFound,
+    RegistrationClosed,
+)
 from c2f_registration.schemas import ClusterIn, CompanyIn, CompanyOut, EventFields, ParticipantIn
+from c2f_shared.events import Attendee, ParticipantRegistered
 from c2f_shared.service import Runtime
+from tests.fakes import FakeStore
 
 DTI, ACCLIMA = "cluster-dti", "cluster-acclima"
 DTI_KEY = Principal(cluster_id=DTI)
@@ -259,3 +269,74 @@ async def test_requests_arriving_together_with_one_key_read_it_once() -> None:
     assert reads(rt, api_keys.API_KEYS) == 1
     with pytest.raises(api_keys.UnknownKey):  # the same key id with another secret
         await api_keys.holder(rt, f"{api_keys.KEY_PREFIX}.{key_id}.guess")
+
+
+class CountingStore(FakeStore):
+    """A database in memory that counts its transactions."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.transactions = 0
+
+    async def transact(self, work: Any, correlation_id: str | None = None) -> Any:
+        self.transactions += 1
+        return await super().transact(work, correlation_id)
+
+
+def waiting_seat(event_id: str, company_id: str, capacity: int | None = None) -> Any:
+    """A sign-up of `company_id` to `event_id`, waiting for the event's turn."""
+    participant_id = f"p-{company_id}"
+    return participants._Seat(
+        doc={"_id": participant_id, "natural_key": f"{event_id}:company:{company_id}", "event_id": event_id},
+        fact=ParticipantRegistered(
+            participant_id=participant_id,
+            event_id=event_id,
+            company_id=company_id,
+            cluster_id=DTI,
+            attendee=Attendee(name="Ana", email="ana@example.org", language="en"),
+            consent_share_contact=False,
+        ),
+        capacity=capacity,
+        correlation_id=f"request-{company_id}",
+        trace={},
+        taken=asyncio.get_running_loop().create_future(),
+    )
+
+
+def sign_up_store(registered: int = 0) -> CountingStore:
+    db = CountingStore()
+    db["participants"].create_index("natural_key", unique=True)
+    db["events"].insert_one({"_id": "ev", "registered": registered, "data": {}})
+    return db
+
+
+async def test_sign_ups_waiting_together_are_seated_in_one_transaction() -> None:
+    db = sign_up_store()
+    group = [waiting_seat("ev", c) for c in ("a", "b", "c")]
+    await participants._seat(cast(Runtime, db), "ev", group)
+    assert db.transactions == 1
+    assert [(await s.taken)["_id"] for s in group] == ["p-a", "p-b", "p-c"]
+    assert db["events"].find_one({"_id": "ev"})["registered"] == 3
+    assert db["participants"].count_documents({}) == 3
+
+
+async def test_a_duplicate_or_a_place_short_seats_each_on_its_own_with_its_own_answer() -> None:
+    db = sign_up_store()
+    await participants._seat(cast(Runtime, db), "ev", [waiting_seat("ev", "a")])
+    group = [waiting_seat("ev", "b"), waiting_seat("ev", "a"), waiting_seat("ev", "c")]
+    group[1].doc["_id"] = "p-a-again"
+    await participants._seat(cast(Runtime, db), "ev", group)
+    assert (await group[0].taken)["_id"] == "p-b"
+    with pytest.raises(AlreadyRegistered, match="as participant p-a"):
+        await group[1].taken
+    assert (await group[2].taken)["_id"] == "p-c"
+    assert db["events"].find_one({"_id": "ev"})["registered"] == 3
+
+    full = sign_up_store(registered=1)
+    group = [waiting_seat("ev", c, capacity=2) for c in ("x", "y")]
+    await participants._seat(cast(Runtime, full), "ev", group)
+    assert (await group[0].taken)["_id"] == "p-x"
+    with pytest.raises(CapacityReached):
+        await group[1].taken
+    assert full["events"].find_one({"_id": "ev"})["registered"] == 2
+    assert full["participants"].count_documents({}) == 1
