@@ -209,3 +209,40 @@ async def test_a_batch_that_fails_stores_nothing_and_the_one_at_fault_keeps_its_
     assert handled == ["A", "B", "BROKEN", "A", "B", *["BROKEN"] * (max_attempts - 1), "C", "D"]
     assert {d["_id"] for d in store["clusters"].find()} == {"A", "B", "C", "D"}
     assert letters == [f"failed {max_attempts} times: RuntimeError: a bug"]
+
+
+class OverlapStore(FakeStore):
+    """The in-memory store, noting the most transactions open at once."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.open = self.most = 0
+
+    async def transact(self, work: Any, correlation_id: str | None = None) -> Any:
+        self.open += 1
+        self.most = max(self.most, self.open)
+        try:
+            await asyncio.sleep(0.01)  # the transaction is open: others ask meanwhile
+            return await super().transact(work, correlation_id)
+        finally:
+            self.open -= 1
+
+
+@pytest.mark.parametrize("one_at_a_time", [True, False])
+async def test_lanes_that_take_turns_wait_before_their_transaction_begins(one_at_a_time: bool) -> None:
+    """With `one_at_a_time`, the lanes' units of work never overlap: each waits for its turn
+    before its transaction begins, not inside an open one (which the embedded database reaps
+    after 60 s)."""
+
+    async def note(event: ClusterRegistered, envelope: Envelope, uow: UnitOfWork) -> None:
+        await asyncio.sleep(0.01)
+
+    store = OverlapStore()
+    pipeline = Pipeline({ClusterRegistered: note}, store, Gate(), one_at_a_time=one_at_a_time)
+    lanes = [
+        [wire(Envelope.wrap(cluster(f"{lane}{i}"), producer="t", correlation_id="x")) for i in range(2)]
+        for lane in "ABCD"
+    ]
+    assert all(await asyncio.gather(*(pipeline.process_batch(bodies) for bodies in lanes)))
+    assert store.most == (1 if one_at_a_time else 4)
+    assert store["processed_events"].count_documents({}) == 8

@@ -56,7 +56,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     runtime.background(replan)
     rosters = Rosters()
-    runtime.consume(handlers.make_handlers(matcher, rosters), name="registrations")
+    # Sign-ups and companies, from lanes of different partitions, take turns in this process
+    # rather than collide on an event's roster counter or a company's `company_events` and run
+    # again (under load, batches of 50 collided and ran again for minutes: bench/load.py).
+    runtime.consume(handlers.make_handlers(matcher, rosters), name="registrations", one_at_a_time=True)
     runtime.publishes(MatchSuggested, *meetings.PUBLISHES)
     app = service_app(
         runtime,

@@ -2,7 +2,6 @@
 text vectors, clusters, events, participants) and suggest each participant its best partners
 at its event when a participant, a company or an event becomes known or changes."""
 
-import asyncio
 import re
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
@@ -58,11 +57,6 @@ TOP_K = 5
 def make_handlers(matcher: Matcher, rosters: Rosters) -> Handlers:
     """What matching takes from registration's topics, each with its handler. `rosters`: the
     events' rosters kept in memory (emptied by a rebuild)."""
-    # Sign-ups and companies, from lanes of different partitions, take turns in this process
-    # rather than collide on an event's roster counter or a company's `company_events` and run
-    # again (a lane's batch holds sign-ups to several events, so one turn for all: lanes holding
-    # one event's turn each and waiting for another's would wait forever).
-    turn = asyncio.Lock()
 
     async def suggest_at(
         uow: UnitOfWork, event_id: str, changed: dict[str, str | None], for_whom: list[dict[str, Any]]
@@ -84,10 +78,6 @@ def make_handlers(matcher: Matcher, rosters: Rosters) -> Handlers:
         # Matching needs what a company offers and seeks, not who its people are.
         doc = event.model_dump(mode="json", exclude={"contacts"})
         doc["vectors"] = await matcher.encode(doc["offers"], doc["needs"])
-        # Its writes take the sign-ups' turn too: a lane of companies and a lane of sign-ups both
-        # write `company_events` (and rosters), and under load two such batches collided and ran
-        # again and again (bench/load.py: batches of 50 failing after minutes of retries).
-        await uow.hold(turn)
         stored = _upsert_later(uow, COMPANIES, event.company_id, doc)
         revisions[event.company_id] = event.revision
         forget_versions(uow, [event.company_id])
@@ -126,8 +116,6 @@ def make_handlers(matcher: Matcher, rosters: Rosters) -> Handlers:
             # Shown to the people it meets only with the attendee's consent.
             "attendee": event.attendee.name if event.consent_share_contact else None,
         }
-        if event.company_id is not None:
-            await uow.hold(turn)
         _upsert_later(uow, PARTICIPANTS, event.participant_id, doc)
         if event.company_id is not None:
             # The company's handler writes this document too: a sign-up and its company's

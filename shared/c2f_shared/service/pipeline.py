@@ -15,6 +15,7 @@ aside as a dead letter.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
@@ -99,12 +100,27 @@ class Store(Protocol):
 
 class Pipeline:
     def __init__(
-        self, handlers: Handlers, store: Store, gate: Gate, topics: Iterable[str] | None = None
+        self,
+        handlers: Handlers,
+        store: Store,
+        gate: Gate,
+        topics: Iterable[str] | None = None,
+        *,
+        one_at_a_time: bool = False,
     ) -> None:
+        """`one_at_a_time`: the lanes of this process take turns, one unit of work at a time,
+        each waiting for its turn before its transaction begins (handlers that would write the
+        same documents wait instead of colliding and running again; an open transaction never
+        waits, which the embedded database reaps after 60 s and can wedge on)."""
         self.handlers = dict(handlers)
         self.topics = tuple(topics) if topics is not None else topics_of(handlers)
         self._store = store
         self._gate = gate
+        self._turn: asyncio.Lock | None = asyncio.Lock() if one_at_a_time else None
+
+    async def _transact(self, work: Callable[[UnitOfWork], Awaitable[None]], correlation_id: str) -> None:
+        async with self._turn if self._turn is not None else contextlib.nullcontext():
+            await self._store.transact(work, correlation_id)
 
     @staticmethod
     def parse(body: bytes) -> tuple[Envelope, Event]:
@@ -222,7 +238,7 @@ class Pipeline:
             running.clear()
 
         try:
-            await self._store.transact(work, fresh[0][1].correlation_id)
+            await self._transact(work, fresh[0][1].correlation_id)
         except Exception as error:
             raise BatchFailed(running[0] if running else None, error) from error
         for i, envelope, _, _ in fresh:
@@ -246,7 +262,7 @@ class Pipeline:
             await handler(event, envelope, uow)
 
         try:
-            await self._store.transact(work, envelope.correlation_id)
+            await self._transact(work, envelope.correlation_id)
         except (DuplicateKeyError, PyMongoError):
             # Processed before, or by another instance at the same moment: nothing left to do.
             if await inbox.find_one({"_id": envelope.event_id}, {"_id": 1}):

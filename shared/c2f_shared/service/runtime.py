@@ -118,12 +118,20 @@ class Runtime:
         """Run `loop` for the life of the service, after consumers start."""
         self._background.append(loop)
 
-    def consume(self, handlers: Handlers, *, name: str, topics: Iterable[str] | None = None) -> None:
+    def consume(
+        self,
+        handlers: Handlers,
+        *,
+        name: str,
+        topics: Iterable[str] | None = None,
+        one_at_a_time: bool = False,
+    ) -> None:
         """Take the events `handlers` names, each with its handler, in this service's consumer
         group, from the topics they are published on (or `topics`). Offsets are committed only after the
         handler's unit of work commits (at-least-once); a redelivered event is recognised by its
-        id and skipped; other events on those topics are acknowledged without a transaction."""
-        pipeline = Pipeline(handlers, self, self._gate, topics)
+        id and skipped; other events on those topics are acknowledged without a transaction.
+        `one_at_a_time`: the partitions' lanes take turns (see `Pipeline`)."""
+        pipeline = Pipeline(handlers, self, self._gate, topics, one_at_a_time=one_at_a_time)
         policy = RetryPolicy(name, self.metrics, self._dead_letter)
         self.consumers.append(Consumer(name, self.service, self.broker, self.settings, pipeline, policy))
 

@@ -10,7 +10,6 @@ and retries a commit whose outcome is unknown (UnknownTransactionCommitResult).
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -205,27 +204,12 @@ class UnitOfWork:
     emitted: list[Emitted] = field(default_factory=list)
     _after_commit: list[Callable[[], None]] = field(default_factory=list)
     _before_commit: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
-    _held: dict[int, asyncio.Lock] = field(default_factory=dict)
     # What handlers in this unit of work keep for the ones after them (several messages can
     # share one); gone with the unit of work, and empty again when it is retried.
     local: dict[Any, Any] = field(default_factory=dict)
     # The messages this unit of work handles (a consumer's batch, in order), so that the first
     # handler can read what all of them need in one statement (see `existing`).
     batch: list[Event] = field(default_factory=list)
-
-    async def hold(self, lock: asyncio.Lock) -> None:
-        """Hold `lock` until this unit of work has committed or given up, across its retries: work
-        of this process that would write the same document (e.g. one event's roster) waits
-        instead of colliding and running again. Hold at most one lock in a unit of work, or
-        always take them in the same order."""
-        if id(lock) not in self._held:
-            await lock.acquire()
-            self._held[id(lock)] = lock
-
-    def release(self) -> None:
-        for lock in self._held.values():
-            lock.release()
-        self._held.clear()
 
     def before_commit(self, work: Callable[[], Awaitable[None]]) -> None:
         """Run `work` in this unit of work after its handlers, before its writes are sent and
@@ -313,17 +297,11 @@ class Transactions:
     async def unit_of_work(self, correlation_id: str | None = None) -> AsyncIterator[UnitOfWork]:
         """One transaction, tried once; the events emitted in it go to the outbox in the same
         commit. An exception inside aborts it: nothing is stored, nothing published."""
-        opened: list[UnitOfWork] = []
-        try:
-            async with transaction_session(self._client) as session, await session.start_transaction():
-                uow = self._open(session, correlation_id)
-                opened.append(uow)
-                yield uow
-                await uow.finish()
-                await self._outbox.add(uow.emitted, session)
-        finally:
-            for held in opened:
-                held.release()  # once committed or aborted
+        async with transaction_session(self._client) as session, await session.start_transaction():
+            uow = self._open(session, correlation_id)
+            yield uow
+            await uow.finish()
+            await self._outbox.add(uow.emitted, session)
         uow.committed()
 
     async def transact(
@@ -333,22 +311,16 @@ class Transactions:
         concurrent one, with PyMongo's `with_transaction` (backoff, at most 120 s)."""
         correlation_id = correlation_id or str(uuid.uuid4())
         last: list[UnitOfWork] = []
-        held: dict[int, asyncio.Lock] = {}  # shared by the attempts
 
         async def attempt(session: AsyncClientSession) -> T:
             uow = self._open(session, correlation_id)
-            uow._held = held
             last[:] = [uow]
             result = await work(uow)
             await uow.finish()
             await self._outbox.add(uow.emitted, session)
             return result
 
-        try:
-            async with transaction_session(self._client) as session:
-                result = await session.with_transaction(attempt)
-        finally:
-            if last:
-                last[0].release()
+        async with transaction_session(self._client) as session:
+            result = await session.with_transaction(attempt)
         last[0].committed()
         return result
