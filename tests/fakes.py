@@ -239,3 +239,15 @@ class FakeStore:
         for callback in uow._after_commit:
             callback()
         return uow
+
+
+class CountingStore(FakeStore):
+    """The in-memory store, counting the transactions run on it."""
+
+    def __init__(self, handlers: Handlers | None = None) -> None:
+        super().__init__(handlers)
+        self.transactions = 0
+
+    async def transact(self, work: Any, correlation_id: str | None = None) -> Any:
+        self.transactions += 1
+        return await super().transact(work, correlation_id)

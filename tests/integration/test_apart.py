@@ -6,24 +6,14 @@ notifications service still for minutes."""
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-import pytest_asyncio
 from pymongo import AsyncMongoClient
 
-from c2f_cli.stack import Stack
 from c2f_shared.service.apart import update_apart
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
-
-
-@pytest_asyncio.fixture(loop_scope="session")
-async def client(infra: Stack) -> AsyncIterator[AsyncMongoClient[dict[str, Any]]]:
-    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(infra.config.mongo_uri)
-    yield client
-    await client.close()
 
 
 async def test_a_transaction_finishes_beside_a_write_outside_it_on_the_same_documents(

@@ -5,25 +5,15 @@ opened inside another does not wait for its own caller's turn."""
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-import pytest_asyncio
 from pymongo import AsyncMongoClient
 
-from c2f_cli.stack import Stack
 from c2f_shared.service import sessions
 from c2f_shared.service.apart import update_apart
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
-
-
-@pytest_asyncio.fixture(loop_scope="session")
-async def client(infra: Stack) -> AsyncIterator[AsyncMongoClient[dict[str, Any]]]:
-    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(infra.config.mongo_uri)
-    yield client
-    await client.close()
 
 
 async def test_fifty_transactions_at_once_run_three_at_a_time_in_three_sessions(

@@ -18,7 +18,7 @@ from c2f_shared.service.metrics import Metrics
 from c2f_shared.service.pipeline import BatchFailed, Gate, Pipeline, Received, RetryPolicy, Where
 from c2f_shared.service.settings import ServiceSettings
 from c2f_shared.service.unit_of_work import UnitOfWork
-from tests.fakes import FakeStore
+from tests.fakes import CountingStore, FakeStore
 from tests.support import eventually
 
 
@@ -128,18 +128,6 @@ async def test_a_failing_handler_is_retried_then_set_aside_without_stopping_the_
         pipeline_module.RETRY_PAUSE_S = pause
     assert attempts == {"ONCE": 2, "BROKEN": pipeline_module.MAX_ATTEMPTS, "AFTER": 1}
     assert letters == [f"failed {pipeline_module.MAX_ATTEMPTS} times: RuntimeError: a bug"]
-
-
-class CountingStore(FakeStore):
-    """The in-memory store, counting the transactions run on it."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.transactions = 0
-
-    async def transact(self, work: Any, correlation_id: str | None = None) -> Any:
-        self.transactions += 1
-        return await super().transact(work, correlation_id)
 
 
 async def test_records_waiting_together_are_handled_in_one_transaction_each_once() -> None:

@@ -268,23 +268,26 @@ def firm(
     )
 
 
+def brokerage_day(event_id: str) -> EventCreated:
+    """A B2B event in Sofia, one day long."""
+    starts = datetime(2027, 5, 4, 9, tzinfo=UTC)
+    return EventCreated(
+        event_id=event_id,
+        name="Brokerage",
+        kind="b2b",
+        host_cluster_id="k-BG",
+        city="Sofia",
+        country="BG",
+        venue_timezone="Europe/Sofia",
+        starts_at=starts,
+        ends_at=starts + timedelta(hours=8),
+    )
+
+
 async def test_matching_suggests_a_pair_once_when_the_second_party_signs_up() -> None:
     rosters = Rosters()
     store = matching_store(rosters)
-    starts = datetime(2027, 5, 4, 9, tzinfo=UTC)
-    await store.handle(
-        EventCreated(
-            event_id="ev1",
-            name="Brokerage",
-            kind="b2b",
-            host_cluster_id="k-BG",
-            city="Sofia",
-            country="BG",
-            venue_timezone="Europe/Sofia",
-            starts_at=starts,
-            ends_at=starts + timedelta(hours=8),
-        )
-    )
+    await store.handle(brokerage_day("ev1"))
     await store.handle(firm("seeker", "BG", needs=("air quality sensors for city streets",)))
     await store.handle(firm("maker", "ES", offers=("air quality sensors for city streets",)))
     await store.handle(firm("baker", "ES", offers=("fresh bread and pastries every morning",)))
@@ -327,20 +330,7 @@ async def test_a_batch_of_sign_ups_to_one_event_steps_its_roster_once_and_sugges
     roster kept afterwards holds all of them."""
     rosters = Rosters()
     store = matching_store(rosters)
-    starts = datetime(2027, 5, 4, 9, tzinfo=UTC)
-    await store.handle(
-        EventCreated(
-            event_id="ev2",
-            name="Brokerage",
-            kind="b2b",
-            host_cluster_id="k-BG",
-            city="Sofia",
-            country="BG",
-            venue_timezone="Europe/Sofia",
-            starts_at=starts,
-            ends_at=starts + timedelta(hours=8),
-        )
-    )
+    await store.handle(brokerage_day("ev2"))
     await store.handle(firm("seeker", "BG", needs=("air quality sensors for city streets",)))
     await store.handle(firm("maker", "ES", offers=("air quality sensors for city streets",)))
     await store.handle(firm("other", "IT", offers=("air quality sensors for city streets",)))

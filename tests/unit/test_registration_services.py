@@ -27,7 +27,7 @@ from c2f_registration.errors import (
 from c2f_registration.schemas import ClusterIn, CompanyIn, CompanyOut, EventFields, ParticipantIn
 from c2f_shared.events import Attendee, ParticipantRegistered
 from c2f_shared.service import Runtime
-from tests.fakes import FakeStore
+from tests.fakes import CountingStore
 
 DTI, ACCLIMA = "cluster-dti", "cluster-acclima"
 DTI_KEY = Principal(cluster_id=DTI)
@@ -269,18 +269,6 @@ async def test_requests_arriving_together_with_one_key_read_it_once() -> None:
     assert reads(rt, api_keys.API_KEYS) == 1
     with pytest.raises(api_keys.UnknownKey):  # the same key id with another secret
         await api_keys.holder(rt, f"{api_keys.KEY_PREFIX}.{key_id}.guess")
-
-
-class CountingStore(FakeStore):
-    """A database in memory that counts its transactions."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.transactions = 0
-
-    async def transact(self, work: Any, correlation_id: str | None = None) -> Any:
-        self.transactions += 1
-        return await super().transact(work, correlation_id)
 
 
 def waiting_seat(event_id: str, company_id: str, capacity: int | None = None) -> Any:
