@@ -141,8 +141,8 @@ async def sign_up(
             group, waiting[:] = waiting[:GROUP_MAX], waiting[GROUP_MAX:]
             # Shielded: the others wait for this group's outcome even if this request is given up.
             await asyncio.shield(_seat(runtime, event_id, group))
-    if not waiting:
-        _waiting.pop(event_id, None)
+    if not waiting and _waiting.get(event_id) is waiting:
+        del _waiting[event_id]
     doc = await seat.taken
     return SignedUp(doc, f"{TOKEN_PREFIX}.{doc['_id']}.{secret}")
 
