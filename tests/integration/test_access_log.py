@@ -2,10 +2,14 @@
 database) logs in JSON and writes one access line per request, with the status and the
 correlation id, and without the token a link carries."""
 
+import asyncio
 import json
+import signal
 import sys
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 import httpx
@@ -91,3 +95,22 @@ async def test_a_request_writes_one_json_access_line_with_its_status_and_correla
     lines = log_lines(child)
     assert any(line["logger"].startswith("uvicorn") for line in lines)
     assert token not in child.log.read_text()
+
+
+async def test_answers_carry_the_date_and_sigterm_stops_the_process_cleanly(
+    notifications: tuple[Child, str],
+) -> None:
+    """c2f-serve's server looks at its clock once a second (bench/idle.py), yet its answers
+    carry the current Date header, and SIGTERM still stops it cleanly, not with the SIGKILL
+    that `Child.stop` sends after its timeout."""
+    child, url = notifications
+    async with httpx.AsyncClient(base_url=url) as client:
+        first = parsedate_to_datetime((await client.get("/healthz")).headers["date"])
+        await asyncio.sleep(2.2)
+        second = parsedate_to_datetime((await client.get("/healthz")).headers["date"])
+    assert abs((second - datetime.now(UTC)).total_seconds()) < 2
+    assert (second - first).total_seconds() >= 1  # renewed while it ran
+    child.stop(timeout=10)
+    # uvicorn raises the signal again once it has shut down cleanly: SIGTERM, not SIGKILL.
+    assert child.process.returncode == -signal.SIGTERM, child.tail()
+    assert "Finished server process" in child.log.read_text()

@@ -51,6 +51,7 @@ log = logging.getLogger(__name__)
 QUEUE_MAX = 200  # records waiting in one lane before its partition is paused
 BATCH_MAX = 50  # records of one lane handled in one unit of work, when that many are waiting
 IDLE_AFTER_S = 2.0  # nothing received for this long: fetch with the idle wait
+FETCH_LOOP_POLL_MS = 200  # aiokafka's fetch loop wakes up this often on its own (its default)
 COMMIT_RETRY_S = 2.0  # a commit that failed (e.g. during a rebalance) is tried again this soon
 
 
@@ -283,7 +284,15 @@ class Consumer:
                 self._idle = True
 
     def _set_fetch_wait(self, ms: int) -> None:
-        # aiokafka reads this for every fetch request it builds, but has no public setter.
-        fetcher = getattr(self.kafka, "_fetcher", None)
-        if fetcher is not None and hasattr(fetcher, "_fetch_max_wait_ms"):
-            fetcher._fetch_max_wait_ms = ms
+        set_fetch_wait(self.kafka, ms, max(ms, FETCH_LOOP_POLL_MS) / 1000)
+
+
+def set_fetch_wait(consumer: AIOKafkaConsumer | None, ms: int, poll_s: float) -> None:
+    """How long the broker may hold `consumer`'s fetches (`ms`), and how often its fetch loop
+    wakes up on its own meanwhile (`poll_s`: every 0.2 s by default, which an idle service
+    need not do; a fetch that answers, a new assignment or a resume wakes it anyway). aiokafka
+    reads both each time, but has no public setter."""
+    fetcher: Any = getattr(consumer, "_fetcher", None)
+    if all(hasattr(fetcher, name) for name in ("_fetch_max_wait_ms", "_fetcher_timeout")):
+        fetcher._fetch_max_wait_ms = ms
+        fetcher._fetcher_timeout = poll_s

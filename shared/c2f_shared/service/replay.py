@@ -17,6 +17,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from pymongo.asynchronous.database import AsyncDatabase
 
+from c2f_shared.service.consumer import FETCH_LOOP_POLL_MS, set_fetch_wait
 from c2f_shared.service.pipeline import INBOX, Gate, Pipeline, PoisonMessage
 from c2f_shared.service.settings import ServiceSettings
 
@@ -90,6 +91,10 @@ async def exact_end_offsets(
     return {tp: max(listed[tp], consumer.highwater(tp)) for tp in partitions}
 
 
+PROBE_FETCH_WAIT_MS = 10  # a fetch at the end answers at once
+PAUSED_POLL_S = 60.0  # how often the fetch loop of a paused probe wakes up on its own
+
+
 class OffsetProbe:
     """Reads partitions' exact end offsets with a client of its own (no group)."""
 
@@ -105,14 +110,17 @@ class OffsetProbe:
                 enable_auto_commit=False,
                 request_timeout_ms=timeouts.request_timeout_ms,
                 metadata_max_age_ms=timeouts.metadata_max_age_ms,
-                fetch_max_wait_ms=10,  # a fetch at the end answers at once
+                fetch_max_wait_ms=PROBE_FETCH_WAIT_MS,
             )
             await self._consumer.start()
         try:
+            set_fetch_wait(self._consumer, PROBE_FETCH_WAIT_MS, FETCH_LOOP_POLL_MS / 1000)
             ends = await exact_end_offsets(self._consumer, partitions)
             # Else its fetcher would keep asking for more at the end of each partition, every
-            # 10 ms, for as long as the service runs.
+            # 10 ms, for as long as the service runs; paused, its fetch loop has nothing to do
+            # until the next probe assigns the partitions afresh (which wakes it).
             self._consumer.pause(*partitions)
+            set_fetch_wait(self._consumer, PROBE_FETCH_WAIT_MS, PAUSED_POLL_S)
         except BaseException:
             # After a broker restart the probe's connections can stay broken: start afresh next time.
             await self.stop()

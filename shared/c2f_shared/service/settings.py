@@ -27,9 +27,9 @@ class KafkaTimeouts(NamedTuple):
 
 # Short group timeouts make joins take ~1-2 s instead of 5-18 s on the embedded broker; a short
 # request timeout and metadata age let clients recover soon after it restarts empty. Heartbeats
-# every second (session 3 s) and fetches held up to a second once idle keep an idle stack from
+# every second (session 3 s) and fetches held up to 2.5 s once idle keep an idle stack from
 # polling the broker hundreds of times a second (bench/idle.py).
-FAST = KafkaTimeouts(3000, 1000, 1000, 10, 5000, 5000, 1000)
+FAST = KafkaTimeouts(3000, 1000, 1000, 10, 5000, 5000, 2500)
 KAFKA_DEFAULTS = KafkaTimeouts(10_000, 3000, None, 500, 40_000, 300_000, 500)
 
 
