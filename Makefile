@@ -60,8 +60,12 @@ install: $(STAMP) $(PDF_STAMP) $(SYSTEM_TOOLS)  ## Create .venv with every packa
 up: $(STAMP) $(PDF_STAMP)  ## Run the whole platform on 127.0.0.1 with demo data, until Ctrl-C
 	$(VENV)/bin/c2f up
 
+# The suite in a process per core, at most two: one takes the tests on the shared platform, the
+# other those that start servers of their own, and both the rest (tests/conftest.py: test_group).
+TEST_PROCESSES ?= -n auto --maxprocesses 2
+
 test: $(STAMP) $(PDF_STAMP) $(SYSTEM_TOOLS) lint  ## Lint, then run the whole test suite on its own embedded servers
-	$(PY) -m pytest
+	$(PY) -m pytest $(TEST_PROCESSES)
 
 lint: $(STAMP)  ## ruff and mypy
 	$(VENV)/bin/ruff check .

@@ -2,6 +2,7 @@
 
 import os
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -29,3 +30,29 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     files (tests/e2e/test_traces.py follows one sign-up through them)."""
     with running_stack(tmp_path_factory.mktemp("platform"), services=True, traces="file") as stack:
         yield stack
+
+
+def test_group(nodeid: str) -> str | None:
+    """Which tests must run one after another in one process when the suite runs in several
+    (`make test`: pytest-xdist). The end-to-end tests share one platform, in their order (see
+    tests/e2e/conftest.py); the integration tests share a broker and a database, and `c2f up`'s
+    tests start whole stacks of their own, so those run together, not beside each other. The
+    unit and quality tests (None) go wherever a process is free."""
+    path = nodeid.split("::")[0]
+    if path.startswith("tests/e2e/") and not path.endswith("/test_launcher.py"):
+        return "platform"
+    if path.startswith(("tests/integration/", "tests/e2e/")):
+        return "servers"
+    return None
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """Hands pytest-xdist's processes the tests a group at a time (`test_group`); its own
+    `--dist loadgroup` marks cannot (it renames tests in a way pytest 9 no longer reads)."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class Groups(LoadScopeScheduling):  # type: ignore[misc]  # untyped
+        def _split_scope(self, nodeid: str) -> str:
+            return test_group(nodeid) or nodeid
+
+    return Groups(config, log)

@@ -130,7 +130,8 @@ def test_make_up_runs_the_platform_and_installs_none_of_the_tests_tools(tmp_path
     assert up.stdout.splitlines() == [f"{venv}/bin/c2f up"]
     test = make("-n", "test", f"VENV={venv}", absent)
     assert "apt-get install -y -qq --no-install-recommends chromium poppler-utils" in test.stdout
-    assert test.stdout.rstrip().endswith(f"{venv}/bin/python -m pytest")
+    # The whole suite, in a process per core (tests/conftest.py groups the tests).
+    assert test.stdout.rstrip().endswith(f"{venv}/bin/python -m pytest -n auto --maxprocesses 2")
     install = make("-n", "install", f"VENV={venv}", absent)
     assert "chromium poppler-utils" in install.stdout
 
