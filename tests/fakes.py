@@ -113,6 +113,19 @@ class FakeCollection:
         """Here at once: nothing else runs in between, and the fake keeps no order to break."""
         self._apply([request])
 
+    def insert_later(self, document: Document) -> None:
+        """Here at once, as `write_later`."""
+        if self._c.find_one({"_id": document["_id"]}, {"_id": 1}) is None:
+            self._c.insert_one(document)
+
+    async def insert_absent(self, documents: Sequence[Document]) -> list[Document]:
+        inserted: list[Document] = []
+        for document in documents:
+            if self._c.find_one({"_id": document["_id"]}, {"_id": 1}) is None:
+                self._c.insert_one(document)
+                inserted.append(document)
+        return inserted
+
     def _apply(self, requests: Sequence[Any]) -> _BulkResult:
         """mongomock's bulk_write does not take pymongo's request objects: apply them one by one,
         answering what the handlers read (`upserted_ids`, by position)."""

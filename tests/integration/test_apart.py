@@ -48,3 +48,37 @@ async def test_a_transaction_finishes_beside_a_write_outside_it_on_the_same_docu
         "t4": "pending",
         "t9": "pending",
     }
+
+
+async def test_by_ids_only_those_still_matching_change_and_a_change_meanwhile_is_seen(
+    client: AsyncMongoClient[dict[str, Any]],
+) -> None:
+    """With `ids` and an equality filter, the documents are read by id and updated by id: those
+    that no longer match (or were never there) are left alone, and one changed by a transaction
+    while the update runs is judged as that transaction left it."""
+    coll = client[f"apart_{uuid.uuid4().hex[:8]}"]["outgoing"]
+    await coll.insert_many([{"_id": f"m{i}", "status": "pending", "n": i} for i in range(6)])
+    await coll.update_one({"_id": "m1"}, {"$set": {"status": "sent"}})
+    changed = await update_apart(
+        coll, {"status": "pending"}, {"$set": {"status": "leased"}}, ids=["m0", "m1", "m2", "missing"]
+    )
+    assert changed == 2
+    async with client.start_session() as session:
+        await session.start_transaction()
+        await coll.update_one({"_id": "m3"}, {"$set": {"status": "sent"}}, session=session)
+        lease = asyncio.create_task(
+            update_apart(coll, {"status": "pending"}, {"$set": {"status": "leased"}}, ids=["m3", "m4"])
+        )
+        await asyncio.sleep(0.3)  # under way: it meets the transaction's write and tries again
+        await session.commit_transaction()
+    async with asyncio.timeout(20):
+        assert await lease == 1
+    states = {d["_id"]: d["status"] async for d in coll.find()}
+    assert states == {
+        "m0": "leased",
+        "m1": "sent",
+        "m2": "leased",
+        "m3": "sent",
+        "m4": "leased",
+        "m5": "pending",
+    }

@@ -301,6 +301,33 @@ async def test_writes_kept_for_later_are_sent_in_order_before_reads_and_the_comm
         assert await runtime.db["people"].find_one({"_id": "e"}) is None
 
 
+async def test_inserts_of_what_is_absent_keep_what_is_stored_and_their_order(infra: Stack) -> None:
+    """`insert_absent` and `insert_later` insert a document only if none with its `_id` is
+    stored, as an upsert with `$setOnInsert` alone would: what is stored is left as it is, an
+    `_id` given twice is inserted once (the first), the inserted come back in order, and kept
+    inserts go out in order with the kept writes around them."""
+    runtime = Runtime(isolated_settings(infra, "absent"), service="test")
+    async with runtime.lifespan(FastAPI()):
+        await runtime.db["facts"].insert_one({"_id": "b", "v": "stored"})
+
+        async def work(uow: UnitOfWork) -> list[Any]:
+            facts = uow.db["facts"]
+            new = await facts.insert_absent(
+                [{"_id": "c", "v": 1}, {"_id": "b", "v": 2}, {"_id": "a", "v": 3}, {"_id": "c", "v": 4}]
+            )
+            facts.insert_later({"_id": "d", "v": 5})
+            facts.write_later(UpdateOne({"_id": "d"}, {"$inc": {"v": 10}}))  # after the insert
+            facts.insert_later({"_id": "d", "v": 6})  # stored by then: left alone
+            facts.insert_later({"_id": "e", "v": 7})  # sent at the commit
+            return [new, await facts.find_one({"_id": "d"})]
+
+        new, kept = await runtime.transact(work)
+        assert new == [{"_id": "c", "v": 1}, {"_id": "a", "v": 3}]
+        assert kept == {"_id": "d", "v": 15}
+        stored = {d["_id"]: d["v"] async for d in runtime.db["facts"].find({})}
+        assert stored == {"a": 3, "b": "stored", "c": 1, "d": 15, "e": 7}
+
+
 async def test_work_before_the_commit_runs_after_the_handlers_and_commits_with_them(infra: Stack) -> None:
     """`before_commit`: what handlers gathered is written after the last of them, in the same
     transaction (with what it emits), and not at all when the unit of work is given up."""

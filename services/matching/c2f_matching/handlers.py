@@ -294,33 +294,25 @@ class _Suggested(NamedTuple):
 
 
 async def _store_suggestions(uow: UnitOfWork, gathered: list[_Suggested]) -> None:
-    """Store what a unit of work's handlers suggested, in one bulk write, and publish what was
-    not suggested before (a pair suggested twice in it is stored, and published, once)."""
-    suggestions = [g.suggestion for g in gathered]
+    """Store what a unit of work's handlers suggested, in one write, and publish what was not
+    suggested before (a pair suggested twice in it is stored, and published, once)."""
     created_at = datetime.now(UTC)
-    stored = await uow.db[SUGGESTIONS].bulk_write(
+    made = {g.suggestion.suggestion_id: g for g in reversed(gathered)}  # of a pair, the first
+    stored = await uow.db[SUGGESTIONS].insert_absent(
         [
-            UpdateOne(
-                {"_id": s.suggestion_id},
-                {
-                    "$setOnInsert": {
-                        **s.model_dump(mode="json", exclude={"suggestion_id"}),
-                        "participant_ids": [p.participant_id for p in s.parties],
-                        "created_at": created_at,
-                    }
-                },
-                upsert=True,
-            )
-            for s in suggestions
-        ],
+            {
+                "_id": g.suggestion.suggestion_id,
+                **g.suggestion.model_dump(mode="json", exclude={"suggestion_id"}),
+                "participant_ids": [p.participant_id for p in g.suggestion.parties],
+                "created_at": created_at,
+            }
+            for g in gathered
+        ]
     )
-    for i in sorted(stored.upserted_ids or {}):  # only what was not suggested before is news
-        with tracing.continued(gathered[i].trace):
-            uow.emit(
-                suggestions[i],
-                event_id=suggestions[i].suggestion_id,
-                correlation_id=gathered[i].correlation_id,
-            )
+    for doc in stored:  # only what was not suggested before is news, in the order made
+        news = made[doc["_id"]]
+        with tracing.continued(news.trace):
+            uow.emit(news.suggestion, event_id=doc["_id"], correlation_id=news.correlation_id)
 
 
 async def _forget_company(uow: UnitOfWork, company_id: str) -> set[str]:

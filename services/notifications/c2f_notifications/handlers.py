@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
-from pymongo import ReturnDocument, UpdateOne
+from pymongo import ReturnDocument
 
 from c2f_notifications.config import Settings
 from c2f_notifications.outgoing import cancel_timers, queue, timer
@@ -255,21 +255,16 @@ async def _collect_for_digest(
     """Keep the suggestion for the participant's next digest, and make sure one is due: after
     a short gathering delay, and no sooner than a period after the last one."""
     db = uow.db
-    # Sent with the batch's other digest items, in one statement.
-    db[DIGEST_ITEMS].write_later(
-        UpdateOne(
-            {"_id": f"{event.suggestion_id}:{recipient_id}"},
-            {
-                "$setOnInsert": {
-                    "recipient_id": recipient_id,
-                    "event_id": event.event_id,
-                    "fact": event.model_dump(mode="json"),
-                    "digest": None,
-                    "created_at": now(),
-                }
-            },
-            upsert=True,
-        )
+    # Inserted with the batch's other digest items, unless a redelivery stored it already.
+    db[DIGEST_ITEMS].insert_later(
+        {
+            "_id": f"{event.suggestion_id}:{recipient_id}",
+            "recipient_id": recipient_id,
+            "event_id": event.event_id,
+            "fact": event.model_dump(mode="json"),
+            "digest": None,
+            "created_at": now(),
+        }
     )
     # The digest timer is one document per participant; its state says when the last went out.
     # Reading it here also makes this transaction collide with one firing it, so that a
