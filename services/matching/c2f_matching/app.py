@@ -21,7 +21,6 @@ log = logging.getLogger("c2f.matching")
 # Idle, automatic rescheduling looks this often for stale schedules it was not woken for (those
 # another instance left when it died).
 REPLAN_POLL_S = 15.0
-BATCH_MAX = 200  # sign-ups and company changes in one unit of work (the runtime's default: 50)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -60,14 +59,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Sign-ups and companies, from lanes of different partitions, take turns in this process
     # rather than collide on an event's roster counter or a company's `company_events` and run
     # again (under load, batches of 50 collided and ran again for minutes: bench/load.py).
-    # As they take turns, each turn takes more: a unit of work makes about the same round trips
-    # for 200 sign-ups as for 50, and each waits behind the other services' statements.
-    runtime.consume(
-        handlers.make_handlers(matcher, rosters),
-        name="registrations",
-        one_at_a_time=True,
-        batch_max=BATCH_MAX,
-    )
+    runtime.consume(handlers.make_handlers(matcher, rosters), name="registrations", one_at_a_time=True)
     runtime.publishes(MatchSuggested, *meetings.PUBLISHES)
     app = service_app(
         runtime,

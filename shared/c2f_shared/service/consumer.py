@@ -3,12 +3,12 @@ the service's consumer group, processing different partitions side by side and e
 messages in order (so the events of one key, e.g. one company, are handled in the order sent).
 
 FastStream's consume loop hands each record to a lane, one per partition; the lane runs what
-is waiting (up to BATCH_MAX records, or the consumer's own `batch_max`) through the retry
-policy and the pipeline in one unit of work (one at a time when that fails), and marks the
-partition done up to it. A committer commits what the lanes finished, so offsets move only past
-handled messages (at-least-once). A lane whose queue is full pauses its partition until it has
-caught up. When a rebalance takes a partition away, its lane stops and what it had not
-committed is read again by the new owner, whose inbox recognises it.
+is waiting (up to BATCH_MAX records) through the retry policy and the pipeline in one unit of
+work (one at a time when that fails), and marks the partition done up to it. A committer
+commits what the lanes finished, so offsets move only past handled messages (at-least-once). A
+lane whose queue is full pauses its partition until it has caught up. When a rebalance takes a
+partition away, its lane stops and what it had not committed is read again by the new owner,
+whose inbox recognises it.
 
 A broker that lost its topics (the embedded one, restarted: it keeps them in memory) has lost
 the group's committed offsets and members too, and may already hold, republished by the outboxes,
@@ -98,12 +98,8 @@ class Consumer:
         settings: ServiceSettings,
         pipeline: Pipeline,
         policy: RetryPolicy,
-        *,
-        batch_max: int = BATCH_MAX,
     ) -> None:
         self.name = name
-        self._batch_max = batch_max
-        self._queue_max = max(QUEUE_MAX, 2 * batch_max)
         self.pipeline = pipeline
         self._policy = policy
         self.assignment = _Assignment(self, reread_after_loss=settings.broker_loss_watch)
@@ -163,7 +159,7 @@ class Consumer:
                 self._run(tp, lane), name=f"{self.name}-{tp.topic}[{tp.partition}]"
             )
         lane.queue.put_nowait(record)
-        if lane.queue.qsize() >= self._queue_max and not lane.paused and self.kafka is not None:
+        if lane.queue.qsize() >= QUEUE_MAX and not lane.paused and self.kafka is not None:
             self.kafka.pause(tp)
             lane.paused = True
         self._last_record = time.monotonic()
@@ -174,7 +170,7 @@ class Consumer:
     async def _run(self, tp: TopicPartition, lane: _Lane) -> None:
         while True:
             records = [await lane.queue.get()]
-            while len(records) < self._batch_max and not lane.queue.empty():
+            while len(records) < BATCH_MAX and not lane.queue.empty():
                 records.append(lane.queue.get_nowait())
             batch = [
                 Received(Where(r.topic, r.partition, r.offset), r.value, tracing.from_headers(r.headers))
@@ -183,7 +179,7 @@ class Consumer:
             await self._policy.settle_all(batch, self.pipeline)
             lane.done = records[-1].offset + 1
             self._commit_wanted.set()
-            if lane.paused and lane.queue.qsize() <= self._queue_max // 4 and self.kafka is not None:
+            if lane.paused and lane.queue.qsize() <= QUEUE_MAX // 4 and self.kafka is not None:
                 with contextlib.suppress(Exception):  # the partition was taken away meanwhile
                     self.kafka.resume(tp)
                 lane.paused = False

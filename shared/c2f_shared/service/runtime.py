@@ -31,7 +31,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from c2f_shared.events import Event
 from c2f_shared.service import health, sessions, tracing
-from c2f_shared.service.consumer import BATCH_MAX, Consumer
+from c2f_shared.service.consumer import Consumer
 from c2f_shared.service.dead_letters import DeadLetters
 from c2f_shared.service.metrics import Metrics
 from c2f_shared.service.outbox import Outbox
@@ -125,19 +125,15 @@ class Runtime:
         name: str,
         topics: Iterable[str] | None = None,
         one_at_a_time: bool = False,
-        batch_max: int = BATCH_MAX,
     ) -> None:
         """Take the events `handlers` names, each with its handler, in this service's consumer
         group, from the topics they are published on (or `topics`). Offsets are committed only after the
         handler's unit of work commits (at-least-once); a redelivered event is recognised by its
         id and skipped; other events on those topics are acknowledged without a transaction.
-        `one_at_a_time`: the partitions' lanes take turns (see `Pipeline`); `batch_max`: at most
-        this many records of a partition in one unit of work."""
+        `one_at_a_time`: the partitions' lanes take turns (see `Pipeline`)."""
         pipeline = Pipeline(handlers, self, self._gate, topics, one_at_a_time=one_at_a_time)
         policy = RetryPolicy(name, self.metrics, self._dead_letter)
-        self.consumers.append(
-            Consumer(name, self.service, self.broker, self.settings, pipeline, policy, batch_max=batch_max)
-        )
+        self.consumers.append(Consumer(name, self.service, self.broker, self.settings, pipeline, policy))
 
     def publishes(self, *event_types: type[Event]) -> None:
         """Declare what this service publishes, so its AsyncAPI document shows it."""
