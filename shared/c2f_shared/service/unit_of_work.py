@@ -177,12 +177,11 @@ class Database:
         return Collection(self._db[name], self._session, self)
 
     async def send(self, name: str | None = None) -> None:
-        """Send the writes kept with `write_later` (to one collection, or to all of them), each
-        collection's in one ordered `bulk_write`."""
+        """Send the writes kept with `write_later` and `insert_later` (to one collection, or to
+        all of them), in order: each run of writes in one ordered `bulk_write`, each run of
+        inserts as one `insert_absent`."""
         for collection in [name] if name is not None else list(self.pending):
             kept = self.pending.pop(collection, [])
-            # In order: each run of writes in one bulk_write, each run of inserts of what is
-            # absent as one `insert_absent`.
             for absent, run in itertools.groupby(kept, key=lambda k: isinstance(k, _Absent)):
                 if absent:
                     documents = [cast(_Absent, k).document for k in run]
