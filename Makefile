@@ -128,7 +128,6 @@ bench: $(STAMP)  ## Run the benchmarks under bench/
 	$(PY) bench/scheduling.py
 	$(PY) bench/notifications.py
 	$(PY) bench/reporting.py
-	$(PY) bench/database_gil.py
 	$(PY) bench/load.py
 	$(PY) bench/crashes.py
 

@@ -39,31 +39,13 @@ def _bin(name: str) -> str:
     return str(Path(sys.executable).with_name(name))
 
 
-# SecantusDB serves each connection in a thread of one Python process, and its storage engine
-# (WiredTiger) lets go of the GIL on every cursor call. At CPython's default switch interval
-# (5 ms), a statement that takes the GIL back waits up to 5 ms each time behind a thread that is
-# busy reading many rows: beside one such reader, a three-statement transaction took 281 ms
-# instead of 3 ms, and every service's statements waited in that queue (`bench/database_gil.py`).
-# The server runs unchanged; only the interpreter it runs on is told to switch sooner.
-DATABASE_SWITCH_INTERVAL_S = 0.00005
-_RUN_WITH_SWITCH_INTERVAL = (
-    "import runpy, sys; sys.setswitchinterval(float(sys.argv[1])); "
-    "sys.argv = sys.argv[2:]; runpy.run_path(sys.argv[0], run_name='__main__')"
-)
-
-
-def database_argv(
-    host: str, port: int, data: Path | str, switch_interval: float | None = DATABASE_SWITCH_INTERVAL_S
-) -> list[str]:
+def database_argv(host: str, port: int, data: Path | str) -> list[str]:
     """The command that runs SecantusDB on `host:port` with its data in `data` (`:memory:` for
-    none), in an interpreter with `switch_interval` (None: CPython's default)."""
+    none). Standalone: nothing here reads change streams, so the server keeps no oplog (a copy
+    of every document written, and its pruning: writes cost a quarter to a third less);
+    transactions work the same."""
     server = [_bin("secantusd-py"), "--host", host, "--port", str(port), "--storage-path", str(data)]
-    # Standalone: nothing here reads change streams, so the server keeps no oplog (a copy of
-    # every document written, and its pruning); transactions work the same.
-    server += ["--standalone", "--log-level", "WARNING"]
-    if switch_interval is None:
-        return server
-    return [sys.executable, "-c", _RUN_WITH_SWITCH_INTERVAL, repr(switch_interval), *server]
+    return [*server, "--standalone", "--log-level", "WARNING"]
 
 
 class Stack:

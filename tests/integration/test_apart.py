@@ -82,3 +82,17 @@ async def test_by_ids_only_those_still_matching_change_and_a_change_meanwhile_is
         "m4": "leased",
         "m5": "pending",
     }
+
+
+async def test_by_ids_without_a_filter_changes_exactly_those_ids(
+    client: AsyncMongoClient[dict[str, Any]],
+) -> None:
+    """The outbox's marks: every listed document that exists changes, whatever it holds; the
+    others, and ids that were never there, are left alone."""
+    coll = client[f"apart_{uuid.uuid4().hex[:8]}"]["outbox"]
+    await coll.insert_many([{"_id": f"e{i}", "published": i == 1} for i in range(4)])
+    marks = {"$set": {"published": True, "marked": True}}
+    assert await update_apart(coll, {}, marks, ids=["e0", "e1", "e2", "missing"]) == 3
+    assert await update_apart(coll, {}, marks, ids=[]) == 0
+    states = {d["_id"]: (d["published"], d.get("marked", False)) async for d in coll.find()}
+    assert states == {"e0": (True, True), "e1": (True, True), "e2": (True, True), "e3": (False, False)}

@@ -42,7 +42,9 @@ async def update_apart(collection: Any, filter: Filter, update: Any, *, ids: lis
     by_key = ids is not None and all(_plain(key, value) for key, value in filter.items())
 
     async def work(session: AsyncClientSession) -> int:
-        if by_key:
+        if ids is not None and not filter:  # nothing to check: by id alone, without reading them
+            result = await collection.update_many({"_id": {"$in": ids}}, update, session=session)
+        elif by_key:
             found = collection.find({"_id": {"$in": ids}}, {key: 1 for key in filter}, session=session)
             still = [doc["_id"] async for doc in found if all(doc.get(k) == v for k, v in filter.items())]
             if not still:
