@@ -37,13 +37,13 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from pymongo import AsyncMongoClient
 from rich.console import Console
 from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from c2f_cli.config import SERVICES, StackConfig
+from c2f_cli.databases import Databases
 from c2f_cli.processes import wait_until_ready
 from c2f_cli.stack import Stack
 from tests.support import of_kind, read_mail, settled
@@ -78,17 +78,20 @@ async def retrying(figures: Figures, what: str, call: Any) -> httpx.Response:
 
 
 def kill(stack: Stack, name: str) -> None:
-    child = next(c for c in stack.children if c.name == name)
-    os.kill(child.pid, signal.SIGKILL)
-    child.process.wait(10)
-    stack.children.remove(child)
+    """SIGKILL `name`; "mongo": every service's database server at once."""
+    for child in [
+        c for c in stack.children if c.name == name or (name == "mongo" and c.name.startswith("mongo-"))
+    ]:
+        os.kill(child.pid, signal.SIGKILL)
+        child.process.wait(10)
+        stack.children.remove(child)
 
 
 async def restart(stack: Stack, name: str) -> float:
     """Start `name` again; returns the seconds until it (or, for the database, every service) is ready."""
     started = time.monotonic()
     if name == "mongo":
-        stack.children.insert(1, await asyncio.to_thread(stack.start_database))
+        stack.children[1:1] = await asyncio.to_thread(stack.start_databases)
         for service in SERVICES:
             child = next(c for c in stack.children if c.name == service)
             await asyncio.to_thread(wait_until_ready, child, stack.config.service_url(service))
@@ -277,7 +280,7 @@ async def check(
     settle_s: float,
 ) -> int:
     problems: list[str] = []
-    database: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(stack.config.mongo_uri)
+    database = Databases(stack.config)
     try:
         letters = {s: await database[f"c2f_{s}"]["dead_letters"].count_documents({}) for s in SERVICES}
         in_matching = await database["c2f_matching"]["participants"].count_documents({"event_id": event})

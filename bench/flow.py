@@ -154,7 +154,7 @@ def main() -> None:
         try:
             stack.start()
             cfg = stack.config
-            insert_rate = asyncio.run(baseline_inserts(cfg.mongo_uri, args.companies))
+            insert_rate = asyncio.run(baseline_inserts(cfg.scratch_mongo_uri, args.companies))
             round_trips = asyncio.run(baseline_round_trip(cfg.kafka_bootstrap, 50))
             operator = {"Authorization": f"Bearer {cfg.operator_token()}"}
             with httpx.Client(

@@ -21,11 +21,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from c2f_cli.config import StackConfig
+from c2f_cli.config import SERVICES, StackConfig
 from c2f_cli.stack import Stack
 from measuring import MACHINE, cpu_seconds, cpu_used, machine, stop_on_sigterm
 
-SERVERS = ("kafka", "mongo", "smtp")
+SERVERS = ("kafka", *(f"mongo-{name}" for name in SERVICES), "smtp")  # a database for each service
 
 
 def sample(stack: Stack, seconds: float) -> dict[str, float]:
@@ -66,7 +66,7 @@ def main() -> int:
         if name in idle:
             print(f"  {name:<22} {alone.get(name, float('nan')):8.1f} {idle[name]:8.1f}")
     stack_total = sum(v for n, v in idle.items() if n not in ("smtp", "this benchmark", MACHINE))
-    servers_alone = sum(alone.get(n, 0.0) for n in ("kafka", "mongo"))
+    servers_alone = sum(alone.get(n, 0.0) for n in SERVERS if n != "smtp")
     print(f"  {'stack (broker, db, 4 services)':<22} {servers_alone:8.1f} {stack_total:8.1f}")
     print(
         f"  {'the whole machine':<22} {alone.get('(the whole machine)', 0):8.1f} "

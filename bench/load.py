@@ -10,9 +10,10 @@ SMTP sink and the four services, as `c2f up` runs them), then:
      load's concurrency in flight; 20,000 pipelined sends and one flush; 1,000 send_and_wait
      one after another (an outbox relay publishes that way).
    - Database: PyMongo's AsyncMongoClient (default pool, like the services) into a scratch
-     database: N single insert_one with the load's concurrency; one insert_many of N; and, for
-     context, N transactions shaped like a registration (a natural-key lookup, an insert, an
-     outbox upsert), alone and with a $inc of one shared counter (like sign-ups to one event),
+     database on registration's server (each service has a database server of its own): N
+     single insert_one with the load's concurrency; one insert_many of N; and, for context, N
+     transactions shaped like a registration (a natural-key lookup, an insert, an outbox
+     upsert), alone and with a $inc of one shared counter (like sign-ups to one event),
      retried on write conflicts exactly as the services' `Runtime.transact` retries them.
 2. The operator registers --clusters clusters concurrently; each answer carries the cluster's
    first API key. Each cluster's key creates --events B2B events (round robin over the hosts).
@@ -78,6 +79,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 from rich.table import Table
 
 from c2f_cli.config import SERVICES, StackConfig
+from c2f_cli.databases import Databases
 from c2f_cli.stack import Stack
 from c2f_shared import topics
 from c2f_shared.service.sessions import transaction_session
@@ -773,7 +775,7 @@ async def load(stack: Stack, run: Run, patience: float, give_up: float, matching
         watch.expect("clusters", len(clusters))
         watch.expect("events", len(events))
         cpu_start = cpu_seconds(stack)
-        top_start = await database_top(cfg.mongo_uri)
+        top_start = await database_top(cfg)
         wall_start = time.time()
 
         company_jobs = [
@@ -861,15 +863,15 @@ async def load(stack: Stack, run: Run, patience: float, give_up: float, matching
             before, started = cpu_seconds(stack), time.time()
             run.matching_caught_up = await wait_for_matching(
                 cfg.service_url("matching") + "/metrics",
-                cfg.mongo_uri,
+                cfg.mongo_uri_of("matching"),
                 sum(run.per_event.values()),
                 run.phases[3].last_answer,
                 matching_patience,
             )
             run.cpu.append(("wait for matching", time.time() - started, cpu_used(before, cpu_seconds(stack))))
-        run.statements = top_used(top_start, await database_top(cfg.mongo_uri))
+        run.statements = top_used(top_start, await database_top(cfg))
         await check_registration(http, operator, clusters, events, expected_signups, run)
-    await analyse(cfg.mongo_uri, run, cfg.maildir)
+    await analyse(cfg, run, cfg.maildir)
 
 
 async def wait_for_matching(
@@ -1001,10 +1003,10 @@ async def check_registration(
             run.problems.append(f"registration: {what} shows {shown}, expected {expected}")
 
 
-async def analyse(mongo_uri: str, run: Run, maildir: Path) -> None:
+async def analyse(config: StackConfig, run: Run, maildir: Path) -> None:
     """From the services' own databases: when each registration fact was written to the outbox,
     published by the relay, and processed by reporting and matching."""
-    client: AsyncMongoClient[Document] = AsyncMongoClient(mongo_uri, tz_aware=True)
+    client = Databases(config, tz_aware=True)
     try:
         kinds = ["CompanyRegistered", "ParticipantRegistered"]
         outbox = {
@@ -1422,7 +1424,7 @@ def main() -> None:
         stack.start()
         console.print("Baselines on the same broker and database (platform idle)…")
         asyncio.run(kafka_baselines(stack.config.kafka_bootstrap, args.companies, concurrency, base))
-        asyncio.run(mongo_baselines(stack.config.mongo_uri, args.companies, concurrency, base))
+        asyncio.run(mongo_baselines(stack.config.scratch_mongo_uri, args.companies, concurrency, base))
         console.print(
             f"Load: {args.clusters} clusters, {events} event(s), {args.companies:,} companies, "
             f"{args.companies:,} sign-ups; {concurrency:,} requests in flight at most…"

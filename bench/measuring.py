@@ -13,6 +13,7 @@ from types import FrameType
 
 from pymongo import AsyncMongoClient
 
+from c2f_cli.config import SERVICES, StackConfig
 from c2f_cli.stack import Stack
 
 MACHINE = "(the whole machine)"
@@ -81,23 +82,26 @@ def machine() -> str:
 STATEMENT_KINDS = ("queries", "getmore", "insert", "update", "remove", "commands")
 
 
-async def database_top(mongo_uri: str) -> dict[str, dict[str, tuple[int, float]]]:
-    """The database server's statements so far, per collection ("db.collection") and kind:
-    (count, seconds spent). From MongoDB's `top` command, which SecantusDB answers too."""
-    client: AsyncMongoClient[dict[str, object]] = AsyncMongoClient(mongo_uri)
-    try:
-        totals = (await client.admin.command("top"))["totals"]
-    finally:
-        await client.close()
-    return {
-        namespace: {
-            kind: (int(figures[kind]["count"]), figures[kind]["time"] / 1e6)
-            for kind in ("total", *STATEMENT_KINDS)
-            if kind in figures
-        }
-        for namespace, figures in totals.items()
-        if isinstance(figures, dict) and "total" in figures
-    }
+async def database_top(config: StackConfig) -> dict[str, dict[str, tuple[int, float]]]:
+    """The stack's database servers' statements so far, per collection ("db.collection") and
+    kind: (count, seconds spent), summed over the servers (one per service). From MongoDB's
+    `top` command, which SecantusDB answers too."""
+    used: dict[str, dict[str, tuple[int, float]]] = {}
+    for uri in dict.fromkeys(config.mongo_uri_of(name) for name in SERVICES):
+        client: AsyncMongoClient[dict[str, object]] = AsyncMongoClient(uri)
+        try:
+            totals = (await client.admin.command("top"))["totals"]
+        finally:
+            await client.close()
+        for namespace, figures in totals.items():
+            if not isinstance(figures, dict) or "total" not in figures:
+                continue
+            mine = used.setdefault(namespace, {})
+            for kind in ("total", *STATEMENT_KINDS):
+                if kind in figures:
+                    count, seconds = mine.get(kind, (0, 0.0))
+                    mine[kind] = (count + int(figures[kind]["count"]), seconds + figures[kind]["time"] / 1e6)
+    return used
 
 
 def top_used(

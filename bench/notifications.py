@@ -365,7 +365,7 @@ async def backlog(
     )
     event.raise_for_status()
     event_id = event.json()["id"]
-    await wait_for_read_model(cfg.mongo_uri, event_id, n, within=60)
+    await wait_for_read_model(cfg.mongo_uri_of("notifications"), event_id, n, within=60)
     stopped = next(child for child in stack.children if child.name == "notifications")
     stopped.stop()
     stack.children.remove(stopped)
@@ -383,7 +383,7 @@ async def backlog(
     with console.status(f"signing up {n} participants while notifications is stopped…"):
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         signups_s = time.perf_counter() - began
-        await outbox_drained(cfg.mongo_uri, within=120)
+        await outbox_drained(cfg.mongo_uri_of("registration"), within=120)
     already = len(maildir_files(cfg.maildir))
     cpu_before, wall_before = cpu_seconds(stack), time.perf_counter()
     started = time.time()
@@ -423,7 +423,9 @@ async def queued(stack: Stack, notifications: httpx.AsyncClient, n: int, patienc
     stopped = next(child for child in stack.children if child.name == "notifications")
     stopped.stop()
     stack.children.remove(stopped)
-    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(cfg.mongo_uri, tz_aware=True)
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
+        cfg.mongo_uri_of("notifications"), tz_aware=True
+    )
     try:
         db = client["c2f_notifications"]
         people = await db["recipients"].find({"email": {"$regex": f"^{BACKLOG}"}}).to_list(None)
@@ -521,7 +523,7 @@ async def measure(
         ) as notifications,
     ):
         cluster_id, event_id, companies = await prepare(registration, n, concurrency)
-        await wait_for_read_model(cfg.mongo_uri, event_id, n, within=max(60.0, n / 5))
+        await wait_for_read_model(cfg.mongo_uri_of("notifications"), event_id, n, within=max(60.0, n / 5))
         cpu_before, wall_before = cpu_seconds(stack), time.perf_counter()
         run = await sign_up_and_wait(registration, cfg.maildir, event_id, companies, concurrency, patience)
         queue = await settle(notifications, n)

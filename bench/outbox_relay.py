@@ -135,7 +135,7 @@ async def run(
 ) -> tuple[float, bool]:
     """Records/s of the relays made by `make` draining a backlog of `records`; and whether each
     event reached the topic exactly once."""
-    client: AsyncMongoClient[Doc] = AsyncMongoClient(config.mongo_uri, tz_aware=True)
+    client: AsyncMongoClient[Doc] = AsyncMongoClient(config.scratch_mongo_uri, tz_aware=True)
     db = client[f"bench_outbox_{uuid.uuid4().hex[:8]}"]
     topic = f"bench.outbox.{uuid.uuid4().hex[:8]}"
     brokers = [KafkaBroker(config.kafka_bootstrap, acks="all") for _ in range(relays)]
@@ -169,7 +169,10 @@ async def bench(
 ) -> list[tuple[str, float, float, bool]]:
     old = outbox_at(before)
     settings = ServiceSettings(
-        kafka_bootstrap=config.kafka_bootstrap, mongo_uri=config.mongo_uri, mongo_db="x", consumer_group="x"
+        kafka_bootstrap=config.kafka_bootstrap,
+        mongo_uri=config.scratch_mongo_uri,
+        mongo_db="x",
+        consumer_group="x",
     )
     probes: list[OffsetProbe] = []
 

@@ -203,15 +203,15 @@ async def measure(stack: Stack, companies: int, rows: int) -> list[tuple[str, fl
         )
         cluster_id = cluster.json()["id"]
         console.print("sequential…")
-        raw_1 = await raw_inserts(cfg.mongo_uri, companies, 1)
-        bare_1 = await bare_registrations(cfg.mongo_uri, companies, 1)
+        raw_1 = await raw_inserts(cfg.scratch_mongo_uri, companies, 1)
+        bare_1 = await bare_registrations(cfg.scratch_mongo_uri, companies, 1)
         http_1 = await http_registrations(client, cluster_id, companies, 1)
         console.print(f"{CONCURRENCY} concurrent clients…")
-        raw_n = await raw_inserts(cfg.mongo_uri, companies * 2, CONCURRENCY)
-        bare_n = await bare_registrations(cfg.mongo_uri, companies * 2, CONCURRENCY)
+        raw_n = await raw_inserts(cfg.scratch_mongo_uri, companies * 2, CONCURRENCY)
+        bare_n = await bare_registrations(cfg.scratch_mongo_uri, companies * 2, CONCURRENCY)
         http_n = await http_registrations(client, cluster_id, companies * 2, CONCURRENCY)
         console.print(f"importing {rows} rows…")
-        raw_import = await raw_inserts(cfg.mongo_uri, rows, 1)
+        raw_import = await raw_inserts(cfg.scratch_mongo_uri, rows, 1)
         imported = await import_rate(client, cluster_id, rows)
     return [
         ("companies/s over HTTP, 1 client", http_1, "raw inserts/s, 1 writer", raw_1),

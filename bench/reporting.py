@@ -922,7 +922,7 @@ async def before_reporting(stack: Stack, season: Season, results: Results) -> No
     sample = min(n, SAMPLE)
     results.committing = await consume_committing(cfg.kafka_bootstrap, sample)
     picks = random.Random(0).sample(season.messages, sample)  # the season's mix, in no order
-    results.inserts, results.transactions = await database_baselines(cfg.mongo_uri, picks)
+    results.inserts, results.transactions = await database_baselines(cfg.mongo_uri_of("reporting"), picks)
 
 
 async def after_reporting(
@@ -941,7 +941,7 @@ async def after_reporting(
         results.caught_up - results.spawned,
         cpu_used(results.cpu_before, cpu_seconds(stack)),
     )
-    results.processed = await inbox_times(cfg.mongo_uri)
+    results.processed = await inbox_times(cfg.mongo_uri_of("reporting"))
     if len(results.processed) != n:
         results.problems.append(f"reporting's inbox holds {len(results.processed)} events, {n} were produced")
     url = cfg.service_url("reporting")
@@ -951,15 +951,19 @@ async def after_reporting(
         if totals != season.expected:
             wrong = {k: (totals.get(k), v) for k, v in season.expected.items() if totals.get(k) != v}
             results.problems.append(f"/reports/partnership (got, expected): {wrong}")
-        results.sizes = await projection_sizes(cfg.mongo_uri)
-        results.latency = await latencies(url, cfg.mongo_uri, season.busy_event, requests, budget)
+        results.sizes = await projection_sizes(cfg.mongo_uri_of("reporting"))
+        results.latency = await latencies(
+            url, cfg.mongo_uri_of("reporting"), season.busy_event, requests, budget
+        )
         if not rebuilding:
             return
         before = await snapshot(client, season.busy_event)
         cpu_before = cpu_seconds(stack)
-        results.replayed, results.rebuild_s = await rebuild(url, cfg.operator_token(), cfg.mongo_uri, n)
+        results.replayed, results.rebuild_s = await rebuild(
+            url, cfg.operator_token(), cfg.mongo_uri_of("reporting"), n
+        )
         results.cpu["rebuild"] = (results.rebuild_s, cpu_used(cpu_before, cpu_seconds(stack)))
-        results.reprocessed = await inbox_times(cfg.mongo_uri)
+        results.reprocessed = await inbox_times(cfg.mongo_uri_of("reporting"))
         if results.replayed != n:
             results.problems.append(f"the rebuild replayed {results.replayed} events, {n} were produced")
         after = await snapshot(client, season.busy_event)

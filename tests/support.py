@@ -143,7 +143,7 @@ def isolated_settings(infra: "Stack", name: str, kind: Any = None, **fields: Any
     suffix = uuid.uuid4().hex[:10]
     return (kind or ServiceSettings)(
         kafka_bootstrap=infra.config.kafka_bootstrap,
-        mongo_uri=infra.config.mongo_uri,
+        mongo_uri=infra.config.scratch_mongo_uri,
         mongo_db=f"{name}_{suffix}",
         consumer_group=f"{name}-{suffix}",
         **fields,

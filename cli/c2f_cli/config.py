@@ -45,7 +45,13 @@ ENVIRONMENT: tuple[Variable, ...] = (
         "An existing MongoDB, which must be a replica set (the services use transactions): "
         "if set, `c2f up` starts no database.",
     ),
-    Variable("C2F_MONGO_PORT", "int", 27217, "Port of the embedded database."),
+    Variable(
+        "C2F_MONGO_PORT",
+        "int",
+        27217,
+        "Port of the first embedded database (registration's); each service has its own database "
+        "server, on the ports after it in the order registration, matching, notifications, reporting.",
+    ),
     Variable("C2F_SMTP_HOST", "str", None, "An existing SMTP server: if set, `c2f up` starts no SMTP sink."),
     Variable("C2F_SMTP_PORT", "int", 2525, "Port of the SMTP sink, or of the server C2F_SMTP_HOST names."),
     Variable(
@@ -69,6 +75,11 @@ ENVIRONMENT: tuple[Variable, ...] = (
 )
 
 
+def database_ports_from(first: int) -> dict[str, int]:
+    """Each service's database port: `first` for registration, then one each in SERVICES' order."""
+    return {name: first + i for i, name in enumerate(SERVICES)}
+
+
 def _int(env: dict[str, str], name: str, default: int) -> int:
     value = env.get(name)
     if value is None or value == "":
@@ -84,7 +95,9 @@ class StackConfig:
     home: Path
     host: str = "127.0.0.1"
     kafka_port: int = 19092
-    mongo_port: int = 27217
+    # One embedded database server per service (each service owns its database): a server
+    # shared by all four made each service's statements wait for the others' (docs/benchmarks.md).
+    database_ports: dict[str, int] = field(default_factory=lambda: database_ports_from(27217))
     smtp_port: int = 2525
     external_kafka: str | None = None
     external_mongo: str | None = None
@@ -101,7 +114,7 @@ class StackConfig:
         return cls(
             home=Path(env.get("C2F_HOME") or ".c2f").resolve(),
             kafka_port=_int(env, "C2F_KAFKA_PORT", 19092),
-            mongo_port=_int(env, "C2F_MONGO_PORT", 27217),
+            database_ports=database_ports_from(_int(env, "C2F_MONGO_PORT", 27217)),
             smtp_port=_int(env, "C2F_SMTP_PORT", 2525),
             external_kafka=env.get("C2F_KAFKA_BOOTSTRAP") or None,
             external_mongo=env.get("C2F_MONGO_URI") or None,
@@ -123,7 +136,7 @@ class StackConfig:
         return cls(
             home=home,
             kafka_port=free_port(),
-            mongo_port=free_port(),
+            database_ports={name: free_port() for name in SERVICES},
             smtp_port=free_port(),
             service_ports={name: free_port() for name in SERVICES},
             external_kafka=external.get("external_kafka"),
@@ -141,11 +154,25 @@ class StackConfig:
     def kafka_bootstrap(self) -> str:
         return self.external_kafka or f"{self.host}:{self.kafka_port}"
 
-    @property
-    def mongo_uri(self) -> str:
+    def mongo_uri_of(self, service: str) -> str:
+        """The database server `service` keeps its database on (C2F_MONGO_URI, when given, for all)."""
         return self.external_mongo or (
-            f"mongodb://{self.host}:{self.mongo_port}/?retryWrites=false&directConnection=true"
+            f"mongodb://{self.host}:{self.database_ports[service]}/?retryWrites=false&directConnection=true"
         )
+
+    @property
+    def scratch_mongo_uri(self) -> str:
+        """A database server for databases no service owns (tests' and benchmarks' own):
+        registration's."""
+        return self.mongo_uri_of(SERVICES[0])
+
+    def mongo_uri_for_database(self, name: str) -> str:
+        """The server that holds the database `name`: `c2f_<service>` on that service's, any
+        other on the scratch one."""
+        owner = name.removeprefix("c2f_")
+        if name.startswith("c2f_") and owner in SERVICES:
+            return self.mongo_uri_of(owner)
+        return self.scratch_mongo_uri
 
     @property
     def smtp_host(self) -> str:

@@ -8,6 +8,7 @@ ports, so what `make up` runs is what the tests run.
 import importlib.resources
 import json
 import os
+import shutil
 import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -48,6 +49,24 @@ def database_argv(host: str, port: int, data: Path | str) -> list[str]:
     return [*server, "--standalone", "--log-level", "WARNING"]
 
 
+def _split_single_store(root: Path, services: list[str]) -> None:
+    """Before each service had a database server of its own, $C2F_HOME/mongo was one store with
+    every service's database. Each service's server starts from a copy of it (a database it does
+    not own is never read there), so nothing stored is lost. Safe to run again after an
+    interruption: the old store stays in mongo.single until every copy is made."""
+    single = root.with_name(root.name + ".single")
+    if (root / "WiredTiger").exists():
+        root.rename(single)
+    if not single.exists():
+        return
+    for name in services:
+        target = root / name
+        if not (target / "WiredTiger").exists():
+            shutil.rmtree(target, ignore_errors=True)
+            shutil.copytree(single, target)
+    shutil.rmtree(single)
+
+
 class Stack:
     def __init__(self, config: StackConfig, say: Say = lambda _: None) -> None:
         self.config = config
@@ -62,14 +81,15 @@ class Stack:
     def state_file(self) -> Path:
         return self.config.home / "stack.json"
 
-    def service_env(self) -> dict[str, str]:
-        # The embedded broker keeps topics in memory: the outboxes keep every event and publish
-        # them again when it comes back empty (docs/reliability.md, "Broker loss").
+    def service_env(self, name: str) -> dict[str, str]:
+        """The environment service `name` runs with: its own database. The embedded broker keeps
+        topics in memory: the outboxes keep every event and publish them again when it comes
+        back empty (docs/reliability.md, "Broker loss")."""
         embedded = self.config.external_kafka is None
         return {
             **os.environ,
             "C2F_KAFKA_BOOTSTRAP": self.config.kafka_bootstrap,
-            "C2F_MONGO_URI": self.config.mongo_uri,
+            "C2F_MONGO_URI": self.config.mongo_uri_of(name),
             "C2F_SMTP_HOST": self.config.smtp_host,
             "C2F_SMTP_PORT": str(self.config.smtp_port),
             "C2F_KAFKA_TIMEOUTS": os.environ.get("C2F_KAFKA_TIMEOUTS", "fast"),
@@ -102,9 +122,9 @@ class Stack:
         else:
             self.say(f"Kafka broker (external)          {cfg.external_kafka}")
         if cfg.external_mongo is None:
-            self._claim("the database", cfg.mongo_port)
-            self.children.append(self.start_database())
-            self.say(f"MongoDB-compatible database      {cfg.mongo_uri}  (data in {cfg.home / 'mongo'})")
+            self.children += self.start_databases()
+            ports = ", ".join(f"{name} :{port}" for name, port in cfg.database_ports.items())
+            self.say(f"MongoDB-compatible databases     {cfg.host} {ports}  (data in {cfg.home / 'mongo'})")
         else:
             self.say("MongoDB (external)               C2F_MONGO_URI")
         if cfg.external_smtp is None:
@@ -130,14 +150,28 @@ class Stack:
         else:
             self.say(f"SMTP server (external)           {cfg.external_smtp}:{cfg.smtp_port}")
 
-    def start_database(self) -> Child:
-        """SecantusDB on the configured port, its data in $C2F_HOME/mongo (kept across restarts)."""
+    def start_databases(self) -> list[Child]:
+        """A SecantusDB for each service, on its port, its data in $C2F_HOME/mongo/<service>
+        (kept across restarts). Each service owns its database; on one shared server, every
+        service's statements waited behind the others' (one transaction registry, one storage
+        lock: docs/benchmarks.md)."""
         cfg = self.config
-        data = cfg.home / "mongo"
-        data.mkdir(parents=True, exist_ok=True)
-        mongo = spawn("mongo", database_argv(cfg.host, cfg.mongo_port, data), self.logs)
-        wait_for_port(mongo, cfg.host, cfg.mongo_port)
-        return mongo
+        for port in cfg.database_ports.values():
+            self._claim("a database", port)
+        _split_single_store(cfg.home / "mongo", list(cfg.database_ports))
+        started = []
+        for name, port in cfg.database_ports.items():
+            data = cfg.home / "mongo" / name
+            data.mkdir(parents=True, exist_ok=True)
+            started.append((spawn(f"mongo-{name}", database_argv(cfg.host, port, data), self.logs), port))
+        try:
+            for child, port in started:
+                wait_for_port(child, cfg.host, port)
+        except BaseException:
+            for child, _ in started:
+                child.stop()
+            raise
+        return [child for child, _ in started]
 
     def start_services(self, names: Iterable[str] = SERVICES) -> None:
         cfg = self.config
@@ -159,7 +193,7 @@ class Stack:
                     str(port),
                 ],
                 self.logs,
-                env=self.service_env(),
+                env=self.service_env(name),
             )
             self.children.append(child)
             started.append((name, child))
@@ -182,7 +216,7 @@ class Stack:
             "children": {c.name: c.pid for c in self.children},
             "services": {name: self.config.service_url(name) for name in SERVICES},
             "kafka": self.config.kafka_bootstrap,
-            "mongo": self.config.mongo_uri,
+            "databases": {name: self.config.mongo_uri_of(name) for name in SERVICES},
             "maildir": str(self.config.maildir),
         }
         self.state_file.write_text(json.dumps(state, indent=2))

@@ -20,8 +20,8 @@ from typing import Any
 
 import httpx
 import pytest
-from pymongo import AsyncMongoClient
 
+from c2f_cli.databases import Databases
 from c2f_cli.stack import Stack, start_broker
 from tests.e2e.scene import brokerage
 from tests.infra import running_stack
@@ -109,7 +109,7 @@ async def test_the_platform_recovers_what_an_empty_broker_lost(stack: Stack) -> 
     assert (numbers["clusters"], numbers["events"], numbers["dead_letters"]) == (1, 1, 0)
 
     # Matching knows every participant; every participant got one confirmation, once.
-    database: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(stack.config.mongo_uri)
+    database = Databases(stack.config)
     try:
 
         async def matched() -> bool:

@@ -29,7 +29,7 @@ def _service(infra: Stack, name: str, module: str, env: dict[str, str]) -> tuple
         f"{name}-{RUN}",
         [sys.executable, "-m", "uvicorn", f"{module}.app:create_app", "--factory", "--port", str(port)],
         infra.logs,
-        env={**infra.service_env(), **env},
+        env={**infra.service_env(module.removeprefix("c2f_")), **env},
     )
     url = f"http://127.0.0.1:{port}"
     wait_until_ready(child, url)
@@ -186,7 +186,7 @@ async def test_each_cluster_signs_up_through_its_own_instance(
         await eventually(matched)
 
     # Each instance stored only its own cluster's members.
-    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(infra.config.mongo_uri)
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(infra.config.mongo_uri_of("registration"))
     try:
         assert [c["_id"] for c in await client["c2f_registration_dti"]["companies"].find().to_list(None)] == [
             seeker

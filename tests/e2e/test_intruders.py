@@ -409,7 +409,7 @@ def guarded(platform: Stack) -> Iterator[str]:
         ],
         platform.logs,
         env={
-            **platform.service_env(),
+            **platform.service_env("matching"),
             "C2F_MATCHING_AUTH_FAILURES_PER_MINUTE": "5",
             "C2F_MATCHING_CONSUMER_GROUP": f"matching-limited-{uuid.uuid4().hex[:6]}",
         },

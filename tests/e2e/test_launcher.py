@@ -16,13 +16,12 @@ import uuid
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
-from pymongo import AsyncMongoClient
 
 from c2f_cli.config import SERVICES, StackConfig
+from c2f_cli.databases import Databases
 from c2f_cli.processes import free_port
 from c2f_cli.seed import DEMO_DIR, Partnership
 from c2f_notifications.config import Settings as NotificationSettings
@@ -99,7 +98,7 @@ def stack_pids(env: dict[str, str], launcher: subprocess.Popen[bytes]) -> dict[s
 
     wait_for(started, what="stack.json")
     children: dict[str, int] = json.loads(state_file.read_text())["children"]
-    assert set(children) == {"kafka", "mongo", "smtp", *SERVICES}
+    assert set(children) == {"kafka", *(f"mongo-{name}" for name in SERVICES), "smtp", *SERVICES}
     return children
 
 
@@ -334,7 +333,7 @@ def test_data_survives_a_restart_and_no_kill_or_ctrl_c_mid_stream_loses_or_doubl
         assert numbers["dead_letters"] == 0
 
         async def matched() -> int:
-            database: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(config.mongo_uri)
+            database = Databases(config)
             try:
                 return await database["c2f_matching"]["participants"].count_documents(
                     {"event_id": stream.scene.event}
@@ -405,7 +404,7 @@ def test_data_survives_a_restart_and_no_kill_or_ctrl_c_mid_stream_loses_or_doubl
 
 
 async def inbox_size(config: StackConfig, service: str) -> int:
-    database: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(config.mongo_uri)
+    database = Databases(config)
     try:
         return await database[f"c2f_{service}"]["processed_events"].count_documents({})
     finally:
@@ -418,7 +417,7 @@ def test_up_starts_nothing_for_servers_it_is_given(infra, tmp_path) -> None:
         **{k: v for k, v in os.environ.items() if not k.startswith("C2F_")},
         "C2F_HOME": str(tmp_path),
         "C2F_KAFKA_BOOTSTRAP": infra.config.kafka_bootstrap,
-        "C2F_MONGO_URI": infra.config.mongo_uri,
+        "C2F_MONGO_URI": infra.config.scratch_mongo_uri,
         "C2F_SMTP_HOST": "127.0.0.1",
         "C2F_SMTP_PORT": str(infra.config.smtp_port),
         **{f"C2F_{name.upper()}_PORT": str(free_port()) for name in SERVICES},

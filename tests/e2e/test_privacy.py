@@ -35,8 +35,8 @@ import uvicorn
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from bson import json_util
 from openpyxl import load_workbook
-from pymongo import AsyncMongoClient
 
+from c2f_cli.databases import Databases
 from c2f_cli.processes import free_port
 from c2f_cli.stack import Stack
 from c2f_shared import topics
@@ -776,7 +776,7 @@ async def test_the_topics_of_matching_and_notifications_carry_no_contact_data(
 
 async def database_text(platform: Stack, service: str) -> dict[str, list[tuple[dict[str, Any], str]]]:
     """Every document of the service's database, with its text (vectors left out)."""
-    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(platform.config.mongo_uri)
+    client = Databases(platform.config)
     try:
         db = client[f"c2f_{service}"]
         out: dict[str, list[tuple[dict[str, Any], str]]] = {}

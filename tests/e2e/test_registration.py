@@ -9,8 +9,8 @@ from typing import Any
 import httpx
 import pytest
 import pytest_asyncio
-from pymongo import AsyncMongoClient
 
+from c2f_cli.databases import Databases
 from c2f_cli.stack import Stack
 from tests.infra import running_stack
 from tests.support import as_operator, eventually, read_mail
@@ -296,7 +296,7 @@ async def test_erasure_reaches_every_service(stack: Stack, clusters: dict[str, A
         assert (await operator.get(f"/companies/{seeker_id}")).status_code == 404
         assert (await operator.get(f"/events/{event_id}")).json()["registered"] == 1  # its place is freed
 
-    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(stack.config.mongo_uri)
+    client = Databases(stack.config)
     try:
         leftovers: list[str] = []
 

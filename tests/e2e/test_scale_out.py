@@ -44,8 +44,8 @@ from typing import Any
 
 import httpx
 import pytest
-from pymongo import AsyncMongoClient
 
+from c2f_cli.databases import Databases
 from c2f_cli.processes import Child, free_port, spawn, wait_until_ready
 from c2f_cli.stack import Stack
 from c2f_notifications.config import Settings as NotificationSettings
@@ -115,7 +115,7 @@ def replica(stack: Stack, service: str, n: int) -> Instance:
             str(port),
         ],
         stack.logs,
-        env=stack.service_env(),
+        env=stack.service_env(service),
     )
     stack.children.append(child)  # stopped with the stack, unless killed before
     url = f"http://{stack.config.host}:{port}"
@@ -239,7 +239,7 @@ async def test_replicas_share_the_partitions_and_a_killed_one_loses_and_doubles_
     except TimeoutError:
         pytest.fail("the platform did not settle after the kills:\n" + scaled.matching[0].child.tail(30))
 
-    database: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(stack.config.mongo_uri)
+    database = Databases(stack.config)
     try:
         for name in SERVICE_DATABASES:
             letters = await database[name]["dead_letters"].find({}, {"payload": 0}).to_list(None)

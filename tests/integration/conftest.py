@@ -12,6 +12,6 @@ from c2f_cli.stack import Stack
 @pytest_asyncio.fixture(loop_scope="session")
 async def client(infra: Stack) -> AsyncIterator[AsyncMongoClient[dict[str, Any]]]:
     """A client of the embedded database the integration tests share."""
-    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(infra.config.mongo_uri)
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(infra.config.scratch_mongo_uri)
     yield client
     await client.close()

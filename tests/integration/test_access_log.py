@@ -28,7 +28,7 @@ def notifications(infra: Stack) -> Iterator[tuple[Child, str]]:
     run = uuid.uuid4().hex[:8]
     port = free_port()
     env = {
-        **infra.service_env(),
+        **infra.service_env("notifications"),
         "C2F_NOTIFICATIONS_MONGO_DB": f"notifications_log_{run}",
         "C2F_NOTIFICATIONS_CONSUMER_GROUP": f"notifications-log-{run}",
         "C2F_LOG_LEVEL": "INFO",

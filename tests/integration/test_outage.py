@@ -66,8 +66,8 @@ async def test_a_broker_outage_under_writes_loses_nothing_and_doubles_nothing(in
 
     try:
         async with (
-            runtime(bootstrap, infra.config.mongo_uri, "producer") as producer,
-            runtime(bootstrap, infra.config.mongo_uri, "consumer") as consumer,
+            runtime(bootstrap, infra.config.scratch_mongo_uri, "producer") as producer,
+            runtime(bootstrap, infra.config.scratch_mongo_uri, "consumer") as consumer,
         ):
             consumer.consume({ClusterRegistered: record}, name="clusters")
             async with producer.lifespan(FastAPI()), consumer.lifespan(FastAPI()):

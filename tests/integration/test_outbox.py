@@ -36,7 +36,7 @@ Doc = dict[str, Any]
 
 @asynccontextmanager
 async def database(infra: Stack) -> AsyncIterator[AsyncDatabase[Doc]]:
-    client: AsyncMongoClient[Doc] = AsyncMongoClient(infra.config.mongo_uri, tz_aware=True)
+    client: AsyncMongoClient[Doc] = AsyncMongoClient(infra.config.scratch_mongo_uri, tz_aware=True)
     try:
         yield client[f"outbox_{uuid.uuid4().hex[:10]}"]
     finally:

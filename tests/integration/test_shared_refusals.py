@@ -72,7 +72,7 @@ async def test_an_address_that_spent_the_limit_at_one_replica_is_refused_at_the_
 
 async def test_refusals_older_than_the_window_leave_the_address_clear(infra: Stack) -> None:
     refusals = Refusals(limit=1, window=1)
-    await refusals.share(infra.config.mongo_uri, f"refusals_{uuid.uuid4().hex[:10]}")
+    await refusals.share(infra.config.scratch_mongo_uri, f"refusals_{uuid.uuid4().hex[:10]}")
     try:
         await refusals.refused(GUESSER)
         assert await refusals.wait_for(GUESSER) is not None

@@ -9,9 +9,14 @@ from c2f_notifications.config import Settings as NotificationSettings
 def test_defaults_are_the_embedded_stack(tmp_path) -> None:
     config = StackConfig.from_env({"C2F_HOME": str(tmp_path)})
     assert config.kafka_bootstrap == "127.0.0.1:19092"
-    assert (
-        config.mongo_uri.startswith("mongodb://127.0.0.1:27217/") and "retryWrites=false" in config.mongo_uri
-    )
+    # Each service its own database server, from C2F_MONGO_PORT on.
+    uris = [config.mongo_uri_of(name) for name in ("registration", "matching", "notifications", "reporting")]
+    assert [uri.split("/?")[0] for uri in uris] == [
+        f"mongodb://127.0.0.1:{p}" for p in (27217, 27218, 27219, 27220)
+    ]
+    assert all("retryWrites=false" in uri for uri in uris)
+    assert config.mongo_uri_for_database("c2f_notifications") == uris[2]
+    assert config.mongo_uri_for_database("scratch_1234") == config.scratch_mongo_uri == uris[0]
     assert config.service_url("reporting") == "http://127.0.0.1:8004"
     assert config.maildir == tmp_path / "mail"
     assert (config.external_kafka, config.external_mongo, config.external_smtp) == (None, None, None)
@@ -28,7 +33,9 @@ def test_given_servers_and_ports_are_used() -> None:
         }
     )
     assert config.kafka_bootstrap == "kafka-1:9092,kafka-2:9092"
-    assert config.mongo_uri == "mongodb://db:27017/?replicaSet=rs0"
+    for name in ("registration", "matching", "notifications", "reporting"):
+        assert config.mongo_uri_of(name) == "mongodb://db:27017/?replicaSet=rs0"  # all share the one given
+    assert config.mongo_uri_for_database("c2f_matching") == "mongodb://db:27017/?replicaSet=rs0"
     assert (config.smtp_host, config.smtp_port) == ("relay.example", 587)
     assert config.service_url("matching") == "http://127.0.0.1:9002"
 
