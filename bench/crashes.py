@@ -1,10 +1,11 @@
-"""Crashes under fire: kill -9 each service in turn, and the database once, under a steady
+"""Crashes under fire: kill -9 each service in turn, and the databases once, under a steady
 stream of sign-ups, then meeting requests and a schedule; count what came through.
 
 Runs the whole platform on free ports (embedded broker, SecantusDB, SMTP sink). Companies sign
 up for a B2B event at a steady pace through registration's HTTP API, retrying what failed as a
 real client would (connection refused, 503). Meanwhile registration, matching, notifications,
-reporting and the database are each killed with SIGKILL, left down a moment, and started again.
+reporting and the database servers (all four at once) are each killed with SIGKILL, left down a
+moment, and started again.
 Then every seeker asks its best suggestion for a meeting (matching is killed once more in the
 middle) and the schedule is published. Afterwards:
 

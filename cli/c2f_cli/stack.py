@@ -43,7 +43,7 @@ def _bin(name: str) -> str:
 def database_argv(host: str, port: int, data: Path | str) -> list[str]:
     """The command that runs SecantusDB on `host:port` with its data in `data` (`:memory:` for
     none). Standalone: nothing here reads change streams, so the server keeps no oplog (a copy
-    of every document written, and its pruning: writes cost a quarter to a third less);
+    of every document written, and its pruning: writes cost about a quarter less);
     transactions work the same."""
     server = [_bin("secantusd-py"), "--host", host, "--port", str(port), "--storage-path", str(data)]
     return [*server, "--standalone", "--log-level", "WARNING"]
