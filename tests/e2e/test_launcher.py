@@ -22,7 +22,7 @@ import pytest
 
 from c2f_cli.config import SERVICES, StackConfig
 from c2f_cli.databases import Databases
-from c2f_cli.processes import free_port
+from c2f_cli.processes import free_port, free_port_run
 from c2f_cli.seed import DEMO_DIR, Partnership
 from c2f_notifications.config import Settings as NotificationSettings
 from tests.e2e.scene import Brokerage, brokerage
@@ -39,7 +39,7 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
         **{k: v for k, v in os.environ.items() if not k.startswith("C2F_")},
         "C2F_HOME": str(tmp_path_factory.mktemp("c2f-home")),
         "C2F_KAFKA_PORT": str(free_port()),
-        "C2F_MONGO_PORT": str(free_port()),
+        "C2F_MONGO_PORT": str(free_port_run(len(SERVICES))),  # a database for each service
         "C2F_SMTP_PORT": str(free_port()),
         "C2F_NOTIFICATIONS_DIGEST_DELAY_SECONDS": "1",  # not a minute
         **ports,
