@@ -8,7 +8,7 @@ from typing import Any
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
-from c2f_cli.config import SERVICES, StackConfig
+from c2f_cli.config import StackConfig
 
 Document = dict[str, Any]
 
@@ -29,10 +29,6 @@ class Databases:
         if uri not in self._clients:
             self._clients[uri] = AsyncMongoClient(uri, **self._options)
         return self._clients[uri]
-
-    def servers(self) -> dict[str, AsyncMongoClient[Document]]:
-        """A client of each service's server, by service (one client when they share one)."""
-        return {name: self.client_for(f"c2f_{name}") for name in SERVICES}
 
     async def close(self) -> None:
         for client in self._clients.values():
