@@ -97,6 +97,33 @@ async def test_a_request_writes_one_json_access_line_with_its_status_and_correla
     assert token not in child.log.read_text()
 
 
+async def test_an_idle_connection_outlives_the_clients_keep_alive(notifications: tuple[Child, str]) -> None:
+    """A client may keep an idle connection 5 s (httpx's default) and then send on it: the
+    server must not close it first, or that request fails with a dropped connection (uvicorn
+    closes after 5 s by default; c2f-serve keeps it 75 s)."""
+    _, url = notifications
+    host, port = url.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    request = f"GET /healthz HTTP/1.1\r\nHost: {host}\r\n\r\n".encode()
+
+    async def answer() -> bytes:
+        writer.write(request)
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+        lines = head.split(b"\r\n")
+        length = next(
+            int(line.split(b":")[1]) for line in lines if line.lower().startswith(b"content-length")
+        )
+        await reader.readexactly(length)
+        return lines[0]
+
+    try:
+        assert await answer() == b"HTTP/1.1 200 OK"
+        await asyncio.sleep(6)
+        assert await answer() == b"HTTP/1.1 200 OK"  # on the same connection
+    finally:
+        writer.close()
+
+
 async def test_answers_carry_the_date_and_sigterm_stops_the_process_cleanly(
     notifications: tuple[Child, str],
 ) -> None:

@@ -18,6 +18,12 @@ from uvicorn.config import STARTUP_FAILURE
 
 SERVICES = ("registration", "matching", "notifications", "reporting")
 GRACEFUL_SECONDS = 15  # requests in flight at SIGTERM may take this long to finish
+# How long an idle keep-alive connection stays open. uvicorn's default, 5 s, is what many
+# clients keep one (httpx: 5 s); a request sent on it as the server closes it fails with a
+# dropped connection (httpx ReadError), and under load, when the server's event loop runs late,
+# the close can come while the request is already on its way. Longer than any usual client's
+# expiry, so that the client closes first (load balancers: keep it above their idle timeout).
+KEEP_ALIVE_SECONDS = 75
 
 
 TICK_SECONDS = 1.0  # uvicorn's own: 0.1
@@ -65,6 +71,13 @@ def main(argv: list[str] | None = None) -> None:
         default=GRACEFUL_SECONDS,
         help="on SIGTERM, how long requests in flight may take to finish (default: %(default)s)",
     )
+    parser.add_argument(
+        "--keep-alive-seconds",
+        type=int,
+        default=KEEP_ALIVE_SECONDS,
+        help="how long an idle HTTP connection is kept open; keep it above the idle timeout of "
+        "the clients and load balancers in front (default: %(default)s)",
+    )
     args = parser.parse_args(argv)
     if args.service is None:
         parser.error(f"name the service ({', '.join(SERVICES)}) or set SERVICE")
@@ -76,6 +89,7 @@ def main(argv: list[str] | None = None) -> None:
         access_log=False,  # each service logs its own requests with their correlation ids
         proxy_headers=True,
         timeout_graceful_shutdown=args.graceful_seconds,
+        timeout_keep_alive=args.keep_alive_seconds,
     )
     server = Server(config)
     with contextlib.suppress(KeyboardInterrupt):
