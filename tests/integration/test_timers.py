@@ -306,3 +306,38 @@ async def test_timers_are_leased_a_few_at_a_time_and_fired_together(
     assert seen[ids[5]] == ["done", "done", "firing", "done", "firing", "firing"]
     states = {t["_id"]: t["status"] async for t in runtime.db[TIMERS].find({"_id": {"$in": ids}})}
     assert [states[i] for i in ids] == ["done", "done", "firing", "done", "firing", "done"]
+
+
+async def test_timers_fire_a_round_at_a_time_each_transaction_bounded_not_the_round(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Thousands of digests can fall due together. The delivery loop fires them a round
+    (DUE_MAX) at a time, claiming messages between rounds; each transaction is bounded by
+    WAIT_S, not the round: a round that took longer than that once failed every timer after
+    its first seconds ("operation would exceed time limit"), and they waited a lease for the
+    next try."""
+
+    async def slow(uow: UnitOfWork, timer: dict[str, Any]) -> None:
+        await asyncio.sleep(0.3)
+
+    monkeypatch.setattr(timers, "_FIRE", {**timers._FIRE, "slow": slow})
+    monkeypatch.setattr(timers, "DUE_MAX", 4)
+    monkeypatch.setattr(timers, "TOGETHER", 2)
+    monkeypatch.setattr(timers, "WAIT_S", 1.0)  # a transaction of two: 0.6 s; a round: 1.2 s
+    long_ago = datetime(2000, 1, 1, tzinfo=UTC)
+    ids = [f"slow-{n}" for n in range(6)]
+    await runtime.db[TIMERS].insert_many(
+        [
+            {"_id": i, "kind": "slow", "recipient_id": "p", "due_at": long_ago + timedelta(seconds=n)}
+            | {"status": "pending", "data": {}}
+            for n, i in enumerate(ids)
+        ]
+    )
+
+    assert await timers.fire_some(runtime) == (4, True)  # the four earliest; more are due
+    states = {t["_id"]: t["status"] async for t in runtime.db[TIMERS].find({"_id": {"$in": ids}})}
+    assert [states[i] for i in ids] == ["done"] * 4 + ["pending"] * 2
+    assert await timers.fire_some(runtime) == (2, False)
+    assert await timers.fire_some(runtime) == (0, False)
+    states = {t["_id"]: t["status"] async for t in runtime.db[TIMERS].find({"_id": {"$in": ids}})}
+    assert set(states.values()) == {"done"}

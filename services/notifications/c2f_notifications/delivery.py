@@ -225,24 +225,27 @@ class Delivery:
         try:
             while not _stopping():
                 try:
-                    # Bounded: on the embedded database a plain update can wait for a transaction a
-                    # killed instance left open; the next round tries again.
-                    with pymongo.timeout(DB_WAIT_S):
-                        if time.monotonic() - chores_at >= idle_poll:
+                    # Each step bounded on its own: on the embedded database a plain update can
+                    # wait for a transaction a killed instance left open; the next round tries again.
+                    if time.monotonic() - chores_at >= idle_poll:
+                        with pymongo.timeout(DB_WAIT_S):
                             await self._release_expired_leases()
-                            chores_at = time.monotonic()
-                            due.everything_now()
-                        if due.timers <= time.time():
-                            await timers.fire_due(self._runtime)
-                            due.timers = await self._next_timer()
-                        # Claim only when the senders run short, so leases are not held idle
-                        # and a burst of wake-ups makes one claim rather than many small ones.
-                        short = self._claimed.qsize() <= self._settings.delivery_workers
-                        if short and due.messages <= time.time():
-                            if not backlog:  # caught up: let what trickles in gather a moment
-                                await asyncio.sleep(gather - (time.monotonic() - claimed_at))
-                            room = self._settings.delivery_batch - self._claimed.qsize()
-                            claimed_at = time.monotonic()
+                        chores_at = time.monotonic()
+                        due.everything_now()
+                    if due.timers <= time.time():
+                        # A round of due timers at a time, with claims between (timers.fire_some).
+                        _, more = await timers.fire_some(self._runtime)
+                        with pymongo.timeout(DB_WAIT_S):
+                            due.timers = 0.0 if more else await self._next_timer()
+                    # Claim only when the senders run short, so leases are not held idle
+                    # and a burst of wake-ups makes one claim rather than many small ones.
+                    short = self._claimed.qsize() <= self._settings.delivery_workers
+                    if short and due.messages <= time.time():
+                        if not backlog:  # caught up: let what trickles in gather a moment
+                            await asyncio.sleep(gather - (time.monotonic() - claimed_at))
+                        room = self._settings.delivery_batch - self._claimed.qsize()
+                        claimed_at = time.monotonic()
+                        with pymongo.timeout(DB_WAIT_S):
                             backlog = await self._claim(room) == room
                             if not backlog:
                                 due.messages = await self._next_message()

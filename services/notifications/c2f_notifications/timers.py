@@ -9,6 +9,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pymongo
 from pymongo import UpdateMany, UpdateOne
 
 from c2f_notifications.outgoing import queue
@@ -19,26 +20,42 @@ from c2f_shared.service.apart import update_apart
 LEASE = timedelta(seconds=60)
 DUE_MAX = 50  # due timers read at once
 TOGETHER = 10  # due timers leased together and fired in one transaction
+WAIT_S = 10.0  # the longest a statement or a transaction of a round may take (fire_some)
 
 log = logging.getLogger(__name__)
 
 
 async def fire_due(runtime: Runtime) -> int:
-    """Fire every timer that is due; returns how many fired. A timer a killed instance had
-    claimed ("firing") is pending again once its lease has run out."""
-    expired = {"status": "firing", "lease_until": {"$lt": datetime.now(UTC)}}
-    if await runtime.db[TIMERS].find_one(expired, {"_id": 1}):  # a read, not a write, when none is
-        await update_apart(runtime.db[TIMERS], expired, {"$set": {"status": "pending"}})
+    """Fire every timer that is due; returns how many fired."""
+    total, more = 0, True
+    while more:
+        fired, more = await fire_some(runtime)
+        total += fired
+    return total
+
+
+async def fire_some(runtime: Runtime) -> tuple[int, bool]:
+    """Fire the earliest due timers, up to DUE_MAX (one read's worth): how many fired, and
+    whether more may be due. The delivery loop fires a round at a time, so that thousands of
+    digests due together do not hold back the messages it claims between rounds. A timer a
+    killed instance had claimed ("firing") is pending again once its lease has run out.
+
+    Each statement and transaction is bounded by WAIT_S on its own (on the embedded database a
+    statement can wait for a transaction a killed instance left open); a bound on the whole
+    round failed every timer after the first ten seconds of a long one."""
+    with pymongo.timeout(WAIT_S):
+        expired = {"status": "firing", "lease_until": {"$lt": datetime.now(UTC)}}
+        if await runtime.db[TIMERS].find_one(expired, {"_id": 1}):  # a read, not a write, when none is
+            await update_apart(runtime.db[TIMERS], expired, {"$set": {"status": "pending"}})
+        due = await _due(runtime)
     fired = 0
-    while due := await _due(runtime):
-        for at in range(0, len(due), TOGETHER):
-            # Leased just before they fire: a killed instance holds a few timers until their
-            # lease runs out, not all it had read.
+    for at in range(0, len(due), TOGETHER):
+        # Leased just before they fire: a killed instance holds a few timers until their
+        # lease runs out, not all it had read.
+        with pymongo.timeout(WAIT_S):
             claimed = await _lease(runtime, due[at : at + TOGETHER])
-            fired += await _fire_together(runtime, claimed)
-        if len(due) < DUE_MAX:
-            return fired
-    return fired
+        fired += await _fire_together(runtime, claimed)
+    return fired, len(due) == DUE_MAX
 
 
 async def _due(runtime: Runtime) -> list[dict[str, Any]]:
@@ -121,7 +138,8 @@ async def fire(runtime: Runtime, *claimed: dict[str, Any]) -> None:
             uow.db[TIMERS].write_later(UpdateOne({"_id": timer_id, "status": "firing"}, done))
 
     async with runtime.gate.shared():
-        await runtime.transact(work)
+        with pymongo.timeout(WAIT_S):
+            await runtime.transact(work)
 
 
 _FIRING = "timers.firing"  # UnitOfWork.local: the timers fired together in it
