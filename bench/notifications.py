@@ -31,11 +31,12 @@ Also printed: the CPU time each process used in each phase (Linux). Sign-ups tha
 (5xx, a dropped connection) are retried and counted. Every mail must arrive exactly once
 (unique Message-ID, one per attendee, in the attendee's language); otherwise exit status 1.
 
-Usage: .venv/bin/python bench/notifications.py [--mails 500] [--concurrency 8]
+Usage: .venv/bin/python bench/notifications.py [--mails 500] [--concurrency 8] [--home DIR]
 """
 
 import argparse
 import asyncio
+import contextlib
 import os
 import random
 import statistics
@@ -651,11 +652,20 @@ def main() -> None:
     parser.add_argument(
         "--timeout", type=float, default=600, help="seconds to wait for all the mails to arrive (default 600)"
     )
+    parser.add_argument(
+        "--home",
+        type=Path,
+        default=None,
+        help="keep the stack's data and logs in DIR, which must be empty (default: a temporary one)",
+    )
     args = parser.parse_args()
+    if args.home and args.home.exists() and any(args.home.iterdir()):
+        parser.error(f"--home {args.home} is not empty")
     if args.mails < 2 or args.concurrency < 1:
         parser.error("--mails must be at least 2 and --concurrency at least 1")
-    with tempfile.TemporaryDirectory() as home:
-        stack = Stack(StackConfig.on_free_ports(Path(home)))
+    with contextlib.ExitStack() as cleanup:
+        home = args.home or Path(cleanup.enter_context(tempfile.TemporaryDirectory()))
+        stack = Stack(StackConfig.on_free_ports(home.resolve()))
         console.print("Starting broker, database, SMTP sink, registration and notifications on free ports…")
         try:
             stack.start_infrastructure()
