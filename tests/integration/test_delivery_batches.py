@@ -12,6 +12,7 @@ from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
+from datetime import timedelta
 from email.message import EmailMessage
 from email.parser import BytesParser
 from email.policy import default
@@ -23,11 +24,13 @@ from fastapi import FastAPI
 
 from c2f_cli.processes import free_port
 from c2f_cli.stack import Stack
+from c2f_notifications import delivery as delivery_module
 from c2f_notifications import outgoing
 from c2f_notifications.config import Settings
 from c2f_notifications.delivery import Delivery
 from c2f_notifications.store import OUTGOING
 from c2f_shared.service import Runtime, UnitOfWork
+from c2f_shared.service.unit_of_work import Emitted
 from tests.integration.test_delivery_backoff import a_scene, delivering, key, notification_settings
 from tests.support import eventually
 
@@ -151,6 +154,53 @@ async def test_a_dropped_connection_is_opened_again_and_nothing_is_sent_twice(in
     for doc in docs:
         results = [t["result"] for t in doc["tries"]]
         assert results[-1] == "sent" and results.count("sent") == 1, results
+
+
+async def test_killed_between_the_fact_and_the_mark_the_mail_goes_again_and_is_counted_once(
+    infra: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A sent mail is recorded in two writes: its NotificationSent into the outbox, then the
+    message as sent. An instance killed between them leaves the fact stored and the message
+    claimed: once the lease runs out the mail goes again (the mail in hand, as after any kill)
+    and its fact is stored and published once, so reporting counts it once."""
+    monkeypatch.setattr(delivery_module, "LEASE", timedelta(seconds=1.5))
+    monkeypatch.setattr(delivery_module, "LEASE_MARGIN", timedelta(seconds=0.5))
+    handler = Sink()
+    port = free_port()
+    settings = notification_settings(infra, port, delivery_workers=1, delivery_batch=1)
+    with sink(port, handler):
+        async with delivering(settings) as (runtime, delivery):
+            store = runtime.outbox.add_now
+            killed: list[str] = []
+
+            async def stored_then_killed(emitted: list[Emitted]) -> None:
+                await store(emitted)
+                if not killed:  # the first time: the process dies before the second write
+                    killed.append(emitted[0].envelope.event_id)
+                    raise RuntimeError("killed")
+
+            monkeypatch.setattr(runtime.outbox, "add_now", stored_then_killed)
+            event_id, emails = await a_scene(runtime, 1)
+            [pid] = emails
+            await queue_each(runtime, delivery, event_id, [pid])
+
+            async def sent() -> bool:
+                return await runtime.db[OUTGOING].count_documents({"status": "sent"}) == 1
+
+            await eventually(sent, within=20)
+            facts = await runtime.db["outbox"].find({"type": "NotificationSent"}).to_list(None)
+
+            async def published() -> bool:
+                row = await runtime.db["outbox"].find_one({"_id": killed[0]})
+                return bool(row and row["published"])
+
+            await eventually(published, within=10)
+            doc = await runtime.db[OUTGOING].find_one({"_id": key(pid)})
+
+    assert len(handler.received) == 2, "the mail in hand when it was killed goes again"
+    assert len(set(handler.message_ids())) == 1  # the same mail: the same Message-ID
+    assert [f["_id"] for f in facts] == killed, "its NotificationSent is stored once"
+    assert doc is not None and doc["status"] == "sent" and "claim" not in doc
 
 
 @dataclass

@@ -284,3 +284,19 @@ async def test_after_a_loss_a_relay_stopped_at_once_has_noted_how_far_it_got_aga
     finally:
         for each in brokers:
             each.stop()
+
+
+async def test_facts_stored_at_once_outside_a_transaction_are_stored_once(infra: Stack) -> None:
+    """`add_now` (notifications' sent marks): storing again, after a crash, facts some of which
+    are stored already keeps the stored ones as they were and adds the others; a row already
+    published stays published."""
+    first, second = events(2, 1), events(1, 1)
+    async with database(infra) as db, broker(infra.config.kafka_bootstrap) as kafka:
+        outbox = Outbox(db, kafka)
+        await outbox.ensure_indexes()
+        await outbox.add_now([Emitted(e, "t", {}) for e in first])
+        await db["outbox"].update_one({"_id": first[0].event_id}, {"$set": {"published": True}})
+        await outbox.add_now([Emitted(e, "t", {}) for e in [*first, *second]])
+        rows = {r["_id"]: r async for r in db["outbox"].find()}
+    assert sorted(rows) == sorted(e.event_id for e in [*first, *second])
+    assert [rows[e.event_id]["published"] for e in [*first, *second]] == [True, False, False]

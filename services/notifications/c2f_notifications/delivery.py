@@ -50,6 +50,7 @@ from c2f_shared.events import MessageDeadLettered, NotificationSent
 from c2f_shared.service import Runtime, UnitOfWork, tracing
 from c2f_shared.service.apart import update_apart
 from c2f_shared.service.logs import log_context
+from c2f_shared.service.unit_of_work import Emitted
 from c2f_shared.service.waker import Waker
 
 log = logging.getLogger(__name__)
@@ -554,28 +555,22 @@ class Delivery:
         raise asyncio.CancelledError
 
     async def _mark_sent(self, batch: list[_Mark]) -> None:
-        async def work(uow: UnitOfWork) -> None:
-            await uow.db[OUTGOING].bulk_write(
-                [
-                    UpdateOne(
-                        {"_id": m.msg["_id"]},
-                        {
-                            "$set": {"status": "sent", "sent_at": m.sent_at, "subject": m.subject},
-                            "$unset": {"claim": ""},
-                            "$inc": {"attempts": 1},
-                            "$push": {"tries": {"at": m.sent_at, "result": "sent"}},
-                        },
-                    )
-                    for m in batch
-                ],
-                ordered=False,
-            )
-            for m in batch:
-                if m.msg.get("channel") == "webhook":
-                    continue  # reports count e-mails to people
-                notification_id = str(uuid.uuid5(_NOTIFICATION_NS, m.msg["_id"]))
-                with tracing.continued(m.msg.get("trace")):  # reporting's count joins the trace
-                    uow.emit(
+        """Record what was sent in two writes and no transaction, in this order: the mails'
+        NotificationSent facts into the outbox, then the messages as sent. Killed between
+        the two, an instance leaves the facts stored and the messages claimed: once their
+        leases expire they go again (the mail each sender had in hand, as after a kill before
+        the first write) and their facts, whose ids derive from the messages, are stored once.
+        So no message is marked sent without its fact, and reporting counts each mail once.
+        (In one transaction it took five round trips to the database, and each sender waits
+        for its mark before it takes the next message: about two thirds of its time.)"""
+        facts = []
+        for m in batch:
+            if m.msg.get("channel") == "webhook":
+                continue  # reports count e-mails to people
+            notification_id = str(uuid.uuid5(_NOTIFICATION_NS, m.msg["_id"]))
+            with tracing.continued(m.msg.get("trace")):  # reporting's count joins the trace
+                facts.append(
+                    Emitted.of(
                         NotificationSent(
                             notification_id=notification_id,
                             kind=m.msg["kind"],
@@ -583,12 +578,28 @@ class Delivery:
                             about_id=m.msg["about_id"],
                             sent_at=m.sent_at,
                         ),
+                        producer=self._runtime.service,
                         event_id=notification_id,
                         # Each NotificationSent keeps its own message's correlation id.
-                        correlation_id=m.msg.get("correlation_id"),
+                        correlation_id=m.msg.get("correlation_id") or str(uuid.uuid4()),
                     )
-
-        await self._runtime.transact(work, batch[0].msg.get("correlation_id"))
+                )
+        await self._runtime.outbox.add_now(facts)
+        await self._runtime.db[OUTGOING].bulk_write(
+            [
+                UpdateOne(
+                    {"_id": m.msg["_id"]},
+                    {
+                        "$set": {"status": "sent", "sent_at": m.sent_at, "subject": m.subject},
+                        "$unset": {"claim": ""},
+                        "$inc": {"attempts": 1},
+                        "$push": {"tries": {"at": m.sent_at, "result": "sent"}},
+                    },
+                )
+                for m in batch
+            ],
+            ordered=False,
+        )
 
     async def _failed(self, msg: Doc, reason: str) -> None:
         attempts = msg["attempts"] + 1

@@ -34,11 +34,11 @@ from faststream.kafka import KafkaBroker
 from pymongo import ASCENDING, UpdateOne
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from c2f_shared.service import tracing
 from c2f_shared.service.apart import update_apart
-from c2f_shared.service.unit_of_work import Emitted, insert_absent
+from c2f_shared.service.unit_of_work import DUPLICATE_KEY, Emitted, insert_absent
 from c2f_shared.service.waker import Waker
 
 log = logging.getLogger(__name__)
@@ -67,6 +67,25 @@ CHECKED_S = 5.0
 # An outbox that published nothing for this long checks for a loss less often.
 QUIET_AFTER_S = 30.0
 IDLE_CHECK_FACTOR = 2.5
+
+
+def _rows(emitted: list[Emitted]) -> list[Doc]:
+    """The outbox's rows for events, in the order they were emitted."""
+    first = time.time_ns()
+    return [
+        {
+            "_id": envelope.event_id,
+            "topic": topic,
+            "key": envelope.key,
+            "type": envelope.type,
+            "payload": envelope.model_dump_json(),
+            "correlation_id": envelope.correlation_id,
+            "seq": first + i,  # the order they were emitted in
+            "published": False,
+            **({"trace": trace} if trace else {}),
+        }
+        for i, (envelope, topic, trace) in enumerate(emitted)
+    ]
 
 
 class Outbox:
@@ -116,27 +135,25 @@ class Outbox:
         """Store what a unit of work emitted in its transaction, in order, in one write (with
         the trace context each event was emitted in, when traces are on). Re-deriving a fact
         with the same deterministic id stores it once (`insert_absent`)."""
+        if emitted:
+            await insert_absent(self._coll, _rows(emitted), session)
+
+    async def add_now(self, emitted: list[Emitted]) -> None:
+        """Store facts at once, outside any transaction, in one write, and wake the relay. For a
+        writer that needs no transaction because it orders its writes (the fact first, then
+        what says it is done) and derives each fact's id, so that doing it all again after a
+        crash stores nothing twice: a fact whose id is stored already is left as it is."""
         if not emitted:
             return
-        first = time.time_ns()
-        await insert_absent(
-            self._coll,
-            [
-                {
-                    "_id": envelope.event_id,
-                    "topic": topic,
-                    "key": envelope.key,
-                    "type": envelope.type,
-                    "payload": envelope.model_dump_json(),
-                    "correlation_id": envelope.correlation_id,
-                    "seq": first + i,  # the order they were emitted in
-                    "published": False,
-                    **({"trace": trace} if trace else {}),
-                }
-                for i, (envelope, topic, trace) in enumerate(emitted)
-            ],
-            session,
-        )
+        try:
+            await self._coll.insert_many(_rows(emitted), ordered=False)
+        except BulkWriteError as error:
+            details = error.details
+            if details.get("writeConcernErrors") or any(
+                e.get("code") != DUPLICATE_KEY for e in details.get("writeErrors", [])
+            ):
+                raise
+        self.wake()
 
     async def forget(self, query: dict[str, Any], session: AsyncClientSession) -> None:
         """Erasure: drop stored events matching `query` (e.g. {"key": id}), published or not."""

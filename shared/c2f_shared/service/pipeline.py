@@ -39,7 +39,7 @@ from c2f_shared.events import CompanyErased, Event
 from c2f_shared.service import tracing
 from c2f_shared.service.logs import log_context
 from c2f_shared.service.metrics import Metrics
-from c2f_shared.service.unit_of_work import UnitOfWork
+from c2f_shared.service.unit_of_work import DUPLICATE_KEY, UnitOfWork
 
 log = logging.getLogger(__name__)
 
@@ -278,8 +278,8 @@ def _duplicate(error: BaseException) -> bool:
     if isinstance(error, DuplicateKeyError):
         return True
     if isinstance(error, BulkWriteError):
-        return any(e.get("code") == 11000 for e in error.details.get("writeErrors", []))
-    return isinstance(error, OperationFailure) and error.code == 11000
+        return any(e.get("code") == DUPLICATE_KEY for e in error.details.get("writeErrors", []))
+    return isinstance(error, OperationFailure) and error.code == DUPLICATE_KEY
 
 
 def _handling(envelope: Envelope, trace: tracing.Carrier | None) -> Any:

@@ -220,6 +220,9 @@ async def insert_absent(
     return new
 
 
+DUPLICATE_KEY = 11000  # MongoDB's error code for an insert of a unique key that is stored already
+
+
 class Emitted(NamedTuple):
     """An event a unit of work will publish: its envelope, its topic, and the trace context it
     was emitted in (the record continues that trace, whenever it is sent)."""
@@ -227,6 +230,12 @@ class Emitted(NamedTuple):
     envelope: Envelope
     topic: str
     trace: tracing.Carrier
+
+    @classmethod
+    def of(cls, event: Event, *, producer: str, correlation_id: str, event_id: str | None = None) -> Emitted:
+        """`event` in its envelope, for its topic, in the current trace context."""
+        envelope = Envelope.wrap(event, producer=producer, correlation_id=correlation_id, event_id=event_id)
+        return cls(envelope, event.TOPIC, tracing.carrier())
 
 
 class OutboxPort(Protocol):
@@ -279,14 +288,14 @@ class UnitOfWork:
     ) -> Envelope:
         """Publish `event` if, and only if, this unit of work commits (`correlation_id`: the
         request or message it follows from, when not this unit of work's own)."""
-        envelope = Envelope.wrap(
+        emitted = Emitted.of(
             event,
             producer=self.producer,
             correlation_id=correlation_id or self.correlation_id,
             event_id=event_id,
         )
-        self.emitted.append(Emitted(envelope, event.TOPIC, tracing.carrier()))
-        return envelope
+        self.emitted.append(emitted)
+        return emitted.envelope
 
     async def forget_published(self, query: dict[str, Any]) -> None:
         """Erasure: drop stored outgoing events matching `query`, published or not, in this
