@@ -235,9 +235,11 @@ class Delivery:
                         due.everything_now()
                     if due.timers <= time.time():
                         # A round of due timers at a time, with claims between (timers.fire_some).
-                        _, more = await timers.fire_some(self._runtime)
+                        fired, more = await timers.fire_some(self._runtime)
                         with pymongo.timeout(DB_WAIT_S):
                             due.timers = 0.0 if more else await self._next_timer()
+                        if fired:  # what they queued is due now
+                            due.messages = 0.0
                     # Claim only when the senders run short, so leases are not held idle
                     # and a burst of wake-ups makes one claim rather than many small ones.
                     short = self._claimed.qsize() <= self._settings.delivery_workers

@@ -28,8 +28,11 @@ async def queue(
     recipient: dict[str, Any] | None = None,
 ) -> bool:
     """Queue one e-mail (once: the dedupe key is the _id), and a copy for the recipient's
-    cluster's webhook if it has one. Optional kinds the recipient muted are not queued.
-    `recipient`: its document as the caller has just written it (else it is read)."""
+    cluster's webhook if it has one; whether it was queued (optional kinds the recipient muted
+    are not, nor messages to someone erased). Stored with the unit of work's other writes, as
+    one insert of every message it queues (`insert_later`: an entry whose key is stored
+    already is left as it is). `recipient`: its document as the caller has just written it
+    (else it is read)."""
     if recipient is None:
         recipient = await uow.db[RECIPIENTS].find_one({"_id": recipient_id})
     if recipient is not None and kind not in ESSENTIAL and kind in recipient.get("muted", []):
@@ -52,18 +55,12 @@ async def queue(
         "next_attempt_at": at,
         "created_at": at,
     }
-    result = await uow.db[OUTGOING].update_one(
-        {"_id": key}, {"$setOnInsert": {**entry, "channel": "email", "waits": 0}}, upsert=True
-    )
-    if result.upserted_id is None:
-        return False
+    uow.db[OUTGOING].insert_later({"_id": key, **entry, "channel": "email", "waits": 0})
     hook = await _webhook(uow, (recipient or {}).get("cluster_id"))
     if hook is not None:
         # The cluster's own system hears the same fact (ids and what happened; no contact data).
-        await uow.db[OUTGOING].update_one(
-            {"_id": f"webhook:{key}"},
-            {"$setOnInsert": {**entry, "channel": "webhook", "cluster_id": hook["_id"]}},
-            upsert=True,
+        uow.db[OUTGOING].insert_later(
+            {"_id": f"webhook:{key}", **entry, "channel": "webhook", "cluster_id": hook["_id"]}
         )
     return True
 
