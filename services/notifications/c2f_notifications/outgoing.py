@@ -66,14 +66,16 @@ async def queue(
 
 
 async def _webhook(uow: UnitOfWork, cluster_id: str | None) -> dict[str, Any] | None:
-    """The cluster's webhook, if it has one; asked once per cluster and unit of work."""
-    hooks: dict[str | None, dict[str, Any] | None] = uow.local.setdefault(_WEBHOOKS, {})
-    if cluster_id not in hooks:
-        hooks[cluster_id] = await uow.db[WEBHOOKS].find_one({"_id": cluster_id})
-    return hooks[cluster_id]
+    """The cluster's webhook, if it has one. Every cluster's is read at once, at the first
+    message a unit of work queues (one per cluster at most: a short read), rather than one
+    read per cluster its messages go to."""
+    hooks: dict[str, dict[str, Any]] | None = uow.local.get(_WEBHOOKS)
+    if hooks is None:
+        hooks = uow.local[_WEBHOOKS] = {h["_id"]: h async for h in uow.db[WEBHOOKS].find()}
+    return hooks.get(cluster_id) if cluster_id is not None else None
 
 
-_WEBHOOKS = "notifications.webhooks"  # UnitOfWork.local: cluster id -> its webhook or None
+_WEBHOOKS = "notifications.webhooks"  # UnitOfWork.local: cluster id -> its webhook
 
 
 def timer(
