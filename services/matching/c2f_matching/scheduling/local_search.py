@@ -90,7 +90,7 @@ def _move(state: _State, m: Meeting, s: int, rng: random.Random) -> tuple[int, l
     gone = frozenset(blockers)
     plan: list[tuple[str, int | None]] = []
     if len(state.in_slot[s] - gone) >= state.instance.tables:  # no table: one more must go
-        others = list(state.in_slot[s] - gone)
+        others = sorted(state.in_slot[s] - gone)  # sorted: the same search whatever the hash seed
         rng.shuffle(others)
         candidates = others[:TABLE_CANDIDATES]
         # a meeting that can move costs nothing; else the least valuable
