@@ -156,6 +156,32 @@ async def test_a_dropped_connection_is_opened_again_and_nothing_is_sent_twice(in
         assert results[-1] == "sent" and results.count("sent") == 1, results
 
 
+async def test_a_queue_is_caught_up_lane_by_lane_and_nothing_is_left_behind(infra: Stack) -> None:
+    """Catching up on a queue, claims read one lane of it at a time (outgoing.LANES); every
+    message goes once, those queued before there were lanes too (they go in the first)."""
+    handler = Sink()
+    port = free_port()
+    settings = notification_settings(infra, port, delivery_workers=2, delivery_batch=3)
+    runtime = Runtime(settings, service="notifications")
+    async with runtime.lifespan(FastAPI()):
+        event_id, emails = await a_scene(runtime, 30)
+        people = list(emails)
+        await queue_each(runtime, Delivery(runtime, settings), event_id, people)
+        older = [key(pid) for pid in people[:6]]
+        await runtime.db[OUTGOING].update_many({"_id": {"$in": older}}, {"$unset": {"lane": ""}})
+        lanes = {d["lane"] async for d in runtime.db[OUTGOING].find({"lane": {"$exists": True}})}
+    assert len(lanes) > 3, lanes  # spread over the lanes
+    with sink(port, handler):
+        async with delivering(settings) as (runtime, _):
+
+            async def all_sent() -> bool:
+                return await runtime.db[OUTGOING].count_documents({"status": "sent"}) == len(people)
+
+            await eventually(all_sent, within=30)
+    ids = handler.message_ids()
+    assert len(ids) == len(people) and len(set(ids)) == len(ids), Counter(ids)
+
+
 async def test_killed_between_the_fact_and_the_mark_the_mail_goes_again_and_is_counted_once(
     infra: Stack, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -35,6 +35,7 @@ from c2f_notifications import messages, timers, webhooks
 from c2f_notifications.config import Settings
 from c2f_notifications.i18n import Words
 from c2f_notifications.messages import ESSENTIAL
+from c2f_notifications.outgoing import LANES
 from c2f_notifications.store import (
     CLUSTERS,
     COMPANIES,
@@ -187,6 +188,7 @@ class Delivery:
         self._claimed: asyncio.Queue[tuple[Doc, _Facts] | None] = asyncio.Queue()
         self._closing = False
         self._held: list[Doc] = []  # claimed, taken by a sender as it stopped: to give back
+        self._lane = 0  # the lane a claim from a backlog reads first
         self._marks: list[_Mark] = []  # sent, waiting to be recorded
         self._marks_ready = asyncio.Event()
         keys = settings.link_secrets()
@@ -203,6 +205,11 @@ class Delivery:
 
     async def ensure_indexes(self) -> None:
         await self._runtime.db[OUTGOING].create_index([("status", 1), ("next_attempt_at", 1)])
+        await self._runtime.db[OUTGOING].create_index([("status", 1), ("lane", 1), ("next_attempt_at", 1)])
+        # Messages queued before there were lanes go in the first.
+        await self._runtime.db[OUTGOING].update_many(
+            {"status": {"$in": ["pending", "sending"]}, "lane": {"$exists": False}}, {"$set": {"lane": 0}}
+        )
         await self._runtime.db[OUTGOING].create_index("recipient_id")
         await self._runtime.db[OUTGOING].create_index("claim", sparse=True)
         await self._runtime.db["timers"].create_index([("status", 1), ("due_at", 1)])
@@ -249,7 +256,7 @@ class Delivery:
                         room = self._settings.delivery_batch - self._claimed.qsize()
                         claimed_at = time.monotonic()
                         with pymongo.timeout(DB_WAIT_S):
-                            backlog = await self._claim(room) == room
+                            backlog = await self._claim(room, backlog) == room
                             if not backlog:
                                 due.messages = await self._next_message()
                 except asyncio.CancelledError:
@@ -343,20 +350,26 @@ class Delivery:
             {"$set": {"status": "pending"}, "$unset": {"claim": ""}},
         )
 
-    async def _claim(self, room: int) -> int:
+    async def _claim(self, room: int, backlog: bool = False) -> int:
         """Lease up to `room` due messages, oldest first, and hand them to the senders; returns
         how many. The ids are read, then leased in one write that only takes those still
-        pending: another instance claiming at the same moment gets the others."""
+        pending: another instance claiming at the same moment gets the others. Catching up on
+        a `backlog`, the messages are read a lane at a time (outgoing.LANES), oldest first in
+        each lane, the lanes in turn."""
         if room <= 0:
             return 0
         outgoing = self._runtime.db[OUTGOING]
         now = datetime.now(UTC)
-        due = {
-            d["_id"]: d
-            async for d in outgoing.find({"status": "pending", "next_attempt_at": {"$lte": now}})
-            .sort("next_attempt_at", 1)
-            .limit(room)
-        }
+        due_now = {"status": "pending", "next_attempt_at": {"$lte": now}}
+        due: dict[Any, Doc] = {}
+        for _ in range(LANES if backlog else 1):
+            query = {**due_now, "lane": self._lane} if backlog else due_now
+            if backlog:  # round robin: the next read, in this claim or the next, is the next lane's
+                self._lane = (self._lane + 1) % LANES
+            async for d in outgoing.find(query).sort("next_attempt_at", 1).limit(room - len(due)):
+                due[d["_id"]] = d
+            if len(due) == room:
+                break
         if not due:
             return 0
         token = uuid.uuid4().hex

@@ -3,6 +3,7 @@ its dedupe key, so the same person is never told the same thing twice, and timer
 that come later (digests, reminders, nudges, outcome requests). The consumers, the timers and
 the API queue through here; `delivery` sends what is queued."""
 
+import zlib
 from datetime import datetime
 from typing import Any
 
@@ -13,9 +14,18 @@ from c2f_notifications.store import ERASURES, OUTGOING, RECIPIENTS, TIMERS, WEBH
 from c2f_shared.service import UnitOfWork, tracing
 from c2f_shared.times import now
 
+# Queued messages are spread over this many lanes, by id. Catching up on a long queue, delivery
+# claims from one lane at a time: the embedded database reads every entry a query's index
+# range holds, whatever its limit, so a claim from the whole queue cost as much as reading it.
+LANES = 8
+
 
 def dedupe_key(kind: str, about_id: str, recipient_id: str) -> str:
     return f"{kind}:{about_id}:{recipient_id}"
+
+
+def lane_of(message_id: str) -> int:
+    return zlib.crc32(message_id.encode()) % LANES
 
 
 async def queue(
@@ -55,12 +65,13 @@ async def queue(
         "next_attempt_at": at,
         "created_at": at,
     }
-    uow.db[OUTGOING].insert_later({"_id": key, **entry, "channel": "email", "waits": 0})
+    uow.db[OUTGOING].insert_later({"_id": key, **entry, "channel": "email", "waits": 0, "lane": lane_of(key)})
     hook = await _webhook(uow, (recipient or {}).get("cluster_id"))
     if hook is not None:
         # The cluster's own system hears the same fact (ids and what happened; no contact data).
+        copy = f"webhook:{key}"
         uow.db[OUTGOING].insert_later(
-            {"_id": f"webhook:{key}", **entry, "channel": "webhook", "cluster_id": hook["_id"]}
+            {"_id": copy, **entry, "channel": "webhook", "cluster_id": hook["_id"], "lane": lane_of(copy)}
         )
     return True
 
