@@ -86,5 +86,9 @@ async def test_a_consumer_reads_a_restarted_broker_from_its_first_record(
                 new.stop()
     finally:
         old.stop()
-    assert seen == before + after
+    assert seen[: len(before)] == before
+    # Each new record once (the inbox drops what is fetched again). Their order is not
+    # guaranteed here: a fetch from the new broker at the old position can come before the
+    # group is joined again and the partition read from its start (docs/reliability.md).
+    assert sorted(seen[len(before) :]) == sorted(after)
     assert runtime.consumers[0].assignment.rereads >= 1
