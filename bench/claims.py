@@ -20,23 +20,20 @@ import argparse
 import asyncio
 import statistics
 import sys
-import tempfile
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI
 
 from c2f_cli.config import StackConfig
-from c2f_cli.stack import Stack
 from c2f_notifications.config import Settings
 from c2f_notifications.delivery import Delivery
 from c2f_notifications.outgoing import LANES, lane_of
 from c2f_notifications.store import OUTGOING
 from c2f_shared.service import Runtime
-from measuring import machine, stop_on_sigterm
+from measuring import machine, on_infrastructure, stop_on_sigterm
 
 SENT = 2000
 
@@ -115,13 +112,9 @@ def main() -> int:
     if min(args.sizes) < args.batch * LANES:
         parser.error(f"each size must hold at least --batch × {LANES} lanes = {args.batch * LANES} messages")
     print(f"machine: {machine()}")
-    with tempfile.TemporaryDirectory(prefix="c2f-claims-") as home:
-        stack = Stack(StackConfig.on_free_ports(Path(home)), say=lambda line: print(f"  {line}"))
-        try:
-            stack.start_infrastructure()
-            results = asyncio.run(bench(stack.config, args.sizes, args.batch, args.rounds))
-        finally:
-            stack.stop()
+    results = on_infrastructure(
+        "c2f-claims-", lambda config: asyncio.run(bench(config, args.sizes, args.batch, args.rounds))
+    )
     print(f"\nmedian ms per claim of {args.batch} (read, lease, facts), {SENT:,} sent messages beside")
     print(f"{'pending':>8} {'whole queue':>12} {'one lane':>9} {'whole ÷ lane':>13}")
     for size, whole, lane in results:

@@ -1,6 +1,7 @@
 """What the benchmarks under bench/ share to measure: CPU seconds per process of a stack, the
-database's statements per collection, nearest-rank percentiles, and a line describing the
-machine. Import it from a script in bench/ (the
+database's statements per collection, nearest-rank percentiles, a line describing the
+machine, and the broker, databases and SMTP sink started for the time a benchmark
+runs. Import it from a script in bench/ (the
 script's folder is on the path)."""
 
 import math
@@ -8,8 +9,11 @@ import os
 import re
 import signal
 import sys
+import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
+from typing import TypeVar
 
 from pymongo import AsyncMongoClient
 
@@ -17,6 +21,19 @@ from c2f_cli.config import SERVICES, StackConfig
 from c2f_cli.stack import Stack
 
 MACHINE = "(the whole machine)"
+T = TypeVar("T")
+
+
+def on_infrastructure(prefix: str, run: Callable[[StackConfig], T]) -> T:
+    """`run(config)` while a broker, the databases and an SMTP sink run on free ports in a
+    temporary directory (as `c2f up` runs them); they stop when it returns or fails."""
+    with tempfile.TemporaryDirectory(prefix=prefix) as home:
+        stack = Stack(StackConfig.on_free_ports(Path(home)), say=lambda line: print(f"  {line}"))
+        try:
+            stack.start_infrastructure()
+            return run(stack.config)
+        finally:
+            stack.stop()
 
 
 def stop_on_sigterm() -> None:

@@ -24,7 +24,6 @@ import asyncio
 import importlib.util
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -38,13 +37,12 @@ from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
 from c2f_cli.config import StackConfig
-from c2f_cli.stack import Stack
 from c2f_shared.envelope import Envelope
 from c2f_shared.events import ClusterRegistered
 from c2f_shared.service.outbox import Outbox
 from c2f_shared.service.replay import OffsetProbe
 from c2f_shared.service.settings import ServiceSettings
-from measuring import machine, stop_on_sigterm
+from measuring import machine, on_infrastructure, stop_on_sigterm
 
 ROOT = Path(__file__).resolve().parents[1]
 Doc = dict[str, Any]
@@ -216,13 +214,9 @@ def main() -> int:
     parser.add_argument("--before", default="ee2a569", help="the revision whose relay to compare with")
     args = parser.parse_args()
     print(f"machine: {machine()}")
-    with tempfile.TemporaryDirectory(prefix="c2f-outbox-") as home:
-        stack = Stack(StackConfig.on_free_ports(Path(home)), say=lambda line: print(f"  {line}"))
-        try:
-            stack.start_infrastructure()
-            results = asyncio.run(bench(stack.config, args.records, args.before, args.busy))
-        finally:
-            stack.stop()
+    results = on_infrastructure(
+        "c2f-outbox-", lambda config: asyncio.run(bench(config, args.records, args.before, args.busy))
+    )
     _, base_idle, base_loaded, _ = results[0]
     print(f"\nrecords/s, {args.records} pending; loop busy: {args.busy} tasks holding it 1 ms at a time")
     print(f"{'relay':<50} {'loop idle':>10} {'× before':>9} {'loop busy':>10} {'× before':>9}")
