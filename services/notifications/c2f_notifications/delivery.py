@@ -5,9 +5,10 @@ Due messages are claimed in batches, atomically (pending → sending, with a lea
 token), so several instances never send the same message; an instance hands its claims to
 `delivery_workers` senders, each with an SMTP connection it keeps open. What a batch's
 messages mention (recipients, events, companies, clusters) is read once per batch. Sent
-messages are marked in shared transactions (a sender waits for its own mark before taking the
-next message, so a crash can still double at most the one mail each sender has in hand; a
-normal stop lets each sender finish and record the mail in hand first).
+messages are marked together, each by two ordered writes (`_mark_sent`); a sender waits for its
+own mark before taking the next message, so a crash can still double at most the one mail each
+sender has in hand (a normal stop lets each sender finish and record the mail in hand first).
+A long queue is claimed a lane at a time (`_claim`).
 SMTP failures back off exponentially with jitter, and after `max_attempts` the message is
 dead-lettered with the reason (and can be re-driven). Due timers (digests, reminders, nudges,
 outcome requests) fire in the same loop.
@@ -541,7 +542,7 @@ class Delivery:
 
     async def _sent(self, msg: Doc, subject: str) -> None:
         """Mark the message sent (with its NotificationSent, for e-mails); returns once that
-        has committed. Senders that finish at the same moment share one transaction."""
+        is stored. Senders that finish at the same moment share one mark (`_mark_sent`)."""
         mark = _Mark(msg, subject, datetime.now(UTC), asyncio.get_running_loop().create_future())
         self._marks.append(mark)
         self._marks_ready.set()
@@ -549,7 +550,7 @@ class Delivery:
         log.info("sent")
 
     async def _mark_forever(self) -> None:
-        """Commit the senders' marks: all that are waiting, in one transaction, again."""
+        """Record the senders' marks: all that are waiting, together, again."""
         while not _stopping():
             await self._marks_ready.wait()
             self._marks_ready.clear()
