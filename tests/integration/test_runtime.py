@@ -18,7 +18,7 @@ from c2f_cli.stack import Stack
 from c2f_shared import topics
 from c2f_shared.envelope import Envelope
 from c2f_shared.events import ClusterRegistered, CompanyErased, Event
-from c2f_shared.service import Runtime, UnitOfWork
+from c2f_shared.service import Runtime, UnitOfWork, pipeline
 from c2f_shared.service.dead_letters import StillFailing
 from c2f_shared.service.pipeline import MAX_ATTEMPTS, PoisonMessage
 from tests.support import eventually, isolated_settings
@@ -128,9 +128,12 @@ async def test_a_handler_that_keeps_failing_is_retried_then_dead_lettered(infra:
         assert await runtime.db["processed_events"].count_documents({}) == 2
 
 
-async def test_a_message_the_database_cannot_take_yet_is_retried_not_dead_lettered(infra: Stack) -> None:
+async def test_a_message_the_database_cannot_take_yet_is_retried_not_dead_lettered(
+    infra: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A write conflict (e.g. with a transaction a killed instance left open) says "not now":
     however often it happens, the message is retried, never set aside."""
+    monkeypatch.setattr(pipeline, "TRANSIENT_PAUSE_MAX_S", 0.5)  # the pauses do not matter here
     topic = f"test.busy.{uuid.uuid4().hex}"
     attempts: list[str] = []
 
