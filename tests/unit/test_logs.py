@@ -95,6 +95,8 @@ def test_auto_is_json_unless_the_stream_is_a_terminal() -> None:
 
 
 def test_uvicorns_lines_go_through_the_same_handler_and_its_access_log_is_off() -> None:
+    # As a uvicorn started earlier in the process leaves it (an e2e test's, log_level="warning").
+    logging.getLogger("uvicorn.error").setLevel(logging.WARNING)
     out = io.StringIO()
     configure_logging("INFO", "json", out)
     logging.getLogger("uvicorn.error").info("Started server process [1]", extra={"color_message": "\x1b[36m"})

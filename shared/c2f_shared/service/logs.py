@@ -82,13 +82,15 @@ def configure_logging(level: str, fmt: LogFormat = "auto", stream: TextIO | None
         wrapper_class=structlog.stdlib.BoundLogger,
         cache_logger_on_first_use=True,
     )
-    # uvicorn's own lines go through the same handler; its access log is replaced by ours
-    # (c2f_shared.service.http), which has the correlation id and leaves tokens out.
+    # uvicorn's own lines go through the same handler, at the same level (whatever a uvicorn
+    # configured earlier in this process set: its log_level sets theirs); its access log is
+    # replaced by ours (c2f_shared.service.http), which has the correlation id and leaves tokens out.
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         logger = logging.getLogger(name)
         logger.handlers[:] = []
         logger.propagate = True
-    logging.getLogger("uvicorn.access").disabled = True
+        logger.setLevel(logging.NOTSET)
+        logger.disabled = name == "uvicorn.access"
     # httpx logs each request's whole URL, which may hold a token (webhooks, links).
     logging.getLogger("httpx").setLevel(logging.WARNING)
     # FastStream logs every message received and processed; our consumer loop logs one line per event.
