@@ -8,6 +8,7 @@ kernel to stop if the launcher itself dies.
 import contextlib
 import ctypes
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -137,12 +138,13 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 def free_port_run(count: int, host: str = "127.0.0.1") -> int:
-    """The first of `count` consecutive free ports (the embedded databases take
-    C2F_MONGO_PORT and the ports after it)."""
+    """The first of `count` consecutive free ports, below the range the system hands out to
+    outgoing connections (Linux: 32768-60999), so that none of them is taken as a connection's
+    own port between this check and the server binding it; and a run apart from what
+    `free_port` returns (which is in that range)."""
+    low, high = 20000, 32768
     while True:
-        first = free_port(host)
-        if first + count > 65536:
-            continue
+        first = random.randrange(low, high - count)
         with contextlib.ExitStack() as held:
             try:
                 for port in range(first, first + count):

@@ -22,7 +22,7 @@ import pytest
 
 from c2f_cli.config import SERVICES, StackConfig
 from c2f_cli.databases import Databases
-from c2f_cli.processes import free_port, free_port_run
+from c2f_cli.processes import free_port_run
 from c2f_cli.seed import DEMO_DIR, Partnership
 from c2f_notifications.config import Settings as NotificationSettings
 from tests.e2e.scene import Brokerage, brokerage
@@ -34,13 +34,18 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    ports = {f"C2F_{name.upper()}_PORT": str(free_port()) for name in SERVICES}
+    # One run of free ports outside the range outgoing connections take theirs from: the
+    # services', the broker's, the SMTP sink's, then a database for each service. (Ports picked
+    # one by one in that range were sometimes taken before `c2f up` bound them, and it refused
+    # to start.)
+    first = free_port_run(2 * len(SERVICES) + 2)
+    ports = {f"C2F_{name.upper()}_PORT": str(first + i) for i, name in enumerate(SERVICES)}
     return {
         **{k: v for k, v in os.environ.items() if not k.startswith("C2F_")},
         "C2F_HOME": str(tmp_path_factory.mktemp("c2f-home")),
-        "C2F_KAFKA_PORT": str(free_port()),
-        "C2F_MONGO_PORT": str(free_port_run(len(SERVICES))),  # a database for each service
-        "C2F_SMTP_PORT": str(free_port()),
+        "C2F_KAFKA_PORT": str(first + len(SERVICES)),
+        "C2F_SMTP_PORT": str(first + len(SERVICES) + 1),
+        "C2F_MONGO_PORT": str(first + len(SERVICES) + 2),  # and the ports after it
         "C2F_NOTIFICATIONS_DIGEST_DELAY_SECONDS": "1",  # not a minute
         **ports,
     }
@@ -93,7 +98,7 @@ def stack_pids(env: dict[str, str], launcher: subprocess.Popen[bytes]) -> dict[s
     state_file = Path(env["C2F_HOME"]) / "stack.json"
 
     def started() -> bool:
-        assert launcher.poll() is None, "launcher exited early"
+        assert launcher.poll() is None, "launcher exited early:\n" + "\n".join(log_lines(env)[-15:])
         return state_file.exists()
 
     wait_for(started, what="stack.json")
@@ -413,6 +418,8 @@ async def inbox_size(config: StackConfig, service: str) -> int:
 
 def test_up_starts_nothing_for_servers_it_is_given(infra, tmp_path) -> None:
     """With C2F_KAFKA_BOOTSTRAP, C2F_MONGO_URI and C2F_SMTP_HOST set, only the services start."""
+    first = free_port_run(len(SERVICES))
+    services = range(first, first + len(SERVICES))
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("C2F_")},
         "C2F_HOME": str(tmp_path),
@@ -420,7 +427,7 @@ def test_up_starts_nothing_for_servers_it_is_given(infra, tmp_path) -> None:
         "C2F_MONGO_URI": infra.config.scratch_mongo_uri,
         "C2F_SMTP_HOST": "127.0.0.1",
         "C2F_SMTP_PORT": str(infra.config.smtp_port),
-        **{f"C2F_{name.upper()}_PORT": str(free_port()) for name in SERVICES},
+        **{f"C2F_{name.upper()}_PORT": str(port) for name, port in zip(SERVICES, services, strict=True)},
     }
     with (tmp_path / "launcher.log").open("wb") as out:
         process = subprocess.Popen(
