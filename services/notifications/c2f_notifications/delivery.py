@@ -5,9 +5,11 @@ Due messages are claimed in batches, atomically (pending → sending, with a lea
 token), so several instances never send the same message; an instance hands its claims to
 `delivery_workers` senders, each with an SMTP connection it keeps open. What a batch's
 messages mention (recipients, events, companies, clusters) is read once per batch. Sent
-messages are marked together, each by two ordered writes (`_mark_sent`); a sender waits for its
-own mark before taking the next message, so a crash can still double at most the one mail each
-sender has in hand (a normal stop lets each sender finish and record the mail in hand first).
+messages are marked together, each by two ordered writes (`_mark_sent`). While its mark is being
+written a sender goes on with the next message (writes it, opens its SMTP envelope) but hands
+over its content (DATA) only once the previous mark is stored, so a crash can still double at
+most the one mail each sender has in hand (a normal stop lets each sender finish and record the
+mail in hand first).
 A long queue is claimed a lane at a time (`_claim`).
 SMTP failures back off exponentially with jitter, and after `max_attempts` the message is
 dead-lettered with the reason (and can be re-driven). Due timers (digests, reminders, nudges,
@@ -15,21 +17,24 @@ outcome requests) fire in the same loop.
 """
 
 import asyncio
+import contextlib
 import json
 import logging
 import random
 import secrets
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
-from typing import Any
+from typing import Any, Literal
 
 import aiosmtplib
 import httpx
 import pymongo
+from aiosmtplib.response import SMTPResponse
+from aiosmtplib.typing import Default
 from pymongo import UpdateOne
 
 from c2f_notifications import messages, timers, webhooks
@@ -107,23 +112,51 @@ class _Facts:
         )
 
 
+class _NotRecorded(Exception):
+    """The mail a sender sent before could not be recorded: the one in hand waits too."""
+
+
+class _GatedSmtp(aiosmtplib.SMTP):
+    """An SMTP client that, given `before_data`, awaits what it returns before the DATA
+    command: the envelope (MAIL FROM, RCPT TO) goes while the previous mail's mark is still
+    being written, the content only once it is stored."""
+
+    before_data: Callable[[], Awaitable[None]] | None = None
+
+    async def data(  # the library's signature
+        self,
+        message: str | bytes,
+        /,
+        *,
+        timeout: float | Literal[Default.token] | None = Default.token,  # noqa: ASYNC109
+    ) -> SMTPResponse:
+        gate, self.before_data = self.before_data, None
+        if gate is not None:
+            await gate()
+        return await super().data(message, timeout=timeout)
+
+
 class _Smtp:
     """One sender's SMTP connection: opened when first needed, kept between mails, opened
     afresh after a failure or when it has been idle for `smtp_idle_s`."""
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
-        self._client: aiosmtplib.SMTP | None = None
+        self._client: _GatedSmtp | None = None
         self._used_at = 0.0
 
-    async def send(self, email: EmailMessage) -> None:
+    async def send(
+        self, email: EmailMessage, before_data: Callable[[], Awaitable[None]] | None = None
+    ) -> None:
+        """Send `email`; with `before_data`, its content goes only once what that returns is
+        done (an error there abandons the mail and its connection)."""
         now = time.monotonic()
         if self._client is not None and (
             not self._client.is_connected or now - self._used_at > self._settings.smtp_idle_s
         ):
             self.close()
         if self._client is None:
-            client = aiosmtplib.SMTP(
+            client = _GatedSmtp(
                 hostname=self._settings.smtp_host,
                 port=self._settings.smtp_port,
                 username=self._settings.smtp_username,
@@ -137,6 +170,7 @@ class _Smtp:
                 client.close()
                 raise
             self._client = client
+        self._client.before_data = before_data
         try:
             await self._client.send_message(email, timeout=SMTP_TIMEOUT_S)
         except BaseException:
@@ -177,6 +211,29 @@ class _Mark:
     subject: str
     sent_at: datetime
     done: "asyncio.Future[None]"
+
+
+@dataclass
+class _Sender:
+    """One sender: its SMTP connection, and the mark of the mail it sent last while that is
+    not known to be stored."""
+
+    smtp: _Smtp
+    unrecorded: _Mark | None = None
+
+    async def recorded(self) -> None:
+        """Wait until the mail sent last is recorded; _NotRecorded if that failed."""
+        if (mark := self.unrecorded) is None:
+            return
+        try:
+            await mark.done
+        except Exception as error:
+            raise _NotRecorded(
+                f"the mail sent before ({mark.msg['_id']}) could not be recorded ({error!r}); both go "
+                "again once their leases run out"
+            ) from error
+        finally:
+            self.unrecorded = None
 
 
 class Delivery:
@@ -409,29 +466,34 @@ class Delivery:
     async def _send_forever(self) -> None:
         """One sender: take the next claimed message, deliver it, again; its SMTP connection
         stays open between mails."""
-        smtp = _Smtp(self._settings)
+        sender = _Sender(_Smtp(self._settings))
         try:
             while not _stopping():
                 item = await self._claimed.get()
                 if item is None or self._closing:  # stopping: what it took is given back
                     self._held += [item[0]] if item is not None else []
+                    with contextlib.suppress(_NotRecorded):  # logged by the mark's callback
+                        await sender.recorded()
                     return
                 msg, facts = item
                 if self._claimed.qsize() < self._settings.delivery_workers:
                     self._waker.wake()  # running short: claim more
                 with log_context(correlation_id=msg.get("correlation_id", ""), outgoing=msg["_id"]):
                     try:
-                        await self._deliver(msg, facts, smtp)
+                        await self._deliver(msg, facts, sender)
                     except asyncio.CancelledError:
                         raise
+                    except _NotRecorded as error:
+                        # This one stays claimed until its lease expires, then comes again.
+                        log.error("not sent: %s", error)
                     except Exception:
                         # It stays claimed until its lease expires, then comes again.
                         log.exception("delivery failed; the message will be tried again")
             raise asyncio.CancelledError
         finally:
-            smtp.close()
+            sender.smtp.close()
 
-    async def _deliver(self, msg: Doc, facts: _Facts, smtp: _Smtp) -> None:
+    async def _deliver(self, msg: Doc, facts: _Facts, sender: _Sender) -> None:
         if msg["lease_until"] - datetime.now(UTC) < LEASE_MARGIN:
             # Waited too long behind others (a slow server): give it back rather than risk
             # sending it after another instance claimed it.
@@ -441,7 +503,7 @@ class Delivery:
             )
             return
         if msg.get("channel") == "webhook":
-            await self._post_webhook(msg)
+            await self._post_webhook(msg, sender)
             return
         me = facts.people.get(msg["recipient_id"])
         if me is None:
@@ -483,13 +545,13 @@ class Delivery:
                 kind=tracing.SpanKind.CLIENT,
                 attributes={"c2f.notification": msg["_id"], "c2f.kind": msg["kind"]},
             ):
-                await smtp.send(email)
+                await sender.smtp.send(email, before_data=sender.recorded)
         except (aiosmtplib.SMTPException, OSError) as error:
             await self._failed(msg, f"{type(error).__name__}: {error}")
             return
-        await self._sent(msg, message.subject)
+        sender.unrecorded = self._sent(msg, message.subject)
 
-    async def _post_webhook(self, msg: Doc) -> None:
+    async def _post_webhook(self, msg: Doc, sender: _Sender) -> None:
         """POST the fact to the cluster's endpoint, signed with the key the cluster holds
         (Standard Webhooks: `webhooks.signed_headers`)."""
         hook = await self._runtime.db[WEBHOOKS].find_one({"_id": msg["cluster_id"]})
@@ -512,6 +574,7 @@ class Delivery:
             "Content-Type": "application/json",
             **webhooks.signed_headers(hook["secret"], msg["_id"], body),
         }
+        await sender.recorded()
         try:
             with tracing.span(
                 "webhook post",
@@ -525,7 +588,7 @@ class Delivery:
         except httpx.HTTPError as error:
             await self._failed(msg, f"webhook: {type(error).__name__}: {error}")
             return
-        await self._sent(msg, f"webhook {response.status_code}")
+        sender.unrecorded = self._sent(msg, f"webhook {response.status_code}")
 
     def _link(self, action: str, subject: str, participant_id: str) -> str:
         token = links.sign(self.link_secret, action, subject, participant_id)
@@ -540,14 +603,15 @@ class Delivery:
             {"_id": msg["_id"]}, {"$set": {"status": "cancelled", "reason": reason}, "$unset": {"claim": ""}}
         )
 
-    async def _sent(self, msg: Doc, subject: str) -> None:
-        """Mark the message sent (with its NotificationSent, for e-mails); returns once that
-        is stored. Senders that finish at the same moment share one mark (`_mark_sent`)."""
+    def _sent(self, msg: Doc, subject: str) -> _Mark:
+        """Have the message marked sent (with its NotificationSent, for e-mails); its `done` is
+        set once that is stored. Senders that finish at the same moment share one mark
+        (`_mark_sent`)."""
         mark = _Mark(msg, subject, datetime.now(UTC), asyncio.get_running_loop().create_future())
+        mark.done.add_done_callback(_log_recorded)  # in the message's log context
         self._marks.append(mark)
         self._marks_ready.set()
-        await mark.done
-        log.info("sent")
+        return mark
 
     async def _mark_forever(self) -> None:
         """Record the senders' marks: all that are waiting, together, again."""
@@ -681,6 +745,15 @@ class Delivery:
         await self._runtime.db[OUTGOING].update_one(
             {"_id": msg["_id"]}, {"$set": update, "$unset": {"claim": ""}}
         )
+
+
+def _log_recorded(done: "asyncio.Future[None]") -> None:
+    if done.cancelled():
+        return
+    if (error := done.exception()) is not None:
+        log.error("sent, but could not be recorded: it goes again once its lease runs out (%r)", error)
+    else:
+        log.info("sent")
 
 
 def _stopping() -> bool:
