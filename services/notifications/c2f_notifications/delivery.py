@@ -5,11 +5,12 @@ Due messages are claimed in batches, atomically (pending → sending, with a lea
 token), so several instances never send the same message; an instance hands its claims to
 `delivery_workers` senders, each with an SMTP connection it keeps open. What a batch's
 messages mention (recipients, events, companies, clusters) is read once per batch. Sent
-messages are marked together, each by two ordered writes (`_mark_sent`). While its mark is being
-written a sender goes on with the next message (writes it, opens its SMTP envelope) but hands
-over its content (DATA) only once the previous mark is stored, so a crash can still double at
-most the one mail each sender has in hand (a normal stop lets each sender finish and record the
-mail in hand first).
+messages are recorded together, each by two ordered writes (`_mark_forever`): its
+NotificationSent, from when on it counts as sent and is never sent again, then its status.
+While the last mail is being recorded a sender goes on with the next (writes it, opens its SMTP
+envelope) but hands over its content (DATA) only once the last one counts as sent, so a crash
+can still double at most the one mail each sender has in hand (a normal stop lets each sender
+finish and record the mail in hand first).
 A long queue is claimed a lane at a time (`_claim`).
 SMTP failures back off exponentially with jitter, and after `max_attempts` the message is
 dead-lettered with the reason (and can be re-driven). Due timers (digests, reminders, nudges,
@@ -207,33 +208,71 @@ class _Due:
 
 @dataclass
 class _Mark:
+    """A message sent and to be recorded. `stored`: what makes it count as sent is stored (an
+    e-mail's NotificationSent; a webhook's mark); `done`: the message is marked sent too."""
+
     msg: Doc
     subject: str
     sent_at: datetime
+    stored: "asyncio.Future[None]"
     done: "asyncio.Future[None]"
+
+
+class _Stage:
+    """Marks waiting for one kind of write, written together."""
+
+    def __init__(self) -> None:
+        self._waiting: list[_Mark] = []
+        self._ready = asyncio.Event()
+
+    def put(self, mark: _Mark) -> None:
+        self._waiting.append(mark)
+        self._ready.set()
+
+    async def write_forever(self, write: Callable[[list[_Mark]], Awaitable[None]]) -> None:
+        """`write` all that waits, again; a failure is each mark's (its sender hears of it)."""
+        while not _stopping():
+            await self._ready.wait()
+            self._ready.clear()
+            while self._waiting:
+                batch, self._waiting = self._waiting, []
+                try:
+                    await write(batch)
+                except asyncio.CancelledError:
+                    for each in batch:
+                        each.stored.cancel()
+                        each.done.cancel()
+                    raise
+                except Exception as error:  # noqa: BLE001 - each sender hears of it
+                    for each in batch:
+                        for future in (each.stored, each.done):
+                            if not future.done():
+                                future.set_exception(error)
+        raise asyncio.CancelledError
 
 
 @dataclass
 class _Sender:
-    """One sender: its SMTP connection, and the mark of the mail it sent last while that is
-    not known to be stored."""
+    """One sender: its SMTP connection, and the mark of the message it sent last."""
 
     smtp: _Smtp
-    unrecorded: _Mark | None = None
+    last: _Mark | None = None
 
-    async def recorded(self) -> None:
-        """Wait until the mail sent last is recorded; _NotRecorded if that failed."""
-        if (mark := self.unrecorded) is None:
+    async def recorded(self, fully: bool = False) -> None:
+        """Wait until the message sent last counts as sent (`fully`: and is marked sent);
+        _NotRecorded if that failed."""
+        if (mark := self.last) is None:
             return
         try:
-            await mark.done
+            await mark.stored
+            if fully:
+                await mark.done
         except Exception as error:
+            self.last = None  # told once
             raise _NotRecorded(
-                f"the mail sent before ({mark.msg['_id']}) could not be recorded ({error!r}); both go "
-                "again once their leases run out"
+                f"the message sent before ({mark.msg['_id']}) could not be recorded ({error!r}); both "
+                "go again once their leases run out"
             ) from error
-        finally:
-            self.unrecorded = None
 
 
 class Delivery:
@@ -247,8 +286,8 @@ class Delivery:
         self._closing = False
         self._held: list[Doc] = []  # claimed, taken by a sender as it stopped: to give back
         self._lane = 0  # the lane a claim from a backlog reads first
-        self._marks: list[_Mark] = []  # sent, waiting to be recorded
-        self._marks_ready = asyncio.Event()
+        self._marks = _Stage()  # sent: their facts to store
+        self._statuses = _Stage()  # counted as sent: to mark sent
         keys = settings.link_secrets()
         if not keys:
             log.warning("no C2F_LINK_SECRET: links in mails will not work in other services")
@@ -279,7 +318,7 @@ class Delivery:
         the next one falls due, and at least every `idle_poll` seconds (what another instance
         queued and left, leases that expired). Idle, the loop sleeps until the next due time."""
         self._claimed = asyncio.Queue()
-        self._marks, self._held, self._closing = [], [], False
+        self._marks, self._statuses, self._held, self._closing = _Stage(), _Stage(), [], False
         senders = [
             asyncio.create_task(self._send_forever(), name=f"delivery-sender-{n}")
             for n in range(self._settings.delivery_workers)
@@ -438,10 +477,12 @@ class Delivery:
         else:  # some were taken (or changed) meanwhile: ours are those that carry our token
             claimed = await outgoing.find({"claim": token, "status": "sending"}).to_list(None)
             claimed.sort(key=lambda d: d["next_attempt_at"])
+        if done := await self._sent_before(claimed):
+            claimed = [m for m in claimed if m["_id"] not in done]
         facts = await self._facts(claimed)
         for msg in claimed:
             self._claimed.put_nowait((msg, facts))
-        return len(claimed)
+        return len(claimed) + len(done)
 
     async def _facts(self, claimed: list[Doc]) -> _Facts:
         """The recipients, the people they are told about, their companies and clusters, and
@@ -473,7 +514,7 @@ class Delivery:
                 if item is None or self._closing:  # stopping: what it took is given back
                     self._held += [item[0]] if item is not None else []
                     with contextlib.suppress(_NotRecorded):  # logged by the mark's callback
-                        await sender.recorded()
+                        await sender.recorded(fully=True)
                     return
                 msg, facts = item
                 if self._claimed.qsize() < self._settings.delivery_workers:
@@ -534,7 +575,7 @@ class Delivery:
             message,
             ctx,
             to=f"{me['name']} <{me['email']}>",
-            message_id=str(uuid.uuid5(_NOTIFICATION_NS, msg["_id"])),
+            message_id=_notification_id(msg),
             preferences_url=self._page("preferences", "*", me["_id"]),
             unsubscribe_url=self._page("unsubscribe", msg["kind"], me["_id"]) if optional else None,
         )
@@ -549,7 +590,7 @@ class Delivery:
         except (aiosmtplib.SMTPException, OSError) as error:
             await self._failed(msg, f"{type(error).__name__}: {error}")
             return
-        sender.unrecorded = self._sent(msg, message.subject)
+        sender.last = self._sent(msg, message.subject)
 
     async def _post_webhook(self, msg: Doc, sender: _Sender) -> None:
         """POST the fact to the cluster's endpoint, signed with the key the cluster holds
@@ -588,7 +629,7 @@ class Delivery:
         except httpx.HTTPError as error:
             await self._failed(msg, f"webhook: {type(error).__name__}: {error}")
             return
-        sender.unrecorded = self._sent(msg, f"webhook {response.status_code}")
+        sender.last = self._sent(msg, f"webhook {response.status_code}")
 
     def _link(self, action: str, subject: str, participant_id: str) -> str:
         token = links.sign(self.link_secret, action, subject, participant_id)
@@ -604,50 +645,40 @@ class Delivery:
         )
 
     def _sent(self, msg: Doc, subject: str) -> _Mark:
-        """Have the message marked sent (with its NotificationSent, for e-mails); its `done` is
-        set once that is stored. Senders that finish at the same moment share one mark
-        (`_mark_sent`)."""
-        mark = _Mark(msg, subject, datetime.now(UTC), asyncio.get_running_loop().create_future())
+        """Have the message recorded as sent (`_mark_forever`). Senders that finish at the same
+        moment share one mark."""
+        loop = asyncio.get_running_loop()
+        mark = _Mark(msg, subject, datetime.now(UTC), loop.create_future(), loop.create_future())
+        mark.stored.add_done_callback(_told)  # a failure is told through `done`
         mark.done.add_done_callback(_log_recorded)  # in the message's log context
-        self._marks.append(mark)
-        self._marks_ready.set()
+        self._marks.put(mark)
         return mark
 
     async def _mark_forever(self) -> None:
-        """Record the senders' marks: all that are waiting, together, again."""
-        while not _stopping():
-            await self._marks_ready.wait()
-            self._marks_ready.clear()
-            while self._marks:
-                batch, self._marks = self._marks, []
-                try:
-                    await self._mark_sent(batch)
-                except asyncio.CancelledError:
-                    for each in batch:
-                        each.done.cancel()
-                    raise
-                except Exception as error:  # noqa: BLE001 - each sender hears of it
-                    for each in batch:
-                        each.done.set_exception(error)
-                else:
-                    for each in batch:
-                        each.done.set_result(None)
-        raise asyncio.CancelledError
+        """Record the senders' marks in two stages side by side, each writing all that waits
+        together, again: the mails' facts (from then on a mail counts as sent), then the
+        messages' status. So a fact waits for one write, not for the status write before it."""
+        await asyncio.gather(
+            self._marks.write_forever(self._store_facts), self._statuses.write_forever(self._mark_statuses)
+        )
 
-    async def _mark_sent(self, batch: list[_Mark]) -> None:
-        """Record what was sent in two writes and no transaction, in this order: the mails'
-        NotificationSent facts into the outbox, then the messages as sent. Killed between
-        the two, an instance leaves the facts stored and the messages claimed: once their
-        leases expire they go again (the mail each sender had in hand, as after a kill before
-        the first write) and their facts, whose ids derive from the messages, are stored once.
-        So no message is marked sent without its fact, and reporting counts each mail once.
-        (In one transaction it took five round trips to the database, and each sender waits
-        for its mark before it takes the next message: about two thirds of its time.)"""
+    async def _store_facts(self, batch: list[_Mark]) -> None:
+        """Store the mails' NotificationSent facts, then hand the batch to the status stage.
+
+        What was sent is recorded in two writes and no transaction, in this order: the facts
+        into the outbox, then the messages as sent. A mail counts as sent once its fact is
+        stored (`stored`: its sender may hand over its next mail then). Killed between the two
+        writes, an instance leaves the facts stored and the messages claimed: once their leases
+        expire, the claim finds their facts and marks them sent without sending them again
+        (`_sent_before`). So no message is marked sent without its fact, none whose fact is
+        stored goes again, and reporting counts each mail once. (In one transaction it took
+        five round trips to the database, and each sender waited for it before it took the
+        next message: about two thirds of its time.)"""
         facts = []
         for m in batch:
             if m.msg.get("channel") == "webhook":
                 continue  # reports count e-mails to people
-            notification_id = str(uuid.uuid5(_NOTIFICATION_NS, m.msg["_id"]))
+            notification_id = _notification_id(m.msg)
             with tracing.continued(m.msg.get("trace")):  # reporting's count joins the trace
                 facts.append(
                     Emitted.of(
@@ -665,21 +696,48 @@ class Delivery:
                     )
                 )
         await self._runtime.outbox.add_now(facts)
+        for m in batch:
+            if m.msg.get("channel") != "webhook":
+                m.stored.set_result(None)
+            self._statuses.put(m)
+
+    async def _mark_statuses(self, batch: list[_Mark]) -> None:
+        await self._mark_as_sent([(m.msg, m.sent_at, m.subject, "sent") for m in batch])
+        for m in batch:
+            if not m.stored.done():  # a webhook's
+                m.stored.set_result(None)
+            m.done.set_result(None)
+
+    async def _mark_as_sent(self, sent: list[tuple[Doc, datetime, str | None, str]]) -> None:
+        """Mark messages sent: (message, when, subject, what the try says)."""
         await self._runtime.db[OUTGOING].bulk_write(
             [
                 UpdateOne(
-                    {"_id": m.msg["_id"]},
+                    {"_id": msg["_id"]},
                     {
-                        "$set": {"status": "sent", "sent_at": m.sent_at, "subject": m.subject},
+                        "$set": {"status": "sent", "sent_at": at, "subject": subject},
                         "$unset": {"claim": ""},
                         "$inc": {"attempts": 1},
-                        "$push": {"tries": {"at": m.sent_at, "result": "sent"}},
+                        "$push": {"tries": {"at": at, "result": result}},
                     },
                 )
-                for m in batch
+                for msg, at, subject, result in sent
             ],
             ordered=False,
         )
+
+    async def _sent_before(self, claimed: list[Doc]) -> set[Any]:
+        """The claimed e-mails whose NotificationSent is stored already (an instance was killed
+        after storing it, before marking them sent): marked sent now, not sent again."""
+        emails = {_notification_id(m): m for m in claimed if m.get("channel") != "webhook"}
+        stored = await self._runtime.outbox.stored(list(emails))
+        if not stored:
+            return set()
+        log.info("%d mails were sent and counted before a restart: marked sent, not sent again", len(stored))
+        now = datetime.now(UTC)
+        done = [emails[fact_id] for fact_id in stored]
+        await self._mark_as_sent([(m, now, None, "sent (counted before a restart)") for m in done])
+        return {m["_id"] for m in done}
 
     async def _failed(self, msg: Doc, reason: str) -> None:
         attempts = msg["attempts"] + 1
@@ -745,6 +803,16 @@ class Delivery:
         await self._runtime.db[OUTGOING].update_one(
             {"_id": msg["_id"]}, {"$set": update, "$unset": {"claim": ""}}
         )
+
+
+def _notification_id(msg: Doc) -> str:
+    """The id of a mail's NotificationSent, and its Message-ID: derived from the message."""
+    return str(uuid.uuid5(_NOTIFICATION_NS, msg["_id"]))
+
+
+def _told(future: "asyncio.Future[None]") -> None:
+    if not future.cancelled():
+        future.exception()  # retrieved: the mark's `done` tells
 
 
 def _log_recorded(done: "asyncio.Future[None]") -> None:

@@ -155,6 +155,12 @@ class Outbox:
                 raise
         self.wake()
 
+    async def stored(self, ids: list[str]) -> set[str]:
+        """Which of these event ids the outbox holds (published or not)."""
+        if not ids:
+            return set()
+        return {doc["_id"] async for doc in self._coll.find({"_id": {"$in": ids}}, {"_id": 1})}
+
     async def forget(self, query: dict[str, Any], session: AsyncClientSession) -> None:
         """Erasure: drop stored events matching `query` (e.g. {"key": id}), published or not."""
         await self._coll.delete_many(query, session=session)
