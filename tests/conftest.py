@@ -37,12 +37,15 @@ def test_group(nodeid: str) -> str | None:
     (`make test`: pytest-xdist). The end-to-end tests share one platform, in their order (see
     tests/e2e/conftest.py); the integration tests share a broker and a database, and `c2f up`'s
     tests start whole stacks of their own, so those run together, not beside each other. The
-    unit and quality tests (None) go wherever a process is free."""
+    quality tests share what the model made of the labelled sets (about 45 s to make), so they
+    run in one process too. The unit tests (None) go wherever a process is free."""
     path = nodeid.split("::")[0]
     if path.startswith("tests/e2e/") and not path.endswith("/test_launcher.py"):
         return "platform"
     if path.startswith(("tests/integration/", "tests/e2e/")):
         return "servers"
+    if path.startswith("tests/quality/"):
+        return "quality"
     return None
 
 
