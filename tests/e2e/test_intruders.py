@@ -265,9 +265,10 @@ async def world(platform: Stack) -> World:
         meeting: dict[str, Any] = {}
 
         async def requested() -> bool:
-            # The event comes on a topic of its own: matching may know its people before it.
+            # The event comes on a topic of its own: matching may know its people before it,
+            # and says "try again" meanwhile.
             response = await matching.post(f"/participants/{p}/meetings", json={"with": [q]})
-            if response.status_code == 404 and "no event" in response.text:
+            if response.status_code == 503 and "Retry-After" in response.headers:
                 return False
             assert response.status_code in (200, 201), response.text
             meeting.update(response.json())

@@ -104,12 +104,15 @@ def test_every_kind_of_refusal_has_an_answer() -> None:
         (meetings.NotFound("no meeting 'm-1'"), 404),
         (meetings.NotYours("only a party to the meeting can cancel it"), 403),
         (meetings.NotNow("this request is already cancelled"), 409),
+        (meetings.NotYet("event 'e-1' has not reached matching yet; try again in a moment"), 503),
     ],
 )
 def test_matching_refusals_keep_their_statuses(error: meetings.Refused, status: int) -> None:
     http = refused(error)
     assert isinstance(http, HTTPException)
     assert (http.status_code, http.detail) == (status, error.detail)
+    # "Try again" says when, as a busy database does.
+    assert (http.headers or {}).get("Retry-After") == ("1" if status == 503 else None)
 
 
 def test_an_invalid_meeting_request_names_the_field() -> None:

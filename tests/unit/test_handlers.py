@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from c2f_matching import handlers as matching_handlers
+from c2f_matching import meetings
 from c2f_matching.matcher import Matcher
 from c2f_matching.profiles import Rosters, roster_key
 from c2f_notifications import handlers as notifications
@@ -33,8 +34,9 @@ from c2f_shared.events import (
     Offer,
     ParticipantRegistered,
     ParticipantWithdrawn,
+    Slot,
 )
-from c2f_shared.service import Handlers
+from c2f_shared.service import Handlers, UnitOfWork
 from c2f_shared.service.pipeline import topics_of
 from tests.fakes import FakeStore
 
@@ -322,6 +324,31 @@ async def test_matching_suggests_a_pair_once_when_the_second_party_signs_up() ->
     for name in ("companies", "participants", "suggestions", "company_events"):
         left = [d for d in store[name].find() if "seeker" in str(d)]
         assert left == [], f"{name} still names the erased company: {left}"
+
+
+async def test_a_meeting_asked_for_before_the_event_reached_matching_is_try_again_not_no_such_event() -> None:
+    """Events and sign-ups come on topics of their own, so matching may know two participants
+    before their event: a meeting request meanwhile is NotYet (503, Retry-After), not NotFound
+    (404: "no such event"), and goes through once the event has come."""
+    store = matching_store()
+    await store.handle(firm("seeker", "BG", needs=("air quality sensors for city streets",)))
+    await store.handle(firm("maker", "ES", offers=("air quality sensors for city streets",)))
+    await store.handle(signed_up("p-seeker", company_id="seeker"))
+    await store.handle(signed_up("p-maker", company_id="maker"))
+
+    async def ask(uow: UnitOfWork) -> tuple[dict[str, Any], bool]:
+        requester = store["participants"].find_one({"_id": "p-seeker"})
+        return await meetings.request(uow, requester, ["p-maker"], None, "p-seeker")
+
+    with pytest.raises(meetings.NotYet, match="not reached matching yet"):
+        await store.transact(ask)
+    with pytest.raises(meetings.NotFound, match="no event"):
+        await meetings.publish_schedule(store, "ev-never", 1)  # type: ignore[arg-type]  # a runtime's db
+    day = brokerage_day("ev1")
+    slot = Slot(id="2027-05-04T12:00", starts_at=day.starts_at, ends_at=day.starts_at + timedelta(minutes=20))
+    await store.handle(day.model_copy(update={"slots": [slot]}))
+    meeting, created = await store.transact(ask)
+    assert created and meeting["parties"] == ["p-seeker", "p-maker"]
 
 
 async def test_a_batch_of_sign_ups_to_one_event_steps_its_roster_once_and_suggests_every_pair() -> None:

@@ -73,6 +73,21 @@ class Invalid(Refused):
     """The request itself is wrong (`field` names what)."""
 
 
+class NotYet(Refused):
+    """What the request needs is on its way to matching but not here yet (an event whose
+    participants came first: events and sign-ups travel on topics of their own): try again."""
+
+
+def _known(event: dict[str, Any] | None, event_id: str) -> dict[str, Any]:
+    """The event, as matching knows it: NotFound if it has never heard of it, NotYet if only
+    its participants have come so far (see profiles.bump_roster)."""
+    if event is None:
+        raise NotFound(f"no event {event_id!r}")
+    if "name" not in event:
+        raise NotYet(f"event {event_id!r} has not reached matching yet; try again in a moment")
+    return event
+
+
 # -- requests and answers -------------------------------------------------------
 
 
@@ -345,9 +360,7 @@ async def publish_schedule(
 ) -> dict[str, Any]:
     """Compute the best schedule for the event's accepted meetings within `seconds`, keeping
     the published one as far as possible, and publish what changed."""
-    event = await runtime.db[EVENTS].find_one({"_id": event_id})
-    if event is None or "name" not in event:  # not known yet (see profiles.bump_roster)
-        raise NotFound(f"no event {event_id!r}")
+    event = _known(await runtime.db[EVENTS].find_one({"_id": event_id}), event_id)
     if not event.get("slots"):
         raise NotNow("this event has no meeting slots to schedule")
     docs = await runtime.db[MEETINGS].find({"event_id": event_id, "status": "accepted"}).to_list(None)
@@ -526,10 +539,7 @@ async def record_outcome(
 
 
 async def _event(uow: UnitOfWork, event_id: str) -> dict[str, Any]:
-    event: dict[str, Any] | None = await uow.db[EVENTS].find_one({"_id": event_id})
-    if event is None or "name" not in event:  # not known yet (see profiles.bump_roster)
-        raise NotFound(f"no event {event_id!r}")
-    return event
+    return _known(await uow.db[EVENTS].find_one({"_id": event_id}), event_id)
 
 
 async def _meeting(uow: UnitOfWork, meeting_id: str) -> dict[str, Any]:

@@ -28,8 +28,8 @@ CORRELATION_HEADER = "X-Correlation-ID"
 VERSION = "0.1.0"
 BUSY: dict[int | str, dict[str, Any]] = {
     503: {
-        "description": "The database is busy with concurrent changes or out of reach; nothing was stored. "
-        "Try again after `Retry-After` seconds",
+        "description": "The database is busy with concurrent changes or out of reach, or what the request "
+        "needs has not reached this service yet; nothing was stored. Try again after `Retry-After` seconds",
         "headers": {"Retry-After": {"schema": {"type": "integer"}, "description": "Seconds to wait"}},
     }
 }

@@ -89,7 +89,9 @@ REFUSAL_STATUS: dict[type[Refused], int] = {
     meetings.NotFound: status.HTTP_404_NOT_FOUND,
     meetings.NotYours: status.HTTP_403_FORBIDDEN,
     meetings.NotNow: status.HTTP_409_CONFLICT,
+    meetings.NotYet: status.HTTP_503_SERVICE_UNAVAILABLE,  # with Retry-After, as the busy database
 }
+RETRY_AFTER_S = 1
 
 
 def refused(error: Refused) -> HTTPException | RequestValidationError:
@@ -102,7 +104,8 @@ def refused(error: Refused) -> HTTPException | RequestValidationError:
     code = next(
         (c for kind, c in REFUSAL_STATUS.items() if isinstance(error, kind)), status.HTTP_409_CONFLICT
     )
-    return HTTPException(code, error.detail)
+    retry = {"Retry-After": str(RETRY_AFTER_S)} if code == status.HTTP_503_SERVICE_UNAVAILABLE else None
+    return HTTPException(code, error.detail, headers=retry)
 
 
 async def parties(db: Any, participant_ids: list[str]) -> dict[str, Party]:
