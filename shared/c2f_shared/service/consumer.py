@@ -53,6 +53,10 @@ BATCH_MAX = 50  # records of one lane handled in one unit of work, when that man
 IDLE_AFTER_S = 2.0  # nothing received for this long: fetch with the idle wait
 FETCH_LOOP_POLL_MS = 200  # aiokafka's fetch loop wakes up this often on its own (its default)
 COMMIT_RETRY_S = 2.0  # a commit that failed (e.g. during a rebalance) is tried again this soon
+# Offsets are committed at most this often: what the lanes finish meanwhile goes in one commit (a
+# record a service only skips, such as its own events coming back, cost a commit each). A kill
+# loses at most this much of the commits: those records are read again and the inbox drops them.
+COMMIT_EVERY_S = 0.2
 
 
 @dataclass
@@ -238,14 +242,16 @@ class Consumer:
     # -- offsets -----------------------------------------------------------------------------
 
     async def _commit_forever(self) -> None:
-        """Commit as lanes finish messages; and, every few seconds, what a commit refused during a
-        rebalance left behind (else a partition that goes quiet would never show as caught up)."""
+        """Commit as lanes finish messages, at most every COMMIT_EVERY_S; and, every few seconds,
+        what a commit refused during a rebalance left behind (else a partition that goes quiet
+        would never show as caught up)."""
         while True:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(COMMIT_RETRY_S):
                     await self._commit_wanted.wait()
             self._commit_wanted.clear()
             await self._commit(self._lanes)
+            await asyncio.sleep(COMMIT_EVERY_S)
 
     async def _commit(self, lanes: dict[TopicPartition, _Lane]) -> None:
         offsets = {
