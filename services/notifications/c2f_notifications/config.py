@@ -50,9 +50,10 @@ class Settings(ServiceSettings, links.LinkSecrets):
 
     # How fast messages go out.
     delivery_workers: int = Field(
-        4,
+        8,
         ge=1,
-        description="Messages sent at once by one instance; each sender keeps its own SMTP connection.",
+        description="Messages sent at once by one instance; each sender keeps its own SMTP connection. "
+        "A kill of the instance can send again the one mail each sender has in hand.",
     )
     delivery_batch: int = Field(
         32,
