@@ -119,8 +119,8 @@ class _NotRecorded(Exception):
 
 class _GatedSmtp(aiosmtplib.SMTP):
     """An SMTP client that, given `before_data`, awaits what it returns before the DATA
-    command: the envelope (MAIL FROM, RCPT TO) goes while the previous mail's mark is still
-    being written, the content only once it is stored."""
+    command: the envelope (MAIL FROM, RCPT TO) goes while the previous mail is still being
+    recorded, the content only once that mail counts as sent."""
 
     before_data: Callable[[], Awaitable[None]] | None = None
 
