@@ -300,3 +300,36 @@ async def test_facts_stored_at_once_outside_a_transaction_are_stored_once(infra:
         rows = {r["_id"]: r async for r in db["outbox"].find()}
     assert sorted(rows) == sorted(e.event_id for e in [*first, *second])
     assert [rows[e.event_id]["published"] for e in [*first, *second]] == [True, False, False]
+
+
+async def test_events_committed_one_at_a_time_while_busy_are_published_in_a_few_rounds(infra: Stack) -> None:
+    """Under a stream of commits (a registration every few ms) the relay gathers what commits
+    during BUSY_GATHER_S after a round into the next one, instead of a round (a read, a send and
+    a mark) per event; every event still goes out once, in order."""
+    topic = f"test.outbox.gather.{uuid.uuid4().hex}"
+    settings = isolated_settings(infra, "gather")
+    sent = events(keys=1, per_key=30)
+    async with database(infra) as db, watching(db, settings) as outbox:
+        rounds: list[int] = []
+        publish = outbox.publish_pending
+
+        async def counted(batch: int = 2000) -> int:
+            published = await publish(batch)
+            if published:
+                rounds.append(published)
+            return published
+
+        outbox.publish_pending = counted  # type: ignore[method-assign]
+        relay = asyncio.create_task(outbox.relay_forever(idle_poll=60))
+        try:
+            for envelope in sent:  # one unit of work after another, each waking the relay
+                await store(db, outbox, [envelope], topic)
+                outbox.wake()
+                await asyncio.sleep(0.01)
+            received = await read(settings.kafka_bootstrap, topic, len(sent))
+        finally:
+            relay.cancel()
+            await asyncio.gather(relay, return_exceptions=True)
+    assert [e.event_id for e in received] == [e.event_id for e in sent]
+    assert sum(rounds) == len(sent)
+    assert len(rounds) <= len(sent) / 3, rounds  # a round per event without the gathering
