@@ -219,7 +219,11 @@ class Stack:
             "databases": {name: self.config.mongo_uri_of(name) for name in SERVICES},
             "maildir": str(self.config.maildir),
         }
-        self.state_file.write_text(json.dumps(state, indent=2))
+        # Whole or not at all: `c2f up` rewrites it when it starts a child again, while scripts
+        # (and the tests) read it; a reader must never find it empty or half written.
+        partial = self.state_file.with_suffix(".json.partial")
+        partial.write_text(json.dumps(state, indent=2))
+        os.replace(partial, self.state_file)
 
     def stop(self) -> None:
         """Stop services first (so they finish their work), then SMTP, database, broker."""
