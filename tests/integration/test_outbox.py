@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from aiokafka import AIOKafkaConsumer
 from faststream.kafka import KafkaBroker
-from pymongo import AsyncMongoClient
+from pymongo import AsyncMongoClient, monitoring
 from pymongo.asynchronous.database import AsyncDatabase
 
 from c2f_cli.processes import free_port
@@ -333,3 +333,56 @@ async def test_events_committed_one_at_a_time_while_busy_are_published_in_a_few_
     assert [e.event_id for e in received] == [e.event_id for e in sent]
     assert sum(rounds) == len(sent)
     assert len(rounds) <= len(sent) / 3, rounds  # a round per event without the gathering
+
+
+class _Statements(monitoring.CommandListener):
+    """The commands a client sends, as (command, collection)."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, Any]] = []
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        self.sent.append((event.command_name, event.command.get(event.command_name)))
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        pass
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        pass
+
+
+async def test_events_with_fresh_ids_are_stored_in_one_statement_and_derived_ones_once(infra: Stack) -> None:
+    """An event whose id was drawn for it (a registration's) cannot be stored yet: the outbox
+    inserts it without first reading whether it is there. One whose id is derived from a fact
+    (given to `emit`) is stored once however often the fact is derived again, also beside fresh
+    ones. All keep the order they were emitted in."""
+    statements = _Statements()
+    client: AsyncMongoClient[Doc] = AsyncMongoClient(
+        infra.config.scratch_mongo_uri, tz_aware=True, event_listeners=[statements]
+    )
+    db = client[f"outbox_{uuid.uuid4().hex[:10]}"]
+    fresh, later = (
+        [Emitted.of(e.open(), producer="t", correlation_id="c") for e in events(2, 1)] for _ in "ab"
+    )
+    derived = [
+        Emitted.of(e.open(), producer="t", correlation_id="c", event_id=e.event_id) for e in events(2, 1)
+    ]
+
+    async def add(emitted: list[Emitted]) -> list[tuple[str, Any]]:
+        statements.sent.clear()
+        async with client.start_session() as session, await session.start_transaction():
+            await outbox.add(emitted, session)
+        return [s for s in statements.sent if s[1] == "outbox"]
+
+    try:
+        async with broker(infra.config.kafka_bootstrap) as kafka:
+            outbox = Outbox(db, kafka)
+            await outbox.ensure_indexes()
+            assert await add(fresh) == [("insert", "outbox")]
+            assert await add(derived) == [("find", "outbox"), ("insert", "outbox")]
+            assert await add(derived) == [("find", "outbox")]
+            await add([later[0], derived[1], later[1]])
+            rows = await db["outbox"].find().sort("seq", 1).to_list(None)
+    finally:
+        await client.close()
+    assert [r["_id"] for r in rows] == [e.envelope.event_id for e in [*fresh, *derived, *later]]

@@ -91,6 +91,67 @@ async def test_events_reach_their_handlers_once_in_order_and_poison_is_set_aside
     assert where.topic == topics.CLUSTERS and reason.startswith("invalid envelope")
 
 
+async def test_types_without_a_handler_are_acknowledged_unread_by_their_header() -> None:
+    """A record whose `event-type` header names a known type this consumer has no handler for
+    is acknowledged without parsing its body (a service's own events come back on a topic it
+    reads for other types). A record naming a type it handles, or none, is read: unreadable, it
+    is set aside."""
+    handled: list[str] = []
+    letters: list[str] = []
+    parsed: list[bytes] = []
+
+    async def on_cluster(event: ClusterRegistered, envelope: Envelope, uow: UnitOfWork) -> None:
+        handled.append(event.short_name)
+
+    async def dead_letter(where: Where, reason: str, body: bytes) -> None:
+        letters.append(body.decode())
+
+    class Noting(Pipeline):
+        @staticmethod
+        def parse(body: bytes) -> tuple[Envelope, Any]:
+            parsed.append(body)
+            return Pipeline.parse(body)
+
+    metrics = Metrics()
+    pipeline = Noting({ClusterRegistered: on_cluster}, FakeStore(), Gate())
+    broker = KafkaBroker()
+    Consumer(
+        "test",
+        "test",
+        broker,
+        ServiceSettings(mongo_db="t", consumer_group="t"),
+        pipeline,
+        RetryPolicy("test", metrics, dead_letter),
+    )
+    withdrawn = wire(
+        Envelope.wrap(
+            ParticipantWithdrawn(participant_id="p", event_id="e"), producer="t", correlation_id="c"
+        )
+    )
+    async with TestKafkaBroker(broker) as test_broker:
+        for body, event_type in [
+            (withdrawn, "ParticipantWithdrawn"),
+            (b"not read", "ParticipantWithdrawn"),
+            (wire(Envelope.wrap(cluster("A"), producer="t", correlation_id="c")), "ClusterRegistered"),
+            (b"bad, no header", None),
+            (b"bad, handled type", "ClusterRegistered"),
+            (b"bad, unknown type", "NoSuchEvent"),
+        ]:
+            headers = {"event-type": event_type} if event_type else {}
+            await test_broker.publish(body, topic=topics.CLUSTERS, key=b"k", headers=headers)
+
+        async def settled() -> bool:
+            await asyncio.sleep(0)
+            return len(handled) == 1 and len(letters) == 3
+
+        await eventually(settled)
+    assert handled == ["A"]
+    assert letters == ["bad, no header", "bad, handled type", "bad, unknown type"]
+    assert withdrawn not in parsed and b"not read" not in parsed
+    ignored = metrics.messages.labels("test", topics.CLUSTERS, "ignored")._value.get()
+    assert ignored == 2
+
+
 async def test_a_failing_handler_is_retried_then_set_aside_without_stopping_the_partition() -> None:
     attempts: dict[str, int] = {}
     letters: list[str] = []

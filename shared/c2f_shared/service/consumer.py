@@ -38,8 +38,8 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
-from faststream.kafka.annotations import KafkaMessage
 from faststream.kafka.schemas import Topic
+from faststream.message import StreamMessage
 
 from c2f_shared import topics
 from c2f_shared.service import tracing
@@ -57,6 +57,22 @@ COMMIT_RETRY_S = 2.0  # a commit that failed (e.g. during a rebalance) is tried 
 # record a service only skips, such as its own events coming back, cost a commit each). A kill
 # loses at most this much of the commits: those records are read again and the inbox drops them.
 COMMIT_EVERY_S = 0.2
+
+
+async def _record(message: StreamMessage[Any]) -> Any:
+    """The aiokafka record under FastStream's message, as what the handler receives. Taking it
+    as an argument annotated `KafkaMessage` costs a thread hop per record: FastStream's injection
+    resolves that annotation with a plain function, which it runs in a worker thread. The lanes
+    parse the record's value themselves (`Pipeline.parse`)."""
+    return message.raw_message
+
+
+def _event_type(headers: Any) -> str | None:
+    """The type the record's `event-type` header names (the outbox sets it), if any."""
+    for name, value in headers or ():
+        if name == "event-type" and value is not None:
+            return bytes(value).decode(errors="replace")
+    return None
 
 
 @dataclass
@@ -129,10 +145,11 @@ class Consumer:
             heartbeat_interval_ms=timeouts.heartbeat_interval_ms,
             rebalance_timeout_ms=timeouts.rebalance_timeout_ms,
             fetch_max_wait_ms=timeouts.fetch_max_wait_ms,
+            decoder=_record,
         )
 
-        async def receive(message: KafkaMessage) -> None:
-            self._take(message.raw_message)
+        async def receive(record: Any) -> None:  # the aiokafka record (see _record)
+            self._take(record)
 
         receive.__name__ = name
         self.subscriber(receive)
@@ -177,7 +194,12 @@ class Consumer:
             while len(records) < BATCH_MAX and not lane.queue.empty():
                 records.append(lane.queue.get_nowait())
             batch = [
-                Received(Where(r.topic, r.partition, r.offset), r.value, tracing.from_headers(r.headers))
+                Received(
+                    Where(r.topic, r.partition, r.offset),
+                    r.value,
+                    tracing.from_headers(r.headers),
+                    event_type=_event_type(r.headers),
+                )
                 for r in records
             ]
             await self._policy.settle_all(batch, self.pipeline)

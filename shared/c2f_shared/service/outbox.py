@@ -88,7 +88,7 @@ def _rows(emitted: list[Emitted]) -> list[Doc]:
             "published": False,
             **({"trace": trace} if trace else {}),
         }
-        for i, (envelope, topic, trace) in enumerate(emitted)
+        for i, (envelope, topic, trace, _) in enumerate(emitted)
     ]
 
 
@@ -136,11 +136,19 @@ class Outbox:
             await self._coll.create_index("published_at", name=TTL_INDEX, expireAfterSeconds=ttl)
 
     async def add(self, emitted: list[Emitted], session: AsyncClientSession) -> None:
-        """Store what a unit of work emitted in its transaction, in order, in one write (with
-        the trace context each event was emitted in, when traces are on). Re-deriving a fact
-        with the same deterministic id stores it once (`insert_absent`)."""
-        if emitted:
-            await insert_absent(self._coll, _rows(emitted), session)
+        """Store what a unit of work emitted in its transaction, in order (with the trace
+        context each event was emitted in, when traces are on). Re-deriving a fact with the
+        same deterministic id stores it once (`insert_absent`: a read of the ids, then an
+        insert); events with fresh random ids are inserted without the read, so a registration
+        stores its event in one statement."""
+        rows = _rows(emitted)
+        fresh = [row for row, e in zip(rows, emitted, strict=True) if e.fresh]
+        if fresh:
+            await self._coll.insert_many(fresh, ordered=True, session=session)
+        if len(fresh) < len(rows):
+            await insert_absent(
+                self._coll, [row for row, e in zip(rows, emitted, strict=True) if not e.fresh], session
+            )
 
     async def add_now(self, emitted: list[Emitted]) -> None:
         """Store facts at once, outside any transaction, in one write, and wake the relay. For a

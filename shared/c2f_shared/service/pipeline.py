@@ -35,7 +35,7 @@ from pymongo.errors import (
 )
 
 from c2f_shared.envelope import Envelope, UnknownEventType
-from c2f_shared.events import CompanyErased, Event
+from c2f_shared.events import EVENT_TYPES, CompanyErased, Event
 from c2f_shared.service import tracing
 from c2f_shared.service.logs import log_context
 from c2f_shared.service.metrics import Metrics
@@ -137,16 +137,28 @@ class Pipeline:
                 f"invalid {envelope.type} v{envelope.schema_version}: {describe(error, 'data.')}"
             ) from error
 
+    def ignores(self, event_type: str | None) -> bool:
+        """Whether a message whose headers name `event_type` is certainly ignored here: a known
+        type this consumer has no handler for. It is acknowledged without being parsed (a
+        service's own events come back on topics it reads for other types: registration reads
+        `companies` for other instances' erasures). A message without the header, or naming an
+        unknown type, is parsed, and set aside when it is unreadable."""
+        model = EVENT_TYPES.get(event_type) if event_type is not None else None
+        return model is not None and model not in self.handlers
+
     async def process(self, body: bytes, trace: tracing.Carrier | None = None) -> str:
         """Process one message; returns what happened: processed, duplicate or ignored.
         `trace`: the trace context its headers carry (its handling continues that trace)."""
-        _, event = self.parse(body)
+        envelope, event = self.parse(body)
         async with self._gate.exclusive() if isinstance(event, ALONE) else self._gate.shared():
-            return await self.process_alone(body, trace)
+            return await self._process(envelope, event, trace)
 
     async def process_alone(self, body: bytes, trace: tracing.Carrier | None = None) -> str:
         """`process`, for the holder of the gate's exclusive side (a replay)."""
         envelope, event = self.parse(body)
+        return await self._process(envelope, event, trace)
+
+    async def _process(self, envelope: Envelope, event: Event, trace: tracing.Carrier | None) -> str:
         handler = self.handlers.get(type(event))
         if handler is None:
             return "ignored"
@@ -311,12 +323,13 @@ class Where:
 
 @dataclass(frozen=True)
 class Received:
-    """A message taken from the broker: where it was, its body, and the trace context its
-    headers carry (empty when traces are off)."""
+    """A message taken from the broker: where it was, its body, the trace context its headers
+    carry (empty when traces are off), and the event type its `event-type` header names."""
 
     where: Where
     body: bytes
     trace: tracing.Carrier = field(default_factory=dict)
+    event_type: str | None = None
 
 
 DeadLetterSink = Callable[[Where, str, bytes], Awaitable[None]]
@@ -385,7 +398,15 @@ class RetryPolicy:
     async def settle_all(self, batch: list[Received], pipeline: Pipeline) -> None:
         """Finish a partition's messages, in order: together in one unit of work when they can
         be, else each on its own (`settle`). When a batch fails in one message's handler, the
-        messages before it go again together, and that failure is the first of its attempts."""
+        messages before it go again together, and that failure is the first of its attempts.
+        Messages of types the pipeline has no handler for are acknowledged first, unread."""
+        ignored = [r for r in batch if pipeline.ignores(r.event_type)]
+        if ignored:
+            for r in ignored:
+                self._metrics.messages.labels(self._name, r.where.topic, "ignored").inc()
+            batch = [r for r in batch if not pipeline.ignores(r.event_type)]
+            if not batch:
+                return
         if len(batch) == 1:
             (one,) = batch
             await self.settle(one.where, one.body, partial(pipeline.process, trace=one.trace))

@@ -224,18 +224,21 @@ DUPLICATE_KEY = 11000  # MongoDB's error code for an insert of a unique key that
 
 
 class Emitted(NamedTuple):
-    """An event a unit of work will publish: its envelope, its topic, and the trace context it
-    was emitted in (the record continues that trace, whenever it is sent)."""
+    """An event a unit of work will publish: its envelope, its topic, the trace context it was
+    emitted in (the record continues that trace, whenever it is sent), and whether its id was
+    drawn at random for it (`fresh`: no row can hold it yet, so the outbox stores it without
+    asking) rather than derived from a fact that may be derived again."""
 
     envelope: Envelope
     topic: str
     trace: tracing.Carrier
+    fresh: bool = False
 
     @classmethod
     def of(cls, event: Event, *, producer: str, correlation_id: str, event_id: str | None = None) -> Emitted:
         """`event` in its envelope, for its topic, in the current trace context."""
         envelope = Envelope.wrap(event, producer=producer, correlation_id=correlation_id, event_id=event_id)
-        return cls(envelope, event.TOPIC, tracing.carrier())
+        return cls(envelope, event.TOPIC, tracing.carrier(), fresh=event_id is None)
 
 
 class OutboxPort(Protocol):
