@@ -139,7 +139,7 @@ class Stack:
                     "-l",
                     f"{cfg.host}:{cfg.smtp_port}",
                     "-c",
-                    "aiosmtpd.handlers.Mailbox",
+                    "c2f_cli.mail_sink.Maildir",
                     str(cfg.maildir),
                 ],
                 self.logs,
