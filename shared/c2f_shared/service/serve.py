@@ -9,7 +9,9 @@ broker and database connections (each bounded); keep the orchestrator's grace pe
 import argparse
 import asyncio
 import contextlib
+import gc
 import os
+import socket
 import sys
 from types import FrameType
 
@@ -29,12 +31,27 @@ KEEP_ALIVE_SECONDS = 75
 TICK_SECONDS = 1.0  # uvicorn's own: 0.1
 
 
+def settle_garbage_collector() -> None:
+    """Set what the service has built by the time it serves (modules, templates, locale data,
+    models: hundreds of thousands of objects it keeps for its life) apart from the garbage
+    collector, which otherwise walks them all in every full collection: 50-90 ms in which the
+    event loop stood still, a few times a minute under load (notifications' senders, measured).
+    A full collection now looks only at what came since."""
+    gc.collect()
+    gc.freeze()
+
+
 class Server(uvicorn.Server):
     """uvicorn's server, looking at its clock once a second instead of ten times a second, so
     that an idle service wakes up less often (`bench/idle.py`). A signal still stops it at once."""
 
     _woken: asyncio.Event | None = None
     _loop: asyncio.AbstractEventLoop | None = None
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.started:
+            settle_garbage_collector()
 
     async def main_loop(self) -> None:
         self._woken, self._loop = asyncio.Event(), asyncio.get_running_loop()
