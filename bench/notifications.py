@@ -663,7 +663,11 @@ def statements_table(statements: dict[str, dict[str, tuple[int, float]]], mails:
             namespace.split(".", 1)[-1],
             f"{count / mails:.2f}",
             f"{seconds * 1000 / mails:.2f}",
-            ", ".join(f"{kinds[k][0] / mails:.2f} {k}" for k in STATEMENT_KINDS if kinds.get(k, (0, 0))[0]),
+            ", ".join(
+                f"{kinds[k][0] / mails:.2f} {k} ({kinds[k][1] * 1000 / mails:.2f} ms)"
+                for k in STATEMENT_KINDS
+                if kinds.get(k, (0, 0))[0]
+            ),
         )
     return table
 
