@@ -3,7 +3,8 @@
 import asyncio
 import inspect
 import uuid
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, time, timedelta
 from email.message import EmailMessage
 from typing import TYPE_CHECKING, Any, TypeVar, overload
@@ -11,6 +12,7 @@ from zoneinfo import ZoneInfo
 
 import httpx
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiosmtpd.controller import Controller
 
 from c2f_cli.mail import read_mail
 
@@ -196,3 +198,14 @@ def b2b_event(
         plan = {"days": [day.isoformat()], "day_start": "09:00", "day_end": "12:00", "slot_minutes": 30}
         body["meetings"] = {**plan, "tables": tables}
     return body
+
+
+@contextmanager
+def smtp_server(handler: object, port: int) -> Iterator[None]:
+    """An aiosmtpd server with `handler` on 127.0.0.1:`port`, for the time of the block."""
+    controller = Controller(handler, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield
+    finally:
+        controller.stop()

@@ -23,7 +23,6 @@ from typing import Any
 
 import httpx
 import pytest
-from aiosmtpd.controller import Controller
 from fastapi import FastAPI
 from pydantic import SecretStr
 
@@ -35,7 +34,7 @@ from c2f_notifications.delivery import Delivery
 from c2f_notifications.store import EVENTS, OUTGOING, RECIPIENTS
 from c2f_shared import topics
 from c2f_shared.service import Runtime, UnitOfWork
-from tests.support import eventually, first_on_topic, isolated_settings
+from tests.support import eventually, first_on_topic, isolated_settings, smtp_server
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -70,15 +69,10 @@ class FlakyServer:
 
 
 @contextmanager
-def smtp_server() -> Iterator[tuple[FlakyServer, int]]:
-    handler = FlakyServer()
-    port = free_port()
-    controller = Controller(handler, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
+def flaky_server() -> Iterator[tuple[FlakyServer, int]]:
+    handler, port = FlakyServer(), free_port()
+    with smtp_server(handler, port):
         yield handler, port
-    finally:
-        controller.stop()
 
 
 def notification_settings(infra: Stack, smtp_port: int, **overrides: Any) -> Settings:
@@ -168,7 +162,7 @@ def _aware(moment: datetime) -> datetime:
 
 
 async def test_refused_for_a_while_then_accepted_every_mail_once_with_backoff(infra: Stack) -> None:
-    with smtp_server() as (server, port):
+    with flaky_server() as (server, port):
         settings = notification_settings(infra, port)
         base = settings.retry_base_s
         async with delivering(settings) as (runtime, delivery):
@@ -246,7 +240,7 @@ def operator_api(runtime: Runtime, delivery: Delivery) -> httpx.AsyncClient:
 
 
 async def test_always_refused_is_dead_lettered_then_redriven_and_sent_once(infra: Stack) -> None:
-    with smtp_server() as (server, port):
+    with flaky_server() as (server, port):
         settings = notification_settings(infra, port, max_attempts=3, retry_base_s=0.1)
         async with delivering(settings) as (runtime, delivery):
             event_id, emails = await a_scene(runtime, 1)

@@ -10,8 +10,8 @@ import asyncio
 import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
-from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
 from email.message import EmailMessage
@@ -20,7 +20,6 @@ from email.policy import default
 from typing import Any
 
 import pytest
-from aiosmtpd.controller import Controller
 from fastapi import FastAPI
 
 from c2f_cli.processes import free_port
@@ -33,7 +32,7 @@ from c2f_notifications.store import OUTGOING
 from c2f_shared.service import Runtime, UnitOfWork
 from c2f_shared.service.unit_of_work import Emitted
 from tests.integration.test_delivery_backoff import a_scene, delivering, key, notification_settings
-from tests.support import eventually
+from tests.support import eventually, smtp_server
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -55,16 +54,6 @@ class Sink:
 
     def connections(self) -> int:
         return len({peer for peer, _ in self.received})
-
-
-@contextmanager
-def sink(port: int, handler: Sink) -> Iterator[Controller]:
-    controller = Controller(handler, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
-        yield controller
-    finally:
-        controller.stop()
 
 
 async def queue_each(runtime: Runtime, delivery: Delivery, event_id: str, ids: list[str]) -> dict[str, str]:
@@ -95,7 +84,7 @@ async def test_two_instances_with_several_senders_send_each_mail_once_over_kept_
     handler = Sink()
     port = free_port()
     settings = notification_settings(infra, port, delivery_workers=3, delivery_batch=5)
-    with sink(port, handler):
+    with smtp_server(handler, port):
         async with instances(settings, 2) as running:
             runtime, delivery = running[0]
             event_id, emails = await a_scene(runtime, 40)
@@ -139,11 +128,11 @@ async def test_a_dropped_connection_is_opened_again_and_nothing_is_sent_twice(in
         async def sent(count: int) -> bool:
             return await runtime.db[OUTGOING].count_documents({"status": "sent"}) == count
 
-        with sink(port, first):
+        with smtp_server(first, port):
             await queue_each(runtime, delivery, event_id, people[:6])
             await eventually(lambda: sent(6), within=20)
         # The server went away (the senders' kept connections with it) and came back.
-        with sink(port, second):
+        with smtp_server(second, port):
             await queue_each(runtime, delivery, event_id, people[6:])
             await eventually(lambda: sent(12), within=20)
             await asyncio.sleep(0.3)
@@ -172,7 +161,7 @@ async def test_a_queue_is_caught_up_lane_by_lane_and_nothing_is_left_behind(infr
         await runtime.db[OUTGOING].update_many({"_id": {"$in": older}}, {"$unset": {"lane": ""}})
         lanes = {d["lane"] async for d in runtime.db[OUTGOING].find({"lane": {"$exists": True}})}
     assert len(lanes) > 3, lanes  # spread over the lanes
-    with sink(port, handler):
+    with smtp_server(handler, port):
         async with delivering(settings) as (runtime, _):
 
             async def all_sent() -> bool:
@@ -195,7 +184,7 @@ async def test_killed_between_the_fact_and_the_mark_the_mail_is_not_sent_again_a
     handler = Sink()
     port = free_port()
     settings = notification_settings(infra, port, delivery_workers=1, delivery_batch=1)
-    with sink(port, handler):
+    with smtp_server(handler, port):
         async with delivering(settings) as (runtime, delivery):
             store = runtime.outbox.add_now
             killed: list[str] = []
@@ -251,7 +240,7 @@ async def test_a_stop_records_the_mails_in_hand_and_gives_back_the_rest(infra: S
     settings = notification_settings(infra, port, delivery_workers=2, delivery_batch=10)
     runtime = Runtime(settings, service="notifications")
     delivery = Delivery(runtime, settings)
-    with sink(port, handler):
+    with smtp_server(handler, port):
         async with runtime.lifespan(FastAPI()):
             await delivery.ensure_indexes()
             loop = asyncio.create_task(delivery.run_forever(idle_poll=0.05))
@@ -305,7 +294,7 @@ async def test_the_next_mail_is_begun_while_the_last_is_recorded_and_handed_over
     port = free_port()
     settings = notification_settings(infra, port, delivery_workers=1, delivery_batch=5)
     recorded: list[float] = []  # when each mail's fact was stored
-    with sink(port, handler):
+    with smtp_server(handler, port):
         async with delivering(settings) as (runtime, delivery):
             store = runtime.outbox.add_now
 

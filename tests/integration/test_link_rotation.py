@@ -22,10 +22,10 @@ from c2f_shared import links
 from tests.integration.test_delivery_backoff import (
     a_scene,
     delivering,
+    flaky_server,
     notification_settings,
     operator_api,
     queue_confirmations,
-    smtp_server,
 )
 from tests.support import eventually
 
@@ -45,7 +45,7 @@ def before_itsdangerous(secret: str, action: str, subject: str, participant_id: 
 
 async def test_links_signed_before_a_rotation_still_open_their_pages(infra: Stack) -> None:
     new, old = "new-" + uuid.uuid4().hex, "old-" + uuid.uuid4().hex
-    with smtp_server() as (server, port):
+    with flaky_server() as (server, port):
         server.accepting = True
         settings = notification_settings(
             infra,

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import aiosmtplib
 import pytest
-from aiosmtpd.controller import Controller
 
 from c2f_cli.mail import read_mail
 from c2f_cli.mail_sink import Maildir
 from c2f_cli.processes import free_port
+from tests.support import smtp_server
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -47,15 +47,12 @@ class HeldMaildir(Maildir):
 
 @pytest.fixture
 def sink(tmp_path: Path) -> Iterator[tuple[HeldMaildir, int]]:
-    handler = HeldMaildir(tmp_path / "mail")
-    port = free_port()
-    controller = Controller(handler, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
-        yield handler, port
-    finally:
-        handler.release.set()
-        controller.stop()
+    handler, port = HeldMaildir(tmp_path / "mail"), free_port()
+    with smtp_server(handler, port):
+        try:
+            yield handler, port
+        finally:
+            handler.release.set()
 
 
 async def test_a_mail_being_stored_holds_up_no_other_session(sink: tuple[HeldMaildir, int]) -> None:
