@@ -105,11 +105,11 @@ def test_every_kind_renders_in_every_language(kind: str, language: str) -> None:
     email = messages.render(
         message,
         ctx,
-        to="Ivana <ivana@example.org>",
+        to=("Ivana", "ivana@example.org"),
         message_id="m1",
         preferences_url="https://p",
         unsubscribe_url=None,
-    )
+    ).parsed()
     assert email["Content-Language"] == language and email["X-C2F-Kind"] == kind
     text = email.get_body(("plain",)).get_content()  # type: ignore[union-attr]
     html = email.get_body(("html",)).get_content()  # type: ignore[union-attr]
@@ -133,11 +133,11 @@ def test_the_calendar_file_keeps_the_uid_and_sequence_and_the_venues_zone() -> N
     email = messages.render(
         messages.compose("meeting_moved", MEETING, ctx),
         ctx,
-        to="Ivana <ivana@example.org>",
+        to=("Ivana", "ivana@example.org"),
         message_id="m2",
         preferences_url="https://p",
         unsubscribe_url=None,
-    )
+    ).parsed()
     [attachment] = list(email.iter_attachments())
     assert attachment.get_content_type() == "text/calendar" and attachment.get_param("method") == "REQUEST"
     cal = icalendar.Calendar.from_ical(attachment.get_content())
@@ -157,11 +157,11 @@ def plain_text(kind: str, ctx: messages.Context) -> str:
     email = messages.render(
         messages.compose(kind, DATA[kind], ctx),
         ctx,
-        to="i@example.org",
+        to=("", "i@example.org"),
         message_id="m1",
         preferences_url="https://p",
         unsubscribe_url=None,
-    )
+    ).parsed()
     return str(email.get_body(("plain",)).get_content())  # type: ignore[union-attr]
 
 

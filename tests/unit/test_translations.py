@@ -29,11 +29,11 @@ def mail(language: str, kind: str, data: dict[str, Any]) -> EmailMessage:
     return messages.render(
         messages.compose(kind, data, ctx),
         ctx,
-        to="Ivana <ivana@example.org>",
+        to=("Ivana", "ivana@example.org"),
         message_id="m1",
         preferences_url="https://p",
         unsubscribe_url="https://u",
-    )
+    ).parsed()
 
 
 def digest(language: str, partners: int) -> EmailMessage:

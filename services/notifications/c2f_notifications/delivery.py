@@ -28,7 +28,6 @@ import uuid
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from email.message import EmailMessage
 from typing import Any, Literal
 
 import aiosmtplib
@@ -38,7 +37,7 @@ from aiosmtplib.response import SMTPResponse
 from aiosmtplib.typing import Default
 from pymongo import UpdateOne
 
-from c2f_notifications import messages, timers, webhooks
+from c2f_notifications import messages, mime, timers, webhooks
 from c2f_notifications.config import Settings
 from c2f_notifications.i18n import Words
 from c2f_notifications.messages import ESSENTIAL
@@ -146,10 +145,8 @@ class _Smtp:
         self._client: _GatedSmtp | None = None
         self._used_at = 0.0
 
-    async def send(
-        self, email: EmailMessage, before_data: Callable[[], Awaitable[None]] | None = None
-    ) -> None:
-        """Send `email`; with `before_data`, its content goes only once what that returns is
+    async def send(self, mail: mime.Mail, before_data: Callable[[], Awaitable[None]] | None = None) -> None:
+        """Send `mail`; with `before_data`, its content goes only once what that returns is
         done (an error there abandons the mail and its connection)."""
         now = time.monotonic()
         if self._client is not None and (
@@ -173,7 +170,13 @@ class _Smtp:
             self._client = client
         self._client.before_data = before_data
         try:
-            await self._client.send_message(email, timeout=SMTP_TIMEOUT_S)
+            await self._client.sendmail(
+                mail.sender,
+                mail.recipients,
+                mail.data,
+                mail_options=["SMTPUTF8"] if mail.utf8 else None,
+                timeout=SMTP_TIMEOUT_S,
+            )
         except BaseException:
             # Whatever state the session is in (a refusal, a dropped or timed-out connection),
             # the next mail starts on a new one.
@@ -571,10 +574,10 @@ class Delivery:
         )
         message = messages.compose(msg["kind"], data, ctx)
         optional = msg["kind"] not in ESSENTIAL
-        email = messages.render(
+        mail = messages.render(
             message,
             ctx,
-            to=f"{me['name']} <{me['email']}>",
+            to=(me["name"], me["email"]),
             message_id=_notification_id(msg),
             preferences_url=self._page("preferences", "*", me["_id"]),
             unsubscribe_url=self._page("unsubscribe", msg["kind"], me["_id"]) if optional else None,
@@ -586,7 +589,7 @@ class Delivery:
                 kind=tracing.SpanKind.CLIENT,
                 attributes={"c2f.notification": msg["_id"], "c2f.kind": msg["kind"]},
             ):
-                await sender.smtp.send(email, before_data=sender.recorded)
+                await sender.smtp.send(mail, before_data=sender.recorded)
         except (aiosmtplib.SMTPException, OSError) as error:
             await self._failed(msg, f"{type(error).__name__}: {error}")
             return
