@@ -224,6 +224,7 @@ class Receiver:
     def __init__(self) -> None:
         self.calls: list[tuple[dict[str, str], bytes]] = []
         self.refused = 0
+        self.connections: list[Any] = []  # each call's client (host, port)
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -234,6 +235,7 @@ class Receiver:
             body += message.get("body", b"")
             if not message.get("more_body"):
                 break
+        self.connections.append(scope["client"])
         status = 503 if self.refused == 0 else 204
         if status == 503:
             self.refused += 1
@@ -275,6 +277,9 @@ async def test_a_clusters_webhook_hears_its_participants_facts_signed(scene: Sce
         assert (fact["kind"], fact["participant_id"]) == ("registration_confirmed", pid)
         assert scene.emails[pid] not in body.decode(), "no contact data to the webhook"
         assert receiver.refused == 1, "the first call was refused and retried"
+        await scene.sign_up(event, {"company_id": await scene.company(host, "Hook 2")}, language="bg")
+        await eventually(lambda: len(receiver.calls) >= 2)
+        assert receiver.connections[-1] == receiver.connections[-2], "one kept-alive connection"
     finally:
         server.should_exit = True
         await serving
