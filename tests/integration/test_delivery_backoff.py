@@ -8,6 +8,7 @@ on a Runtime of its own (its own database) on the session's broker and database.
 
 import asyncio
 import hashlib
+import re
 import time
 import uuid
 from collections import Counter
@@ -297,3 +298,38 @@ async def test_always_refused_is_dead_lettered_then_redriven_and_sent_once(infra
     assert [t["result"] == "sent" for t in doc["tries"]] == [False, False, False, True]
     assert doc["attempts"] == 1 and _aware(doc["redriven_at"]) <= _aware(doc["sent_at"])
     assert _aware(doc["sent_at"]) - _aware(doc["created_at"]) < timedelta(seconds=30)
+
+
+async def test_a_mail_that_cannot_be_written_is_dead_lettered_at_once_with_the_reason(infra: Stack) -> None:
+    """A message delivery cannot write (here a kind this version does not know, as one left
+    by another version would be) is set aside with the reason at its first try, not tried
+    again every lease; the others go out."""
+    with flaky_server() as (server, port):
+        server.accepting = True
+        settings = notification_settings(infra, port)
+        async with delivering(settings) as (runtime, delivery):
+            event_id, emails = await a_scene(runtime, 1)
+            [pid] = emails
+
+            async def work(uow: UnitOfWork) -> None:
+                assert await outgoing.queue(uow, "no_such_kind", pid, pid, {"event_id": event_id})
+
+            await runtime.transact(work, "unwritable-test")
+            await queue_confirmations(runtime, delivery, event_id, [pid])
+            bad = outgoing.dedupe_key("no_such_kind", pid, pid)
+
+            async def settled() -> bool:
+                statuses = {d["_id"]: d["status"] async for d in runtime.db[OUTGOING].find()}
+                return statuses == {bad: "failed", key(pid): "sent"}
+
+            await eventually(settled, within=15)
+            await asyncio.sleep(5 * IDLE_POLL)  # room for a (wrong) second try
+            doc = await runtime.db[OUTGOING].find_one({"_id": bad})
+            letter = await runtime.db["outbox"].find_one(
+                {"type": "MessageDeadLettered", "payload": {"$regex": re.escape(bad)}}
+            )
+
+    assert doc is not None and doc["attempts"] == 1 and len(doc["tries"]) == 1
+    assert doc["reason"].startswith("the mail could not be written: KeyError"), doc["reason"]
+    assert letter is not None and letter["topic"] == topics.DEAD_LETTERS
+    assert server.addressees() == [emails[pid]], "the other mail went, once"

@@ -182,3 +182,19 @@ def test_partners_see_whom_they_may_write_to_and_no_one_else(kind: str) -> None:
     seen["them"] = messages.Party("Theirs", "ES")  # nobody agreed to be shown
     text = plain_text(kind, ctx)
     assert "Contact:" not in text and "theirs.example" not in text and "elena@" not in text
+
+
+def test_names_typed_with_line_breaks_stay_on_their_header_line() -> None:
+    ctx = context("en")
+    ctx.event["name"] = "B2B\r\nBcc: everyone@example.org"
+    email = messages.render(
+        messages.compose("registration_confirmed", {}, ctx),
+        ctx,
+        to=("Ivana\nPetrova", "ivana@example.org"),
+        message_id="m3",
+        preferences_url="https://p",
+        unsubscribe_url=None,
+    ).parsed()
+    assert "Bcc" not in email and "B2B Bcc: everyone@example.org" in email["Subject"]
+    [to] = email["To"].addresses
+    assert (to.display_name, to.addr_spec) == ("Ivana Petrova", "ivana@example.org")

@@ -571,6 +571,29 @@ class Delivery:
         if event is None:
             await self._wait_for_recipient(msg)  # the event's facts have not reached us yet
             return
+        try:
+            mail, subject = self._write(msg, data, me, event, facts)
+        except Exception as error:  # noqa: BLE001 - it would fail the same way every time
+            log.exception("the mail could not be written; dead-lettered")
+            await self._dead_letter(
+                msg, msg["attempts"] + 1, f"the mail could not be written: {type(error).__name__}: {error}"
+            )
+            return
+        try:
+            with tracing.span(
+                "smtp send",
+                msg.get("trace"),
+                kind=tracing.SpanKind.CLIENT,
+                attributes={"c2f.notification": msg["_id"], "c2f.kind": msg["kind"]},
+            ):
+                await sender.smtp.send(mail, before_data=sender.recorded)
+        except (aiosmtplib.SMTPException, OSError) as error:
+            await self._failed(msg, f"{type(error).__name__}: {error}")
+            return
+        sender.last = self._sent(msg, subject)
+
+    def _write(self, msg: Doc, data: Doc, me: Doc, event: Doc, facts: _Facts) -> tuple[mime.Mail, str]:
+        """The mail of message `msg` to `me`, and its subject."""
         ctx = messages.Context(
             words=Words(me.get("language", "en")),
             recipient=me,
@@ -589,18 +612,7 @@ class Delivery:
             preferences_url=self._page("preferences", "*", me["_id"]),
             unsubscribe_url=self._page("unsubscribe", msg["kind"], me["_id"]) if optional else None,
         )
-        try:
-            with tracing.span(
-                "smtp send",
-                msg.get("trace"),
-                kind=tracing.SpanKind.CLIENT,
-                attributes={"c2f.notification": msg["_id"], "c2f.kind": msg["kind"]},
-            ):
-                await sender.smtp.send(mail, before_data=sender.recorded)
-        except (aiosmtplib.SMTPException, OSError) as error:
-            await self._failed(msg, f"{type(error).__name__}: {error}")
-            return
-        sender.last = self._sent(msg, message.subject)
+        return mail, message.subject
 
     async def _post_webhook(self, msg: Doc, sender: _Sender) -> None:
         """POST the fact to the cluster's endpoint, signed with the key the cluster holds
@@ -754,7 +766,7 @@ class Delivery:
         tried = {"at": now, "result": reason}
         if attempts >= self._settings.max_attempts:
             log.error("giving up after %d attempts: %s", attempts, reason)
-            await self._dead_letter(msg, attempts, tried, reason)
+            await self._dead_letter(msg, attempts, f"{attempts} attempts failed; last: {reason}", tried)
             return
         delay = self._settings.retry_base_s * 2 ** (attempts - 1) * random.uniform(0.5, 1.5)
         update = {
@@ -768,11 +780,12 @@ class Delivery:
             {"_id": msg["_id"]}, {"$set": update, "$unset": {"claim": ""}, "$push": {"tries": tried}}
         )
 
-    async def _dead_letter(self, msg: Doc, attempts: int, tried: Doc, reason: str) -> None:
+    async def _dead_letter(self, msg: Doc, attempts: int, final: str, tried: Doc | None = None) -> None:
         """Set aside, visible to operators (GET /outgoing?status=failed, the dead-letter topic),
-        and re-drivable (POST /outgoing/{id}/redrive)."""
+        and re-drivable (POST /outgoing/{id}/redrive); `final`: why, `tried`: the last try
+        (by default: now, for that reason)."""
         dead_letter_id = str(uuid.uuid5(_NOTIFICATION_NS, f"dead:{msg['_id']}:{attempts}"))
-        final = f"{attempts} attempts failed; last: {reason}"
+        tried = tried or {"at": datetime.now(UTC), "result": final}
 
         async def work(uow: UnitOfWork) -> None:
             await uow.db[OUTGOING].update_one(

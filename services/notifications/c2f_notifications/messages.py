@@ -430,8 +430,9 @@ def render(
     sender_name, sender = _parsed_address(ctx.sender)
     headers: list[tuple[str, str | mime.Address]] = [
         ("From", (sender_name, sender)),
-        ("To", to),
-        ("Subject", message.subject),
+        # Names typed by people (an event's, a recipient's) go on one line.
+        ("To", (_one_line(to[0]), to[1])),
+        ("Subject", _one_line(message.subject)),
         # A stable Message-ID lets a mail system recognise a resend of the same message.
         ("Message-ID", f"<{message_id}@c2future-match>"),
         ("X-C2F-Kind", message.kind),
@@ -449,6 +450,11 @@ def render(
         ],
     )
     return mime.Mail(sender, [to[1]], data, utf8=not (sender + to[1]).isascii())
+
+
+def _one_line(text: str) -> str:
+    """`text` with every run of white space (line breaks too) as one space."""
+    return " ".join(text.split())
 
 
 @cache
