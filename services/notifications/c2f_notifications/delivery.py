@@ -573,7 +573,7 @@ class Delivery:
             return
         try:
             mail, subject = self._write(msg, data, me, event, facts)
-        except Exception as error:  # noqa: BLE001 - it would fail the same way every time
+        except Exception as error:  # it would fail the same way every time
             log.exception("the mail could not be written; dead-lettered")
             await self._dead_letter(
                 msg, msg["attempts"] + 1, f"the mail could not be written: {type(error).__name__}: {error}"
