@@ -328,3 +328,10 @@ async def test_a_duplicate_or_a_place_short_seats_each_on_its_own_with_its_own_a
         await group[1].taken
     assert full["events"].find_one({"_id": "ev"})["registered"] == 2
     assert full["participants"].count_documents({}) == 1
+
+
+def test_a_name_pasted_over_two_lines_is_kept_on_one() -> None:
+    pasted = company(DTI, legal_name="Sensores Bizkaia\r\n  S.L.", city="Bilbao\t(Bizkaia)")
+    assert (pasted.legal_name, pasted.city) == ("Sensores Bizkaia S.L.", "Bilbao (Bizkaia)")
+    spaced = company(DTI, legal_name="Sensores  Bizkaia S.L.")
+    assert spaced.legal_name == "Sensores  Bizkaia S.L.", "other text stays exactly as sent"

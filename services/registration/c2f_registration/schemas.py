@@ -1,9 +1,11 @@
 """What registration accepts over HTTP, and what it answers.
 
 Limits are explicit (see docs/services.md, "Registration"); text in any
-script is stored and returned exactly as given, apart from trimmed whitespace.
+script is stored and returned exactly as given, apart from trimmed whitespace and names
+kept on one line.
 """
 
+import re
 from datetime import date, datetime, time, timedelta
 from typing import Annotated, Any, Literal, Self
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -47,7 +49,16 @@ MarketCode = Annotated[
         examples=["US-CA"],
     ),
 ]
-Name = Annotated[str, Field(min_length=1, max_length=200)]
+
+
+def _one_line(value: str) -> str:
+    """A name is one line: a line break or tab typed or pasted into one (a spreadsheet cell
+    of two lines) is a space. Mails carry names in their headers, which are lines."""
+    return _LINE_BREAKS.sub(" ", value)
+
+
+_LINE_BREAKS = re.compile(r"\s*[\t\n\r\v\f\x1c-\x1e\x85\u2028\u2029]\s*")
+Name = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_one_line)]
 Text = Annotated[str, Field(min_length=1, max_length=4000)]
 Note = Annotated[str, Field(min_length=1, max_length=1000)]
 Tag = Annotated[str, Field(min_length=1, max_length=40)]
