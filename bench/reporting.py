@@ -75,7 +75,7 @@ from rich.table import Table
 
 from c2f_cli.config import StackConfig
 from c2f_cli.stack import Stack
-from c2f_reporting import projections
+from c2f_reporting import projections, store
 from c2f_reporting.config import Settings
 from c2f_shared import topics
 from c2f_shared.envelope import Envelope
@@ -780,7 +780,7 @@ async def projection_sizes(mongo_uri: str) -> dict[str, int]:
     client: AsyncMongoClient[Document] = AsyncMongoClient(mongo_uri)
     try:
         db = client[DATABASE]
-        return {name: await db[name].count_documents({}) for name in projections.COLLECTIONS}
+        return {name: await db[name].count_documents({}) for name in store.COLLECTIONS}
     finally:
         await client.close()
 
@@ -819,7 +819,7 @@ async def latencies(
     db = mongo[DATABASE]
 
     async def read_everything() -> None:
-        for name in projections.COLLECTIONS:
+        for name in store.COLLECTIONS:
             await db[name].find({}).to_list(None)
 
     try:

@@ -45,6 +45,7 @@ from c2f_notifications.outgoing import LANES
 from c2f_notifications.store import (
     CLUSTERS,
     COMPANIES,
+    DIGEST_ITEMS,
     ERASURES,
     EVENTS,
     OUTGOING,
@@ -315,8 +316,8 @@ class Delivery:
         )
         await self._runtime.db[OUTGOING].create_index("recipient_id")
         await self._runtime.db[OUTGOING].create_index("claim", sparse=True)
-        await self._runtime.db["timers"].create_index([("status", 1), ("due_at", 1)])
-        await self._runtime.db["digest_items"].create_index([("recipient_id", 1), ("digest", 1)])
+        await self._runtime.db[TIMERS].create_index([("status", 1), ("due_at", 1)])
+        await self._runtime.db[DIGEST_ITEMS].create_index([("recipient_id", 1), ("digest", 1)])
         await self._runtime.db[ERASURES].create_index("participants")
 
     async def run_forever(self, idle_poll: float = IDLE_POLL_S) -> None:

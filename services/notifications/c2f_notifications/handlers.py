@@ -421,7 +421,7 @@ async def _meeting_scheduled(
                 timer(uow, timer_id, "reminder", party, due, {**data, "offset": offset})
             else:
                 await cancel_timers(uow, {"_id": timer_id})
-        found = await db["events"].find_one({"_id": event.event_id}, {"ends_at": 1})
+        found = await db[EVENTS].find_one({"_id": event.event_id}, {"ends_at": 1})
         ends = utc(found["ends_at"]) if found and found.get("ends_at") else event.ends_at
         await db[TIMERS].update_one(
             {"_id": f"outcome:{event.event_id}:{party}"},

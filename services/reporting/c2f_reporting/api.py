@@ -13,6 +13,18 @@ from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 from pydantic import BaseModel, Field
 
 from c2f_reporting import breakdown, brochure, dashboard, insights
+from c2f_reporting.store import (
+    AGREEMENTS,
+    CLUSTERS,
+    COMPANIES,
+    DEAD_LETTERS_SEEN,
+    EVENTS,
+    MATCH_SUGGESTIONS,
+    MEETINGS,
+    NOTIFICATIONS,
+    OUTCOMES,
+    PARTICIPANTS,
+)
 from c2f_shared.service.access import OPERATOR_ONLY, Token, require_operator
 from c2f_shared.service.http import RuntimeDep
 from c2f_shared.vocabulary import Sector
@@ -51,18 +63,18 @@ async def partnership(runtime: RuntimeDep) -> PartnershipReport:
     """Totals for the whole partnership, as of the last event reporting consumed."""
     db = runtime.db
     return PartnershipReport(
-        clusters=await db["clusters"].count_documents({}),
-        agreements=await db["agreements"].count_documents({}),
-        companies=await db["companies"].count_documents({}),
-        events=await db["events"].count_documents({}),
-        participants=await db["participants"].count_documents({"status": "registered"}),
-        match_suggestions=await db["match_suggestions"].count_documents({}),
-        meeting_requests=await db["meetings"].count_documents({}),
-        meetings_accepted=await db["meetings"].count_documents({"status": "accepted"}),
-        meetings_scheduled=await db["meetings"].count_documents({"status": "accepted", "scheduled": True}),
-        meetings_held=len(await db["outcomes"].distinct("meeting_id", {"held": True})),
-        notifications_sent=await db["notifications"].count_documents({}),
-        dead_letters=await db["dead_letters_seen"].count_documents({}),
+        clusters=await db[CLUSTERS].count_documents({}),
+        agreements=await db[AGREEMENTS].count_documents({}),
+        companies=await db[COMPANIES].count_documents({}),
+        events=await db[EVENTS].count_documents({}),
+        participants=await db[PARTICIPANTS].count_documents({"status": "registered"}),
+        match_suggestions=await db[MATCH_SUGGESTIONS].count_documents({}),
+        meeting_requests=await db[MEETINGS].count_documents({}),
+        meetings_accepted=await db[MEETINGS].count_documents({"status": "accepted"}),
+        meetings_scheduled=await db[MEETINGS].count_documents({"status": "accepted", "scheduled": True}),
+        meetings_held=len(await db[OUTCOMES].distinct("meeting_id", {"held": True})),
+        notifications_sent=await db[NOTIFICATIONS].count_documents({}),
+        dead_letters=await db[DEAD_LETTERS_SEEN].count_documents({}),
     )
 
 

@@ -3,7 +3,7 @@ Run with `uvicorn c2f_reporting.app:create_app --factory`."""
 
 from fastapi import FastAPI
 
-from c2f_reporting import api, projections
+from c2f_reporting import api, projections, store
 from c2f_reporting.config import Settings
 from c2f_shared.service import Runtime
 from c2f_shared.service.access import operator_digest
@@ -22,7 +22,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
 
     async def rebuild() -> int:
-        return await runtime.replay(forget=projections.COLLECTIONS)
+        return await runtime.replay(forget=store.COLLECTIONS)
 
     app.state.rebuild = rebuild
     app.state.operator_digest = operator_digest(settings.operator_token)

@@ -7,6 +7,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from c2f_reporting.store import CLUSTERS, COMPANIES, EVENTS, MEETINGS, OUTCOMES, PARTICIPANTS
+
 DIMENSIONS = ("cluster", "country", "sector", "event", "month")
 
 
@@ -58,17 +60,15 @@ async def rows(
 ) -> list[dict[str, Any]]:
     """One row per group; `event` and `cluster` narrow what is counted (a meeting stays in if
     one of its parties belongs to the cluster)."""
-    clusters = {c["_id"]: c async for c in db["clusters"].find({}, {"name": 1, "country": 1})}
+    clusters = {c["_id"]: c async for c in db[CLUSTERS].find({}, {"name": 1, "country": 1})}
     companies = {
         c["_id"]: c
-        async for c in db["companies"].find(
-            {}, {"cluster_id": 1, "country": 1, "sectors": 1, "legal_name": 1}
-        )
+        async for c in db[COMPANIES].find({}, {"cluster_id": 1, "country": 1, "sectors": 1, "legal_name": 1})
     }
-    events = {e["_id"]: e async for e in db["events"].find({}, {"name": 1, "starts_at": 1})}
+    events = {e["_id"]: e async for e in db[EVENTS].find({}, {"name": 1, "starts_at": 1})}
     people = {
         p["_id"]: p
-        async for p in db["participants"].find(
+        async for p in db[PARTICIPANTS].find(
             {"status": "registered"}, {"company_id": 1, "cluster_id": 1, "event_id": 1}
         )
     }
@@ -79,7 +79,7 @@ async def rows(
         companies = {k: c for k, c in companies.items() if c.get("cluster_id") == cluster}
         people = {k: p for k, p in people.items() if p.get("cluster_id") == cluster}
     outcomes: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    async for o in db["outcomes"].find({}):
+    async for o in db[OUTCOMES].find({}):
         outcomes[o["meeting_id"]].append(o)
 
     def groups_of_company(
@@ -118,7 +118,7 @@ async def rows(
             row(key, label).participants.add(pid)
             if person.get("company_id"):
                 row(key, label).companies.add(person["company_id"])
-    async for meeting in db["meetings"].find({"event_id": event} if event else {}):
+    async for meeting in db[MEETINGS].find({"event_id": event} if event else {}):
         mid = meeting["_id"]
         if cluster and not any(p in people for p in meeting.get("parties", [])):
             continue
@@ -162,14 +162,14 @@ async def rows(
 
 async def country_matrix(db: Any, event: str | None = None) -> tuple[list[str], dict[tuple[str, str], int]]:
     """Accepted meetings between the countries of their parties (each pair once, both ways)."""
-    countries = {c["_id"]: c.get("country") async for c in db["companies"].find({}, {"country": 1})}
+    countries = {c["_id"]: c.get("country") async for c in db[COMPANIES].find({}, {"country": 1})}
     people = {
         p["_id"]: countries.get(p.get("company_id"))
-        async for p in db["participants"].find({}, {"company_id": 1})
+        async for p in db[PARTICIPANTS].find({}, {"company_id": 1})
     }
     cells: dict[tuple[str, str], int] = defaultdict(int)
     query: dict[str, Any] = {"status": "accepted", **({"event_id": event} if event else {})}
-    async for meeting in db["meetings"].find(query):
+    async for meeting in db[MEETINGS].find(query):
         found = sorted({c for c in (people.get(p) for p in meeting.get("parties", [])) if c})
         if len(found) == 1:
             cells[(found[0], found[0])] += 1  # a meeting within one country

@@ -13,6 +13,7 @@ from typing import Any
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 
+from c2f_reporting.store import CLUSTERS, COMPANIES
 from c2f_shared.vocabulary import COUNTRY_NAMES
 
 log = logging.getLogger(__name__)
@@ -64,9 +65,9 @@ async def sections(db: Any, filters: Filters) -> tuple[list[Section], dict[str, 
         query["sectors"] = filters.sector
     if filters.cluster:
         query["cluster_id"] = filters.cluster
-    clusters = {c["_id"]: c async for c in db["clusters"].find({})}
+    clusters = {c["_id"]: c async for c in db[CLUSTERS].find({})}
     by_sector: dict[str, Section] = {}
-    async for company in db["companies"].find(query).sort("legal_name", 1):
+    async for company in db[COMPANIES].find(query).sort("legal_name", 1):
         sector = (company.get("sectors") or ["other"])[0] if not filters.sector else filters.sector
         section = by_sector.setdefault(
             sector, Section(sector, SECTORS.get(sector, sector.replace("_", " ").title()))

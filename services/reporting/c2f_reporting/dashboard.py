@@ -11,6 +11,7 @@ from markupsafe import Markup
 
 from c2f_reporting import breakdown
 from c2f_reporting.brochure import COUNTRIES
+from c2f_reporting.store import AGREEMENTS, CLUSTERS, COMPANIES, EVENTS
 
 _templates = Environment(
     loader=PackageLoader("c2f_reporting", "templates"), autoescape=select_autoescape(("html.j2",))
@@ -102,14 +103,14 @@ def matrix(names: list[str], cells: dict[tuple[str, str], int]) -> Markup:
 
 async def page(db: Any, event: str | None, cluster: str | None) -> str:
     events = (
-        await db["events"].find({}, {"name": 1, "kind": 1, "starts_at": 1}).sort("starts_at", 1).to_list(None)
+        await db[EVENTS].find({}, {"name": 1, "kind": 1, "starts_at": 1}).sort("starts_at", 1).to_list(None)
     )
-    clusters = await db["clusters"].find({}, {"name": 1}).sort("name", 1).to_list(None)
+    clusters = await db[CLUSTERS].find({}, {"name": 1}).sort("name", 1).to_list(None)
     by_event = await breakdown.rows(db, "event", event, cluster)
     totals = {key: sum(r[key] for r in by_event) for key in breakdown.COUNTED}
     company_query = {"cluster_id": cluster} if cluster else {}
     agreement_query = {"cluster_ids": cluster} if cluster else {}
-    companies = await db["companies"].find(company_query, {"target_markets": 1, "sectors": 1}).to_list(None)
+    companies = await db[COMPANIES].find(company_query, {"target_markets": 1, "sectors": 1}).to_list(None)
     totals["companies"] = len(companies)
     markets = Counter(m for c in companies for m in c.get("target_markets", []))
     sectors = Counter(s for c in companies for s in c.get("sectors", []))
@@ -128,7 +129,7 @@ async def page(db: Any, event: str | None, cluster: str | None) -> str:
         event=event,
         cluster=cluster,
         tiles=[
-            ("Clusters", await db["clusters"].count_documents({})),
+            ("Clusters", await db[CLUSTERS].count_documents({})),
             ("Companies", totals["companies"]),
             ("Events", len(events)),
             ("Participants", totals["participants"]),
@@ -138,7 +139,7 @@ async def page(db: Any, event: str | None, cluster: str | None) -> str:
             ("Held", totals["meetings_held"]),
             # Two kinds, named plainly: the partnership's own agreements between clusters, and
             # business agreements members signed after meeting.
-            ("Partnership agreements", await db["agreements"].count_documents(agreement_query)),
+            ("Partnership agreements", await db[AGREEMENTS].count_documents(agreement_query)),
             ("Business agreements", totals["agreements_signed"]),
         ],
         over_time=grouped(

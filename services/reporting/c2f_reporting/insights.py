@@ -7,22 +7,32 @@ agreements that reach each market)."""
 from collections import Counter, defaultdict
 from typing import Any
 
+from c2f_reporting.store import (
+    CLUSTERS,
+    COMPANIES,
+    EVENTS,
+    MATCH_SUGGESTIONS,
+    MEETINGS,
+    OUTCOMES,
+    PARTICIPANTS,
+)
+
 
 async def event_report(db: Any, event_id: str) -> dict[str, Any] | None:
-    event = await db["events"].find_one({"_id": event_id})
+    event = await db[EVENTS].find_one({"_id": event_id})
     if event is None:
         return None
-    people = await db["participants"].find({"event_id": event_id}).to_list(None)
+    people = await db[PARTICIPANTS].find({"event_id": event_id}).to_list(None)
     registered = [p for p in people if p.get("status") == "registered"]
     by_day = Counter(str(p.get("occurred_at", ""))[:10] for p in registered)
     running, over_time = 0, []
     for day in sorted(by_day):
         running += by_day[day]
         over_time.append({"date": day, "registered": by_day[day], "total": running})
-    companies = {c["_id"]: c async for c in db["companies"].find({}, {"country": 1, "cluster_id": 1})}
-    clusters = {c["_id"]: c.get("name", c["_id"]) async for c in db["clusters"].find({}, {"name": 1})}
+    companies = {c["_id"]: c async for c in db[COMPANIES].find({}, {"country": 1, "cluster_id": 1})}
+    clusters = {c["_id"]: c.get("name", c["_id"]) async for c in db[CLUSTERS].find({}, {"name": 1})}
     whose = {p["_id"]: p for p in people}
-    meetings = await db["meetings"].find({"event_id": event_id}).to_list(None)
+    meetings = await db[MEETINGS].find({"event_id": event_id}).to_list(None)
     accepted = [m for m in meetings if m.get("status") == "accepted"]
     scheduled = [m for m in accepted if m.get("scheduled")]
 
@@ -71,17 +81,17 @@ async def event_report(db: Any, event_id: str) -> dict[str, Any] | None:
 
 
 async def internationalisation(db: Any, market: str | None = None) -> list[dict[str, Any]]:
-    companies = await db["companies"].find({}).to_list(None)
-    clusters = {c["_id"]: c.get("name", c["_id"]) async for c in db["clusters"].find({}, {"name": 1})}
+    companies = await db[COMPANIES].find({}).to_list(None)
+    clusters = {c["_id"]: c.get("name", c["_id"]) async for c in db[CLUSTERS].find({}, {"name": 1})}
     by_company_people: dict[str, list[str]] = defaultdict(list)
-    async for p in db["participants"].find({}, {"company_id": 1}):
+    async for p in db[PARTICIPANTS].find({}, {"company_id": 1}):
         if p.get("company_id"):
             by_company_people[p["company_id"]].append(p["_id"])
     agreements: dict[str, int] = Counter()
-    async for o in db["outcomes"].find({"follow_up": "agreement_signed"}, {"meeting_id": 1}):
+    async for o in db[OUTCOMES].find({"follow_up": "agreement_signed"}, {"meeting_id": 1}):
         agreements[o["meeting_id"]] += 1
-    meetings = await db["meetings"].find({"status": "accepted"}, {"parties": 1}).to_list(None)
-    suggestions = await db["match_suggestions"].find({}, {"parties": 1}).to_list(None)
+    meetings = await db[MEETINGS].find({"status": "accepted"}, {"parties": 1}).to_list(None)
+    suggestions = await db[MATCH_SUGGESTIONS].find({}, {"parties": 1}).to_list(None)
     markets = sorted({m for c in companies for m in c.get("target_markets", [])})
     rows = []
     for code in [market] if market else markets:

@@ -2,6 +2,19 @@
 
 from pymongo import UpdateOne
 
+from c2f_reporting.store import (
+    AGREEMENTS,
+    CLUSTERS,
+    COMPANIES,
+    DEAD_LETTERS_SEEN,
+    ERASURES,
+    EVENTS,
+    MATCH_SUGGESTIONS,
+    MEETINGS,
+    NOTIFICATIONS,
+    OUTCOMES,
+    PARTICIPANTS,
+)
 from c2f_shared.envelope import Envelope
 from c2f_shared.events import (
     ERASED_PARTY,
@@ -30,53 +43,38 @@ from c2f_shared.events import (
 from c2f_shared.service import Handlers, UnitOfWork
 from c2f_shared.service.unit_of_work import existing
 
-# Every collection reporting keeps: a rebuild empties them all and replays the topics.
-COLLECTIONS = (
-    "clusters",
-    "companies",
-    "events",
-    "participants",
-    "match_suggestions",
-    "notifications",
-    "dead_letters_seen",  # MessageDeadLettered from every service ("dead_letters" is reporting's own)
-    "agreements",
-    "meetings",
-    "outcomes",
-    "erasures",
-)
-
 # event type -> (collection, id field)
 PROJECTIONS: dict[type[Event], tuple[str, str]] = {
-    ClusterRegistered: ("clusters", "cluster_id"),
-    CompanyRegistered: ("companies", "company_id"),
-    CompanyUpdated: ("companies", "company_id"),
-    EventCreated: ("events", "event_id"),
-    EventUpdated: ("events", "event_id"),
-    ParticipantRegistered: ("participants", "participant_id"),
-    MatchSuggested: ("match_suggestions", "suggestion_id"),
-    NotificationSent: ("notifications", "notification_id"),
-    MessageDeadLettered: ("dead_letters_seen", "dead_letter_id"),
-    PartnershipAgreementSigned: ("agreements", "agreement_id"),
+    ClusterRegistered: (CLUSTERS, "cluster_id"),
+    CompanyRegistered: (COMPANIES, "company_id"),
+    CompanyUpdated: (COMPANIES, "company_id"),
+    EventCreated: (EVENTS, "event_id"),
+    EventUpdated: (EVENTS, "event_id"),
+    ParticipantRegistered: (PARTICIPANTS, "participant_id"),
+    MatchSuggested: (MATCH_SUGGESTIONS, "suggestion_id"),
+    NotificationSent: (NOTIFICATIONS, "notification_id"),
+    MessageDeadLettered: (DEAD_LETTERS_SEEN, "dead_letter_id"),
+    PartnershipAgreementSigned: (AGREEMENTS, "agreement_id"),
 }
 
 
 async def _erased(event: CompanyErased, envelope: Envelope, uow: UnitOfWork) -> None:
     await _forget_company(uow, event.company_id)
     # Ids and a date only: a suggestion about the company still in flight is recognised.
-    await uow.db["erasures"].update_one(
+    await uow.db[ERASURES].update_one(
         {"_id": event.company_id}, {"$set": {"erased_at": envelope.occurred_at}}, upsert=True
     )
 
 
 async def _suggested(event: MatchSuggested, envelope: Envelope, uow: UnitOfWork) -> None:
     ahead = [p.company_id for e in uow.batch if isinstance(e, MatchSuggested) for p in e.parties]
-    if await existing(uow, "erasures", [p.company_id for p in event.parties], ahead):
+    if await existing(uow, ERASURES, [p.company_id for p in event.parties], ahead):
         return  # made before its company was erased, arrived after
     await _projected(event, envelope, uow)
 
 
 async def _withdrawn(event: ParticipantWithdrawn, envelope: Envelope, uow: UnitOfWork) -> None:
-    await uow.db["participants"].update_one({"_id": event.participant_id}, {"$set": {"status": "withdrawn"}})
+    await uow.db[PARTICIPANTS].update_one({"_id": event.participant_id}, {"$set": {"status": "withdrawn"}})
 
 
 async def _projected(event: Event, envelope: Envelope, uow: UnitOfWork) -> None:
@@ -106,17 +104,17 @@ async def _meeting(event: Event, envelope: Envelope, uow: UnitOfWork) -> None:
     side's outcome. Facts of one event arrive in order (they are keyed by event)."""
     if isinstance(event, MeetingOutcomeRecorded):
         key = f"{event.meeting_id}:{event.participant_id}"
-        known = await uow.db["outcomes"].find_one({"_id": key}, {"revision": 1})
+        known = await uow.db[OUTCOMES].find_one({"_id": key}, {"revision": 1})
         if known is not None and known.get("revision", 0) > event.revision:
             return  # an older account arriving after a newer one
         data = event.model_dump(mode="json")
-        await uow.db["outcomes"].update_one({"_id": key}, {"$set": data}, upsert=True)
+        await uow.db[OUTCOMES].update_one({"_id": key}, {"$set": data}, upsert=True)
         return
     assert isinstance(event, _MeetingFacts | MeetingScheduled | MeetingUnscheduled)
     if ERASED_PARTY in event.parties:
         # The cancellation an erasure caused: the meeting leaves the reports with its company.
-        await uow.db["meetings"].delete_one({"_id": event.meeting_id})
-        await uow.db["outcomes"].delete_many({"meeting_id": event.meeting_id})
+        await uow.db[MEETINGS].delete_one({"_id": event.meeting_id})
+        await uow.db[OUTCOMES].delete_many({"meeting_id": event.meeting_id})
         return
     changes: dict[str, object]
     if isinstance(event, MeetingScheduled):
@@ -127,7 +125,7 @@ async def _meeting(event: Event, envelope: Envelope, uow: UnitOfWork) -> None:
         assert isinstance(event, _MeetingFacts)
         changes = {"status": event.status, "requested_by": event.requested_by}
     changes |= {"event_id": event.event_id, "parties": event.parties}
-    await uow.db["meetings"].update_one(
+    await uow.db[MEETINGS].update_one(
         {"_id": event.meeting_id},
         {"$set": changes},
         upsert=True,
@@ -137,16 +135,16 @@ async def _meeting(event: Event, envelope: Envelope, uow: UnitOfWork) -> None:
 async def _forget_company(uow: UnitOfWork, company_id: str) -> None:
     """Erasure: the company disappears from every report, with its participants and matches."""
     db = uow.db
-    people = [p["_id"] async for p in db["participants"].find({"company_id": company_id}, {"_id": 1})]
-    await db["match_suggestions"].delete_many({"parties.company_id": company_id})
-    await db["notifications"].delete_many({"recipient_participant_id": {"$in": people}})
-    meetings = [m["_id"] async for m in db["meetings"].find({"parties": {"$in": people}}, {"_id": 1})]
-    await db["meetings"].delete_many({"_id": {"$in": meetings}})
-    await db["outcomes"].delete_many(
+    people = [p["_id"] async for p in db[PARTICIPANTS].find({"company_id": company_id}, {"_id": 1})]
+    await db[MATCH_SUGGESTIONS].delete_many({"parties.company_id": company_id})
+    await db[NOTIFICATIONS].delete_many({"recipient_participant_id": {"$in": people}})
+    meetings = [m["_id"] async for m in db[MEETINGS].find({"parties": {"$in": people}}, {"_id": 1})]
+    await db[MEETINGS].delete_many({"_id": {"$in": meetings}})
+    await db[OUTCOMES].delete_many(
         {"$or": [{"participant_id": {"$in": people}}, {"meeting_id": {"$in": meetings}}]}
     )
-    await db["participants"].delete_many({"company_id": company_id})
-    await db["companies"].delete_one({"_id": company_id})
+    await db[PARTICIPANTS].delete_many({"company_id": company_id})
+    await db[COMPANIES].delete_one({"_id": company_id})
 
 
 HANDLERS: Handlers = {

@@ -55,6 +55,7 @@ LEASE = timedelta(seconds=15)  # a round takes about a second; a dead relay's ro
 # round that takes a backlog whole costs one such read instead of six.
 BATCH = 2000
 MARK_CHUNK = 100
+OUTBOX = "outbox"  # the events, pending and published
 REACHED = "outbox_reached"  # per partition: the end offset this service saw it reach
 LEASES = "outbox_lease"  # which instance relays, until when
 RELAY = "relay"
@@ -105,7 +106,7 @@ class Outbox:
         """`watch`: read partitions' end offsets to notice a broker that lost events (only for
         a broker that keeps nothing on disk); `keep`: how long published events stay (None:
         for good)."""
-        self._coll = db["outbox"]
+        self._coll = db[OUTBOX]
         self._reached_coll = db[REACHED]
         self._lease_coll = db[LEASES]
         self._broker = broker
