@@ -208,6 +208,11 @@ async def test_unsubscribing_from_digests_through_the_signed_link(scene: Scene) 
     async with httpx.AsyncClient() as client:
         forged = unsubscribe[:-3] + ("AAA" if not unsubscribe.endswith("AAA") else "BBB")
         assert (await client.get(forged)).status_code == 403
+        # RFC 8058: what a mail client's one-click unsubscribe sends.
+        assert digest["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+        form = {"Content-Type": "application/x-www-form-urlencoded"}
+        one_click = await client.post(unsubscribe, content=b"List-Unsubscribe=One-Click", headers=form)
+        assert one_click.status_code == 200, one_click.text
     async with httpx.AsyncClient(base_url=scene.platform.config.service_url("notifications")) as client:
         assert (await client.get("/outgoing")).status_code == 401
         headers = {"Authorization": f"Bearer {scene.tokens[luca]}"}

@@ -198,3 +198,26 @@ def test_names_typed_with_line_breaks_stay_on_their_header_line() -> None:
     assert "Bcc" not in email and "B2B Bcc: everyone@example.org" in email["Subject"]
     [to] = email["To"].addresses
     assert (to.display_name, to.addr_spec) == ("Ivana Petrova", "ivana@example.org")
+
+
+def test_optional_mails_offer_one_click_unsubscribe_and_every_mail_is_dated() -> None:
+    ctx = context("en")
+    optional, essential = (
+        messages.render(
+            messages.compose(kind, DATA[kind], ctx),
+            ctx,
+            to=("Ivana", "ivana@example.org"),
+            message_id="m4",
+            preferences_url="https://p",
+            unsubscribe_url=unsubscribe,
+        ).parsed()
+        for kind, unsubscribe in (
+            ("suggestions_digest", "https://n.example/unsubscribe/t"),
+            ("reminder", None),
+        )
+    )
+    assert optional["List-Unsubscribe"] == "<https://n.example/unsubscribe/t>"
+    assert optional["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert "List-Unsubscribe" not in essential and "List-Unsubscribe-Post" not in essential
+    for mail in (optional, essential):
+        assert abs((datetime.now(UTC) - mail["Date"].datetime).total_seconds()) < 60

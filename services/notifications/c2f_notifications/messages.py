@@ -5,7 +5,7 @@ attached where a meeting is concerned."""
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from email.utils import parseaddr
+from email.utils import formatdate, parseaddr
 from functools import cache
 from typing import Any
 
@@ -429,6 +429,7 @@ def render(
     }
     sender_name, sender = _parsed_address(ctx.sender)
     headers: list[tuple[str, str | mime.Address]] = [
+        ("Date", formatdate(usegmt=True)),
         ("From", (sender_name, sender)),
         # Names typed by people (an event's, a recipient's) go on one line.
         ("To", (_one_line(to[0]), to[1])),
@@ -440,6 +441,9 @@ def render(
     ]
     if unsubscribe_url is not None:
         headers.append(("List-Unsubscribe", f"<{unsubscribe_url}>"))
+        # RFC 8058: a mail client may unsubscribe with one POST to that URL (our POST mutes),
+        # as large mailbox providers ask of anyone who sends in bulk.
+        headers.append(("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"))
     data = mime.write(
         headers,
         text=_template("message.txt.j2").render(values),
