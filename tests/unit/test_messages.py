@@ -3,6 +3,7 @@ with plain-text and HTML parts, dates written the local way in the venue's time 
 nothing a participant typed able to break the HTML."""
 
 from datetime import UTC, datetime, timedelta
+from email.message import EmailMessage
 from typing import Any
 
 import icalendar
@@ -91,6 +92,24 @@ def context(language: str) -> messages.Context:
     )
 
 
+def mail(
+    kind: str,
+    ctx: messages.Context,
+    data: dict[str, Any] | None = None,
+    to: tuple[str, str] = ("Ivana", "ivana@example.org"),
+    unsubscribe_url: str | None = None,
+) -> EmailMessage:
+    """A mail of `kind` as a mail client reads it."""
+    return messages.render(
+        messages.compose(kind, DATA[kind] if data is None else data, ctx),
+        ctx,
+        to=to,
+        message_id=f"{kind}@test",
+        preferences_url="https://p",
+        unsubscribe_url=unsubscribe_url,
+    ).parsed()
+
+
 def test_every_catalog_has_every_phrase_with_the_same_placeholders() -> None:
     english = catalog("en")
     for language in LANGUAGES:
@@ -101,15 +120,7 @@ def test_every_catalog_has_every_phrase_with_the_same_placeholders() -> None:
 @pytest.mark.parametrize("kind", sorted(messages.KINDS))
 def test_every_kind_renders_in_every_language(kind: str, language: str) -> None:
     ctx = context(language)
-    message = messages.compose(kind, DATA[kind], ctx)
-    email = messages.render(
-        message,
-        ctx,
-        to=("Ivana", "ivana@example.org"),
-        message_id="m1",
-        preferences_url="https://p",
-        unsubscribe_url=None,
-    ).parsed()
+    email = mail(kind, ctx)
     assert email["Content-Language"] == language and email["X-C2F-Kind"] == kind
     text = email.get_body(("plain",)).get_content()  # type: ignore[union-attr]
     html = email.get_body(("html",)).get_content()  # type: ignore[union-attr]
@@ -130,14 +141,7 @@ def test_every_kind_renders_in_every_language(kind: str, language: str) -> None:
 
 def test_the_calendar_file_keeps_the_uid_and_sequence_and_the_venues_zone() -> None:
     ctx = context("en")
-    email = messages.render(
-        messages.compose("meeting_moved", MEETING, ctx),
-        ctx,
-        to=("Ivana", "ivana@example.org"),
-        message_id="m2",
-        preferences_url="https://p",
-        unsubscribe_url=None,
-    ).parsed()
+    email = mail("meeting_moved", ctx, MEETING)
     [attachment] = list(email.iter_attachments())
     assert attachment.get_content_type() == "text/calendar" and attachment.get_param("method") == "REQUEST"
     cal = icalendar.Calendar.from_ical(attachment.get_content())
@@ -154,14 +158,7 @@ def test_dates_and_lists_are_written_the_local_way() -> None:
 
 
 def plain_text(kind: str, ctx: messages.Context) -> str:
-    email = messages.render(
-        messages.compose(kind, DATA[kind], ctx),
-        ctx,
-        to=("", "i@example.org"),
-        message_id="m1",
-        preferences_url="https://p",
-        unsubscribe_url=None,
-    ).parsed()
+    email = mail(kind, ctx, to=("", "i@example.org"))
     return str(email.get_body(("plain",)).get_content())  # type: ignore[union-attr]
 
 
@@ -187,14 +184,7 @@ def test_partners_see_whom_they_may_write_to_and_no_one_else(kind: str) -> None:
 def test_names_typed_with_line_breaks_stay_on_their_header_line() -> None:
     ctx = context("en")
     ctx.event["name"] = "B2B\r\nBcc: everyone@example.org"
-    email = messages.render(
-        messages.compose("registration_confirmed", {}, ctx),
-        ctx,
-        to=("Ivana\nPetrova", "ivana@example.org"),
-        message_id="m3",
-        preferences_url="https://p",
-        unsubscribe_url=None,
-    ).parsed()
+    email = mail("registration_confirmed", ctx, {}, to=("Ivana\nPetrova", "ivana@example.org"))
     assert "Bcc" not in email and "B2B Bcc: everyone@example.org" in email["Subject"]
     [to] = email["To"].addresses
     assert (to.display_name, to.addr_spec) == ("Ivana Petrova", "ivana@example.org")
@@ -202,22 +192,10 @@ def test_names_typed_with_line_breaks_stay_on_their_header_line() -> None:
 
 def test_optional_mails_offer_one_click_unsubscribe_and_every_mail_is_dated() -> None:
     ctx = context("en")
-    optional, essential = (
-        messages.render(
-            messages.compose(kind, DATA[kind], ctx),
-            ctx,
-            to=("Ivana", "ivana@example.org"),
-            message_id="m4",
-            preferences_url="https://p",
-            unsubscribe_url=unsubscribe,
-        ).parsed()
-        for kind, unsubscribe in (
-            ("suggestions_digest", "https://n.example/unsubscribe/t"),
-            ("reminder", None),
-        )
-    )
+    optional = mail("suggestions_digest", ctx, unsubscribe_url="https://n.example/unsubscribe/t")
+    essential = mail("reminder", ctx)
     assert optional["List-Unsubscribe"] == "<https://n.example/unsubscribe/t>"
     assert optional["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     assert "List-Unsubscribe" not in essential and "List-Unsubscribe-Post" not in essential
-    for mail in (optional, essential):
-        assert abs((datetime.now(UTC) - mail["Date"].datetime).total_seconds()) < 60
+    for dated in (optional, essential):
+        assert abs((datetime.now(UTC) - dated["Date"].datetime).total_seconds()) < 60
