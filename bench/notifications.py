@@ -176,6 +176,7 @@ class Backlog:
     retried: list[str]
     cpu: dict[str, float] = field(default_factory=dict)  # from the restart to settled
     wall: float = 0.0
+    statements: dict[str, dict[str, tuple[int, float]]] = field(default_factory=dict)  # database_top
 
 
 def maildir_files(maildir: Path) -> list[Path]:
@@ -393,6 +394,7 @@ async def backlog(
         signups_s = time.perf_counter() - began
         await outbox_drained(cfg.mongo_uri_of("registration"), within=120)
     already = len(maildir_files(cfg.maildir))
+    top_before = await database_top(cfg)
     cpu_before, wall_before = cpu_seconds(stack), time.perf_counter()
     started = time.time()
     await asyncio.to_thread(stack.start_services, ["notifications"])
@@ -411,6 +413,7 @@ async def backlog(
     result = Backlog(signups_s, started, ready, arrivals, errors, retried)
     result.cpu = cpu_used(cpu_before, cpu_seconds(stack))
     result.wall = time.perf_counter() - wall_before
+    result.statements = top_used(top_before, await database_top(cfg))
     result.errors += check(cfg.maildir, n, queue, BACKLOG, sent=2 * n)
     return result
 
@@ -640,19 +643,20 @@ def report(
         console.print(
             cpu_table(alone.cpu, alone.wall, "CPU, delivery alone: from notifications' start to settled")
         )
-    if alone.statements and alone.arrivals:
-        console.print(statements_table(alone.statements, len(alone.arrivals)))
+    for phase, measured in (("backlog", drained), ("delivery alone", alone)):
+        if measured.statements and measured.arrivals:
+            console.print(statements_table(measured.statements, len(measured.arrivals), phase))
 
 
-def statements_table(statements: dict[str, dict[str, tuple[int, float]]], mails: int) -> Table:
-    """The database's statements per mail sent, delivery alone (its `top` command: commits and
+def statements_table(statements: dict[str, dict[str, tuple[int, float]]], mails: int, phase: str) -> Table:
+    """The database's statements per mail sent in a phase (its `top` command: commits and
     reads of no collection are not counted)."""
     table = Table(
         "collection",
         "statements / mail",
         "ms in the db / mail",
         "of which",
-        title=f"Database statements per mail, delivery alone ({mails} mails)",
+        title=f"Database statements per mail, {phase} ({mails} mails)",
     )
     ordered = sorted(statements.items(), key=lambda item: -item[1]["total"][1])
     for namespace, kinds in ordered:

@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo
 import httpx
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiosmtpd.controller import Controller
+from pymongo import monitoring
 
 from c2f_cli.mail import read_mail
 
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
 S = TypeVar("S", bound="ServiceSettings")
 
 __all__ = [
+    "Statements",
     "as_operator",
     "b2b_event",
     "committed_offsets",
@@ -209,3 +211,20 @@ def smtp_server(handler: object, port: int) -> Iterator[None]:
         yield
     finally:
         controller.stop()
+
+
+class Statements(monitoring.CommandListener):
+    """The commands a PyMongo client sends, as (command, collection): give it to the client
+    as an event listener."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, Any]] = []
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        self.sent.append((event.command_name, event.command.get(event.command_name)))
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        pass
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        pass

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from aiokafka import AIOKafkaConsumer
 from faststream.kafka import KafkaBroker
-from pymongo import AsyncMongoClient, monitoring
+from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
 from c2f_cli.processes import free_port
@@ -27,7 +27,7 @@ from c2f_shared.service.outbox import LEASES, REACHED, Outbox
 from c2f_shared.service.replay import OffsetProbe
 from c2f_shared.service.settings import ServiceSettings
 from c2f_shared.service.unit_of_work import Emitted
-from tests.support import eventually, isolated_settings
+from tests.support import Statements, eventually, isolated_settings
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -335,28 +335,12 @@ async def test_events_committed_one_at_a_time_while_busy_are_published_in_a_few_
     assert len(rounds) <= len(sent) / 3, rounds  # a round per event without the gathering
 
 
-class _Statements(monitoring.CommandListener):
-    """The commands a client sends, as (command, collection)."""
-
-    def __init__(self) -> None:
-        self.sent: list[tuple[str, Any]] = []
-
-    def started(self, event: monitoring.CommandStartedEvent) -> None:
-        self.sent.append((event.command_name, event.command.get(event.command_name)))
-
-    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
-        pass
-
-    def failed(self, event: monitoring.CommandFailedEvent) -> None:
-        pass
-
-
 async def test_events_with_fresh_ids_are_stored_in_one_statement_and_derived_ones_once(infra: Stack) -> None:
     """An event whose id was drawn for it (a registration's) cannot be stored yet: the outbox
     inserts it without first reading whether it is there. One whose id is derived from a fact
     (given to `emit`) is stored once however often the fact is derived again, also beside fresh
     ones. All keep the order they were emitted in."""
-    statements = _Statements()
+    statements = Statements()
     client: AsyncMongoClient[Doc] = AsyncMongoClient(
         infra.config.scratch_mongo_uri, tz_aware=True, event_listeners=[statements]
     )

@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
-from pymongo import ReturnDocument
+from pymongo import UpdateOne
 
 from c2f_notifications.config import Settings
 from c2f_notifications.outgoing import cancel_timers, queue, timer
@@ -71,22 +71,22 @@ class _Facts:
     async def participant_registered(
         self, event: ParticipantRegistered, envelope: Envelope, uow: UnitOfWork
     ) -> None:
-        recipient = await uow.db[RECIPIENTS].find_one_and_update(
-            {"_id": event.participant_id},
-            {
-                "$set": {
-                    **event.attendee.model_dump(),
-                    "consent_share_contact": event.consent_share_contact,
-                    "event_id": event.event_id,
-                    "company_id": event.company_id,
-                    "cluster_id": event.cluster_id,
-                    "token_hash": event.access_token_hash,
-                    "status": "registered",
-                }
-            },
-            upsert=True,
-            return_document=ReturnDocument.AFTER,
+        fields = {
+            **event.attendee.model_dump(),
+            "consent_share_contact": event.consent_share_contact,
+            "event_id": event.event_id,
+            "company_id": event.company_id,
+            "cluster_id": event.cluster_id,
+            "token_hash": event.access_token_hash,
+            "status": "registered",
+        }
+        # Written with the batch's other sign-ups, in one statement (before anything reads
+        # recipients): one findAndModify each cost about 2 ms of the database per mail.
+        uow.db[RECIPIENTS].write_later(
+            UpdateOne({"_id": event.participant_id}, {"$set": fields}, upsert=True)
         )
+        # What `queue` reads of it (a confirmation is essential: its preferences do not matter).
+        recipient = {"_id": event.participant_id, **fields}
         about = {"event_id": event.event_id}
         kind = "registration_confirmed"
         if await queue(
