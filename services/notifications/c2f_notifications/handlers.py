@@ -82,9 +82,7 @@ class _Facts:
         }
         # Written with the batch's other sign-ups, in one statement (before anything reads
         # recipients): one findAndModify each cost about 2 ms of the database per mail.
-        uow.db[RECIPIENTS].write_later(
-            UpdateOne({"_id": event.participant_id}, {"$set": fields}, upsert=True)
-        )
+        _set_later(uow, RECIPIENTS, event.participant_id, fields)
         # What `queue` reads of it (a confirmation is essential: its preferences do not matter).
         recipient = {"_id": event.participant_id, **fields}
         about = {"event_id": event.event_id}
@@ -211,6 +209,12 @@ async def _upsert(
     return await uow.db[collection].find_one_and_update({"_id": doc_id}, {"$set": doc}, upsert=True)
 
 
+def _set_later(uow: UnitOfWork, collection: str, doc_id: str, doc: dict[str, Any]) -> None:
+    """Set `doc`'s fields with the unit of work's other writes to `collection` (one statement
+    for a batch, sent before anything reads it)."""
+    uow.db[collection].write_later(UpdateOne({"_id": doc_id}, {"$set": doc}, upsert=True))
+
+
 async def _participant_withdrawn(event: ParticipantWithdrawn, envelope: Envelope, uow: UnitOfWork) -> None:
     await uow.db[RECIPIENTS].update_one({"_id": event.participant_id}, {"$set": {"status": "withdrawn"}})
     await uow.db[OUTGOING].update_many(
@@ -227,7 +231,7 @@ async def _company(event: CompanyRegistered | CompanyUpdated, envelope: Envelope
         for c in event.contacts
         if c.consent in (Consent.BROCHURE, Consent.MATCHES)
     ]
-    await _upsert(
+    _set_later(
         uow,
         COMPANIES,
         event.company_id,
@@ -246,7 +250,7 @@ async def _company_erased(event: CompanyErased, envelope: Envelope, uow: UnitOfW
 
 
 async def _cluster(event: ClusterRegistered, envelope: Envelope, uow: UnitOfWork) -> None:
-    await _upsert(uow, CLUSTERS, event.cluster_id, {"name": event.name, "country": event.country})
+    _set_later(uow, CLUSTERS, event.cluster_id, {"name": event.name, "country": event.country})
 
 
 async def _collect_for_digest(
