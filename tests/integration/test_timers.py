@@ -341,3 +341,38 @@ async def test_timers_fire_a_round_at_a_time_each_transaction_bounded_not_the_ro
     assert await timers.fire_some(runtime) == (0, False)
     states = {t["_id"]: t["status"] async for t in runtime.db[TIMERS].find({"_id": {"$in": ids}})}
     assert set(states.values()) == {"done"}
+
+
+async def test_a_timer_that_can_never_fire_is_set_aside_with_the_reason(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A timer that fails to fire (here a kind this version does not know, as one stored by
+    another version would be) is tried again once its lease runs out, MAX_FAILURES times, then
+    set aside as failed with the reason; the others fire as usual meanwhile."""
+    fired: list[str] = []
+
+    async def noting(uow: UnitOfWork, timer: dict[str, Any]) -> None:
+        fired.append(timer["_id"])
+
+    monkeypatch.setattr(timers, "_FIRE", {**timers._FIRE, "noted": noting})
+    monkeypatch.setattr(timers, "LEASE", timedelta(0))  # tried again at the next round
+    long_ago = datetime(2000, 1, 1, tzinfo=UTC)
+    poison, fine = f"unknown:{uuid.uuid4()}", f"noted:{uuid.uuid4()}"
+    await runtime.db[TIMERS].insert_many(
+        [
+            {"_id": i, "kind": kind, "recipient_id": "p", "due_at": long_ago, "status": "pending", "data": {}}
+            for i, kind in ((poison, "no_such_kind"), (fine, "noted"))
+        ]
+    )
+
+    for _ in range(timers.MAX_FAILURES - 1):
+        await timers.fire_due(runtime)
+        timer = await runtime.db[TIMERS].find_one({"_id": poison})
+        assert timer is not None and timer["status"] == "firing", "tried again once its lease runs out"
+    await timers.fire_due(runtime)
+    await timers.fire_due(runtime)
+    timer = await runtime.db[TIMERS].find_one({"_id": poison})
+
+    assert timer is not None and timer["status"] == "failed" and timer["failures"] == timers.MAX_FAILURES
+    assert timer["reason"] == f"{timers.MAX_FAILURES} tries failed; last: KeyError: 'no_such_kind'"
+    assert fired == [fine], "the other fired once"

@@ -20,6 +20,7 @@ from c2f_shared.service.apart import update_apart
 LEASE = timedelta(seconds=60)
 DUE_MAX = 50  # due timers read at once
 TOGETHER = 10  # due timers leased together and fired in one transaction
+MAX_FAILURES = 5  # tries, a lease apart, before a timer that fails to fire is set aside
 WAIT_S = 10.0  # the longest a statement or a transaction of a round may take (fire_some)
 
 log = logging.getLogger(__name__)
@@ -101,11 +102,34 @@ async def _fire_together(runtime: Runtime, claimed: list[dict[str, Any]]) -> int
         try:
             await fire(runtime, timer)
             fired += 1
-        except Exception:
-            log.exception(
-                "timer %s (%s) failed to fire; tried again in %s", timer["_id"], timer["kind"], LEASE
-            )
+        except Exception as error:  # noqa: BLE001 - logged and counted (_failed)
+            await _failed(runtime, timer, error)
     return fired
+
+
+async def _failed(runtime: Runtime, timer: dict[str, Any], error: Exception) -> None:
+    """A timer that failed to fire is tried again once its lease has run out; after
+    MAX_FAILURES tries it is set aside ("failed", with the reason): one that can never fire (a
+    kind this version does not know) is not tried every lease forever."""
+    failures = timer.get("failures", 0) + 1
+    reason = f"{type(error).__name__}: {error}"
+    if failures >= MAX_FAILURES:
+        log.exception(
+            "timer %s (%s) failed to fire %d times; set aside", timer["_id"], timer["kind"], failures
+        )
+        change: dict[str, Any] = {
+            "$set": {
+                "status": "failed",
+                "failures": failures,
+                "reason": f"{failures} tries failed; last: {reason}",
+            },
+            "$unset": {"lease": "", "lease_until": ""},
+        }
+    else:
+        log.exception("timer %s (%s) failed to fire; tried again in %s", timer["_id"], timer["kind"], LEASE)
+        change = {"$set": {"failures": failures, "reason": reason}}
+    with contextlib.suppress(Exception), pymongo.timeout(WAIT_S):  # if not, it is tried again all the same
+        await runtime.db[TIMERS].update_one({"_id": timer["_id"], "lease": timer["lease"]}, change)
 
 
 async def fire(runtime: Runtime, *claimed: dict[str, Any]) -> None:
